@@ -1,0 +1,58 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/index.ts';
+import type { UpstreamBlob } from '../upstream/types.ts';
+
+/** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** How a blob request was satisfied. `joined` = attached to a fill another request started. */
+export type CacheState = 'hit' | 'miss' | 'joined';
+
+/**
+ * A blob that can be read: complete on disk, or still being filled from upstream. Holding a handle
+ * keeps the blob from eviction; call `release()` when the response is done (idempotent).
+ */
+export interface BlobHandle {
+  readonly digest: Digest;
+  /** Total size when known (always known for a complete blob; from Content-Length during a fill). */
+  readonly size: number | undefined;
+  readonly state: CacheState;
+  /**
+   * Bytes [range.start, range.end] (or all). During a fill the stream follows the file as it grows and
+   * is destroyed with an error if the fill fails (digest mismatch, truncated upstream body).
+   */
+  createReadStream(range?: ByteRange): Readable;
+  release(): void;
+}
+
+export interface BlobStoreStats {
+  bytes: number;
+  blobs: number;
+  fillsInFlight: number;
+}
+
+/** Content-addressed blob storage with single-flight fills. Nothing enters it unhashed. */
+export interface BlobStore {
+  /** Size of a complete blob, or undefined. Does not touch LRU order. */
+  stat(digest: Digest): Promise<{ size: number } | undefined>;
+  /** A handle on a complete blob, or undefined when it is not cached. */
+  open(digest: Digest): Promise<BlobHandle | undefined>;
+  /**
+   * A handle on the blob: cached, joined to a running fill, or a new fill from `fetch()`. Exactly one
+   * `fetch()` runs per digest at a time however many callers ask. Resolves once the upstream answered
+   * (so the caller can pick a status before the first byte) and rejects with the upstream's error.
+   * The fill goes on when the caller (or every caller) goes away; it is verified (size + digest),
+   * fsync'd and renamed into place, or discarded.
+   */
+  getOrFill(digest: Digest, fetch: () => Promise<UpstreamBlob>): Promise<BlobHandle>;
+  /** Store small content (manifests) whose digest the caller has already checked. Idempotent. */
+  putBytes(digest: Digest, bytes: Buffer): Promise<void>;
+  /** Read small content stored with putBytes (or any complete blob) into memory. */
+  readBytes(digest: Digest, maxBytes: number): Promise<Buffer | undefined>;
+  stats(): BlobStoreStats;
+  /** Wait for running fills to end (used by graceful shutdown and tests). */
+  close(): Promise<void>;
+}

@@ -1,0 +1,49 @@
+/** Media types the proxy needs to know by name (OCI image-spec and Docker distribution). */
+export const MediaType = {
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociEmpty: 'application/vnd.oci.empty.v1+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifestV1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+  dockerManifestV1: 'application/vnd.docker.distribution.manifest.v1+json',
+} as const;
+
+/** What we ask upstream for when the client did not say: every manifest kind we can serve byte-exact. */
+export const defaultManifestAccept: readonly string[] = [
+  MediaType.ociIndex,
+  MediaType.ociManifest,
+  MediaType.dockerManifestList,
+  MediaType.dockerManifest,
+];
+
+export function isIndexMediaType(mediaType: string): boolean {
+  return mediaType === MediaType.ociIndex || mediaType === MediaType.dockerManifestList;
+}
+
+export function isManifestMediaType(mediaType: string): boolean {
+  return (
+    mediaType === MediaType.ociManifest ||
+    mediaType === MediaType.ociIndex ||
+    mediaType === MediaType.dockerManifest ||
+    mediaType === MediaType.dockerManifestList ||
+    mediaType === MediaType.dockerManifestV1 ||
+    mediaType === MediaType.dockerManifestV1Signed
+  );
+}
+
+/** Parse an `Accept` header (possibly repeated) into bare media types, dropping parameters and q=0. */
+export function parseAccept(header: string | string[] | undefined): string[] {
+  if (header === undefined) return [];
+  const values = Array.isArray(header) ? header : [header];
+  const out: string[] = [];
+  for (const value of values) {
+    for (const part of value.split(',')) {
+      const [type, ...params] = part.split(';').map((s) => s.trim());
+      if (!type) continue;
+      if (params.some((p) => /^q=0(\.0*)?$/.test(p))) continue;
+      if (!out.includes(type)) out.push(type);
+    }
+  }
+  return out;
+}
