@@ -43,8 +43,9 @@ export interface RequestOptions {
 /**
  * One configured upstream registry. Implementations throw `RegistryError`: MANIFEST_UNKNOWN /
  * BLOB_UNKNOWN / NAME_UNKNOWN for 404, TOOMANYREQUESTS (with retryAfter) for 429, DENIED for an upstream
- * that refuses our credentials, UNAVAILABLE for 5xx, timeouts and connection failures, and
- * DIGEST_INVALID/MANIFEST_INVALID when the bytes do not match what was promised.
+ * that refuses our credentials, UNAVAILABLE for 5xx, timeouts and connection failures, and also
+ * UNAVAILABLE when the bytes do not match the digest that was promised (a bad upstream is an outage,
+ * never a success); MANIFEST_INVALID for a manifest over the size limit.
  */
 export interface Upstream {
   /** The registry host clients name (config key), e.g. `docker.io`. */

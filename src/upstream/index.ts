@@ -1,0 +1,16 @@
+/**
+ * Upstream registries: the {@link Upstream} port and its undici implementation. This barrel is the
+ * module's only public surface.
+ */
+export type * from './types.ts';
+export { UndiciUpstream } from './undici-upstream.ts';
+export type {
+  UndiciUpstreamConfig,
+  UndiciUpstreamOptions,
+  UpstreamLogger,
+  UpstreamRequestInfo,
+  UpstreamRequestKind,
+} from './undici-upstream.ts';
+export { parseWwwAuthenticate } from './www-authenticate.ts';
+export type { AuthChallenge } from './www-authenticate.ts';
+export { parseRetryAfter } from './http-util.ts';

@@ -1,0 +1,797 @@
+import { readFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { rootCertificates } from 'node:tls';
+import { Agent } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../config/schema.ts';
+import {
+  defaultManifestAccept,
+  digestAlgorithm,
+  digestOf,
+  isDigest,
+  MAX_MANIFEST_BYTES,
+  MediaType,
+  parseDigest,
+  parseManifestReference,
+  parseRepositoryName,
+  RegistryError,
+} from '../oci/index.ts';
+import type { Digest, ErrorCode, ManifestReference } from '../oci/index.ts';
+import {
+  bareMediaType,
+  contentLength,
+  discard,
+  errorCode,
+  headerValue,
+  isRetryableConnectionError,
+  parseRetryAfter,
+  readLimited,
+} from './http-util.ts';
+import { TokenCache } from './token-cache.ts';
+import type { IssuedToken } from './token-cache.ts';
+import type {
+  FetchedManifest,
+  ManifestHead,
+  ReferrersAnswer,
+  RequestOptions,
+  TagList,
+  Upstream,
+  UpstreamBlob,
+} from './types.ts';
+import { parseWwwAuthenticate } from './www-authenticate.ts';
+import type { AuthChallenge } from './www-authenticate.ts';
+
+/**
+ * The parts of an upstream's config this client uses. A parsed `UpstreamConfig` fits; `password` is
+ * the resolved secret (the caller reads `passwordFile` / `passwordEnv` before constructing).
+ */
+export type UndiciUpstreamConfig = Pick<
+  UpstreamConfig,
+  | 'url'
+  | 'username'
+  | 'password'
+  | 'connectTimeout'
+  | 'headersTimeout'
+  | 'bodyTimeout'
+  | 'retries'
+  | 'connections'
+  | 'insecureSkipTLSVerify'
+  | 'caFile'
+>;
+
+/** The pino methods this module logs with (object first, then a lower-case message). */
+export interface UpstreamLogger {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** What an upstream HTTP exchange was for, as reported to {@link UndiciUpstreamOptions.onRequest}. */
+export type UpstreamRequestKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
+
+/** One upstream HTTP exchange (each retry, redirect hop and token request counts on its own). */
+export interface UpstreamRequestInfo {
+  /** The configured upstream host (config key), not the origin that answered (a CDN, a token realm). */
+  host: string;
+  method: 'GET' | 'HEAD';
+  kind: UpstreamRequestKind;
+  /** The response status, or `'error'` when no response headers arrived. */
+  status: number | 'error';
+  /** Milliseconds until the response headers (blob bodies stream on after this). */
+  durationMs: number;
+}
+
+export interface UndiciUpstreamOptions {
+  /** The registry host clients name (the config key), e.g. `docker.io`. */
+  host: string;
+  config: UndiciUpstreamConfig;
+  logger?: UpstreamLogger;
+  /** Called after every upstream exchange; for metrics. Must not throw (errors are ignored). */
+  onRequest?: (info: UpstreamRequestInfo) => void;
+  /** Largest manifest accepted; defaults to {@link MAX_MANIFEST_BYTES}. */
+  maxManifestBytes?: number;
+  /** Base of the exponential backoff between retries, in ms (default 100). */
+  retryDelayMs?: number;
+  /** `User-Agent` sent upstream. */
+  userAgent?: string;
+}
+
+interface Exchange {
+  kind: UpstreamRequestKind;
+  method: 'GET' | 'HEAD';
+  url: URL;
+  headers: Record<string, string>;
+  /** Repository the request is about: names the token scope and appears in error messages. */
+  repository: string;
+  /** Human description for messages, e.g. `manifest library/nginx:1.27`. Never holds secrets. */
+  what: string;
+  /** Send registry credentials (only ever to the configured registry origin). */
+  authenticate: boolean;
+  signal: AbortSignal | undefined;
+}
+
+interface Authorization {
+  header: string;
+  /** Set when `header` carries a cached bearer token, so a 401 can invalidate it. */
+  token?: string;
+}
+
+/** Thrown by body readers so a failure while reading a buffered body can be retried. */
+class BodyReadError extends Error {
+  constructor(cause: unknown) {
+    super('upstream body failed', { cause });
+  }
+}
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+// Docker and containerd stop after a handful of hops; real registries use one (registry → CDN).
+const MAX_REDIRECTS = 5;
+const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
+// Docker Hub's tag lists for official images run to a few MiB without pagination.
+const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
+const ERROR_BODY_BYTES = 16 * 1024;
+// distribution-spec token auth: "When omitted, this defaults to 60 seconds".
+const DEFAULT_TOKEN_SECONDS = 60;
+// Content types registries put on manifests when they do not know better (schema1, old Quay, S3
+// backed mirrors); for these the JSON `mediaType` field is the better witness.
+const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
+const NOT_FOUND_CODES = new Set<ErrorCode>(['MANIFEST_UNKNOWN', 'BLOB_UNKNOWN', 'NAME_UNKNOWN']);
+const silentLogger: UpstreamLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * {@link Upstream} over undici: one connection pool per origin (the registry, its token realm, its
+ * blob CDN), the distribution token-auth flow with a per-scope token cache, basic auth, retries of
+ * connection failures, manual blob redirects, and the mapping of upstream answers to `RegistryError`.
+ *
+ * Credentials go to exactly two places: the configured registry origin and the token realm it
+ * announces. A blob redirect to another origin (Docker Hub → Cloudflare, S3 signed URLs) is followed
+ * without `Authorization`: the signature is in the URL, and some CDNs reject or log the header.
+ */
+export class UndiciUpstream implements Upstream {
+  readonly host: string;
+  readonly #config: UndiciUpstreamConfig;
+  readonly #agent: Agent;
+  readonly #base: URL;
+  readonly #basePath: string;
+  readonly #log: UpstreamLogger;
+  readonly #onRequest: ((info: UpstreamRequestInfo) => void) | undefined;
+  readonly #maxManifestBytes: number;
+  readonly #retryDelayMs: number;
+  readonly #userAgent: string;
+  readonly #tokens = new TokenCache();
+  /** Realm and service of the last bearer challenge: lets a new scope fetch its token up front. */
+  #bearer: { realm: URL; service: string | undefined } | undefined;
+  /** The registry asked for basic auth once; send it up front from then on. */
+  #basic = false;
+
+  constructor(options: UndiciUpstreamOptions) {
+    const { host, config } = options;
+    this.host = host;
+    this.#config = config;
+    this.#log = options.logger ?? silentLogger;
+    this.#onRequest = options.onRequest;
+    this.#maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
+    this.#retryDelayMs = options.retryDelayMs ?? 100;
+    this.#userAgent = options.userAgent ?? 'pullwarden';
+    const base = new URL(config.url ?? `https://${host}`);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new TypeError(`upstream ${host}: url must be http:// or https://`);
+    }
+    // Credentials belong in username/password; never let a URL carry them into logs or redirects.
+    base.username = '';
+    base.password = '';
+    this.#base = base;
+    this.#basePath = base.pathname.replace(/\/+$/, '');
+    // A private CA is added to the public roots, not put in their place: the token realm and blob CDN
+    // of a registry are often public services even when the registry itself is not.
+    const ca =
+      config.caFile === undefined ? undefined : [...rootCertificates, readFileSync(config.caFile, 'utf8')];
+    this.#agent = new Agent({
+      connections: config.connections,
+      connectTimeout: config.connectTimeout,
+      headersTimeout: config.headersTimeout,
+      bodyTimeout: config.bodyTimeout,
+      connect: {
+        rejectUnauthorized: !config.insecureSkipTLSVerify,
+        ...(ca === undefined ? {} : { ca }),
+      },
+    });
+  }
+
+  async headManifest(
+    repository: string,
+    reference: string,
+    options: RequestOptions = {},
+  ): Promise<ManifestHead> {
+    const ref = parseManifestReference(reference);
+    const ex = this.#manifestExchange('HEAD', repository, ref, options);
+    const res = await this.#exchange(ex);
+    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    await discard(res.body);
+    const headerDigest = this.#digestHeader(res);
+    const mediaType = bareMediaType(res.headers['content-type']);
+    const size = contentLength(res.headers['content-length']);
+    if (ref.kind === 'digest' && headerDigest !== undefined && headerDigest !== ref.digest) {
+      throw this.#mismatch(ex, ref.digest);
+    }
+    if (size !== undefined && !GENERIC_CONTENT_TYPES.has(mediaType)) {
+      // For a digest reference the 200 itself confirms the digest; the bytes are still checked when
+      // the manifest is fetched, and nothing is admitted on a HEAD alone.
+      if (ref.kind === 'digest') return { digest: ref.digest, mediaType, size };
+      if (headerDigest !== undefined) return { digest: headerDigest, mediaType, size };
+    }
+    // Some registries (older Artifactory, some S3-backed mirrors) answer HEAD without a digest; a tag
+    // can then only be resolved by hashing the manifest itself.
+    this.#log.debug({ upstream: this.host, repository, reference }, 'manifest HEAD lacks digest, using GET');
+    const m = await this.getManifest(repository, reference, options);
+    return { digest: m.digest, mediaType: m.mediaType, size: m.size };
+  }
+
+  async getManifest(
+    repository: string,
+    reference: string,
+    options: RequestOptions = {},
+  ): Promise<FetchedManifest> {
+    const ref = parseManifestReference(reference);
+    const ex = this.#manifestExchange('GET', repository, ref, options);
+    // A buffered manifest is retried as a whole when the connection breaks mid-body: nothing has been
+    // handed to anyone yet. (Blob bodies are not: the cache layer decides about those.)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#fetchManifestOnce(ex, ref);
+      } catch (err) {
+        if (!(err instanceof BodyReadError)) throw err;
+        if (attempt < this.#config.retries && isRetryableConnectionError(err.cause) && !ex.signal?.aborted) {
+          this.#log.debug(
+            { upstream: this.host, what: ex.what, code: errorCode(err.cause) },
+            'retrying manifest',
+          );
+          await this.#backoff(attempt, ex.signal);
+          continue;
+        }
+        throw this.#transportError(ex, err.cause);
+      }
+    }
+  }
+
+  async getBlob(repository: string, digest: Digest, options: RequestOptions = {}): Promise<UpstreamBlob> {
+    const res = await this.#blobRequest('GET', repository, digest, options);
+    const size = contentLength(res.headers['content-length']);
+    return { body: this.#guardBody(res.body, `blob ${repository}@${digest}`, options.signal), size };
+  }
+
+  async headBlob(
+    repository: string,
+    digest: Digest,
+    options: RequestOptions = {},
+  ): Promise<{ size: number }> {
+    const res = await this.#blobRequest('HEAD', repository, digest, options);
+    await discard(res.body);
+    const size = contentLength(res.headers['content-length']);
+    if (size === undefined) {
+      throw new RegistryError(
+        'UNAVAILABLE',
+        `upstream ${this.host} sent no size for blob ${repository}@${digest}`,
+      );
+    }
+    return { size };
+  }
+
+  async listTags(
+    repository: string,
+    query: { n?: number; last?: string },
+    options: RequestOptions = {},
+  ): Promise<TagList> {
+    parseRepositoryName(repository);
+    const url = this.#url(`/v2/${repository}/tags/list`);
+    if (query.n !== undefined) url.searchParams.set('n', String(query.n));
+    if (query.last !== undefined) url.searchParams.set('last', query.last);
+    const ex = this.#registryExchange('tags', 'GET', url, repository, `tags of ${repository}`, options);
+    ex.headers.accept = 'application/json';
+    const res = await this.#exchange(ex);
+    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'NAME_UNKNOWN');
+    const body = await this.#readBody(ex, res, MAX_TAG_LIST_BYTES);
+    const link = headerValue(res.headers.link);
+    return link === undefined ? { body } : { body, link };
+  }
+
+  async getReferrers(
+    repository: string,
+    digest: Digest,
+    artifactType: string | undefined,
+    options: RequestOptions = {},
+  ): Promise<ReferrersAnswer | undefined> {
+    parseRepositoryName(repository);
+    parseDigest(digest);
+    const url = this.#url(`/v2/${repository}/referrers/${digest}`);
+    if (artifactType !== undefined) url.searchParams.set('artifactType', artifactType);
+    const what = `referrers of ${repository}@${digest}`;
+    const ex = this.#registryExchange('referrers', 'GET', url, repository, what, options);
+    ex.headers.accept = MediaType.ociIndex;
+    const res = await this.#exchange(ex);
+    // distribution-spec: a registry that supports the API answers 200 (an empty index for an unknown
+    // digest); 404 means the route does not exist (distribution 2.8, Docker Hub before 2023), and the
+    // caller falls back to the referrers tag schema.
+    if (res.statusCode === 404) {
+      await discard(res.body);
+      return undefined;
+    }
+    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    const mediaType = bareMediaType(res.headers['content-type']);
+    if (mediaType !== MediaType.ociIndex) {
+      // Some registries answer unknown routes with 200 and an HTML or JSON page; that is not the API.
+      await discard(res.body);
+      this.#log.debug({ upstream: this.host, repository, mediaType }, 'referrers answer is not an index');
+      return undefined;
+    }
+    const body = await this.#readBody(ex, res, this.#maxManifestBytes);
+    const filtersApplied = headerValue(res.headers['oci-filters-applied']);
+    return filtersApplied === undefined ? { body, mediaType } : { body, mediaType, filtersApplied };
+  }
+
+  async close(): Promise<void> {
+    // close() waits for in-flight requests; a body someone forgot to consume would hang shutdown.
+    const timer = sleep(5_000, 'timeout' as const, { ref: false });
+    const result = await Promise.race([this.#agent.close().then(() => 'closed' as const), timer]);
+    if (result === 'timeout') await this.#agent.destroy();
+  }
+
+  // ---- requests ------------------------------------------------------------------------------------
+
+  #url(path: string): URL {
+    return new URL(this.#basePath + path, this.#base.origin);
+  }
+
+  #registryExchange(
+    kind: UpstreamRequestKind,
+    method: 'GET' | 'HEAD',
+    url: URL,
+    repository: string,
+    what: string,
+    options: RequestOptions,
+  ): Exchange {
+    return { kind, method, url, headers: {}, repository, what, authenticate: true, signal: options.signal };
+  }
+
+  #manifestExchange(
+    method: 'GET' | 'HEAD',
+    repository: string,
+    ref: ManifestReference,
+    options: RequestOptions,
+  ): Exchange {
+    parseRepositoryName(repository);
+    const reference = ref.kind === 'tag' ? ref.tag : ref.digest;
+    const url = this.#url(`/v2/${repository}/manifests/${reference}`);
+    const sep = ref.kind === 'tag' ? ':' : '@';
+    const ex = this.#registryExchange(
+      'manifest',
+      method,
+      url,
+      repository,
+      `manifest ${repository}${sep}${reference}`,
+      options,
+    );
+    const accept =
+      options.accept !== undefined && options.accept.length > 0 ? options.accept : defaultManifestAccept;
+    ex.headers.accept = accept.join(', ');
+    return ex;
+  }
+
+  async #fetchManifestOnce(ex: Exchange, ref: ManifestReference): Promise<FetchedManifest> {
+    const res = await this.#exchange(ex);
+    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    const declared = contentLength(res.headers['content-length']);
+    let bytes: Buffer | undefined;
+    if (declared === undefined || declared <= this.#maxManifestBytes) {
+      try {
+        bytes = await readLimited(res.body, this.#maxManifestBytes);
+      } catch (err) {
+        throw new BodyReadError(err);
+      }
+    } else {
+      res.body.destroy();
+    }
+    if (bytes === undefined) {
+      throw new RegistryError(
+        'MANIFEST_INVALID',
+        `upstream ${this.host} sent a ${ex.what} larger than ${this.#maxManifestBytes} bytes`,
+      );
+    }
+    const headerDigest = this.#digestHeader(res);
+    let digest: Digest;
+    if (ref.kind === 'digest') {
+      digest = ref.digest;
+      if (digestOf(bytes, digestAlgorithm(digest)) !== digest) throw this.#mismatch(ex, digest);
+    } else {
+      digest = digestOf(bytes, headerDigest === undefined ? 'sha256' : digestAlgorithm(headerDigest));
+      // The upstream's own claim about the tag disagrees with its bytes: a broken or tampered answer.
+      if (headerDigest !== undefined && headerDigest !== digest) {
+        throw new RegistryError(
+          'UNAVAILABLE',
+          `upstream ${this.host} sent a ${ex.what} whose bytes do not match its Docker-Content-Digest ${headerDigest}`,
+        );
+      }
+    }
+    return {
+      digest,
+      mediaType: manifestMediaType(res.headers['content-type'], bytes),
+      size: bytes.length,
+      bytes,
+    };
+  }
+
+  async #blobRequest(
+    method: 'GET' | 'HEAD',
+    repository: string,
+    digest: Digest,
+    options: RequestOptions,
+  ): Promise<Dispatcher.ResponseData> {
+    parseRepositoryName(repository);
+    parseDigest(digest);
+    let url = this.#url(`/v2/${repository}/blobs/${digest}`);
+    const what = `blob ${repository}@${digest}`;
+    for (let hop = 0; ; hop++) {
+      const ex = this.#registryExchange('blob', method, url, repository, what, options);
+      const res = await this.#exchange(ex);
+      if (res.statusCode === 200) return res;
+      if (!REDIRECT_STATUSES.has(res.statusCode)) throw await this.#failure(ex, res, 'BLOB_UNKNOWN');
+      await discard(res.body);
+      const location = headerValue(res.headers.location);
+      let next: URL | undefined;
+      try {
+        next = location === undefined ? undefined : new URL(location, url);
+      } catch {
+        next = undefined;
+      }
+      if (next === undefined || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
+        throw new RegistryError('UNAVAILABLE', `upstream ${this.host} sent an unusable redirect for ${what}`);
+      }
+      if (hop + 1 > MAX_REDIRECTS) {
+        throw new RegistryError('UNAVAILABLE', `upstream ${this.host} redirected ${what} too many times`);
+      }
+      // Only the origin is logged: the rest of a CDN URL is usually a signature.
+      this.#log.debug({ upstream: this.host, what, to: next.origin }, 'following blob redirect');
+      url = next;
+    }
+  }
+
+  /**
+   * Send a registry request with credentials, answering one 401 challenge. Credentials are attached
+   * only when the URL is on the configured registry origin; anything else (a CDN) gets none.
+   */
+  async #exchange(ex: Exchange): Promise<Dispatcher.ResponseData> {
+    if (!ex.authenticate || ex.url.origin !== this.#base.origin) return await this.#dispatch(ex, undefined);
+    const scope = `repository:${ex.repository}:pull`;
+    const first = await this.#upfrontAuthorization(ex, scope);
+    const res = await this.#dispatch(ex, first?.header);
+    if (res.statusCode !== 401) return res;
+    const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
+    await discard(res.body);
+    if (first?.token !== undefined) this.#tokens.invalidate(scope, first.token);
+    const second = await this.#answerChallenge(ex, scope, challenges);
+    if (second === undefined) throw this.#denied(ex);
+    const retried = await this.#dispatch(ex, second.header);
+    if (retried.statusCode === 401) {
+      await discard(retried.body);
+      throw this.#denied(ex);
+    }
+    return retried;
+  }
+
+  async #upfrontAuthorization(ex: Exchange, scope: string): Promise<Authorization | undefined> {
+    const cached = this.#tokens.get(scope);
+    if (cached !== undefined) return { header: `Bearer ${cached}`, token: cached };
+    const bearer = this.#bearer;
+    if (bearer !== undefined) {
+      // The registry has shown its token realm before: fetch this scope's token now rather than
+      // spending a round trip on a 401 we know is coming.
+      const token = await this.#tokens.obtain(scope, () =>
+        this.#fetchToken(ex, bearer.realm, bearer.service, scope),
+      );
+      return { header: `Bearer ${token}`, token };
+    }
+    if (this.#basic) return this.#basicAuthorization();
+    return undefined;
+  }
+
+  async #answerChallenge(
+    ex: Exchange,
+    scope: string,
+    challenges: AuthChallenge[],
+  ): Promise<Authorization | undefined> {
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    if (bearer !== undefined) {
+      const realm = this.#realm(bearer.params.realm);
+      const service = bearer.params.service;
+      this.#bearer = { realm, service };
+      // Ask for the scope the registry named when it named one (it knows best), cache it under ours.
+      const wanted = bearer.params.scope ?? scope;
+      const token = await this.#tokens.obtain(scope, () => this.#fetchToken(ex, realm, service, wanted));
+      return { header: `Bearer ${token}`, token };
+    }
+    if (challenges.some((c) => c.scheme === 'basic')) {
+      this.#basic = true;
+      return this.#basicAuthorization();
+    }
+    return undefined;
+  }
+
+  #basicAuthorization(): Authorization | undefined {
+    const { username, password } = this.#config;
+    if (username === undefined) return undefined;
+    return { header: `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}` };
+  }
+
+  /** Validate a token realm from a challenge: http(s) only, and never a downgrade from https. */
+  #realm(value: string | undefined): URL {
+    let realm: URL | undefined;
+    try {
+      realm = value === undefined ? undefined : new URL(value);
+    } catch {
+      realm = undefined;
+    }
+    if (realm === undefined || (realm.protocol !== 'https:' && realm.protocol !== 'http:')) {
+      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} announced an unusable token realm`);
+    }
+    // Basic credentials (and the token) would cross the network in clear text.
+    if (realm.protocol === 'http:' && this.#base.protocol === 'https:') {
+      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} announced a plain-http token realm`);
+    }
+    realm.username = '';
+    realm.password = '';
+    return realm;
+  }
+
+  async #fetchToken(
+    ex: Exchange,
+    realm: URL,
+    service: string | undefined,
+    scope: string,
+  ): Promise<IssuedToken> {
+    const url = new URL(realm);
+    if (service !== undefined) url.searchParams.set('service', service);
+    url.searchParams.set('scope', scope);
+    const tokenEx: Exchange = {
+      kind: 'token',
+      method: 'GET',
+      url,
+      headers: { accept: 'application/json' },
+      repository: ex.repository,
+      what: `token for ${ex.repository}`,
+      authenticate: false,
+      // Not the caller's signal: the token is shared with every concurrent request for this scope.
+      signal: undefined,
+    };
+    const res = await this.#dispatch(tokenEx, this.#basicAuthorization()?.header);
+    if (res.statusCode !== 200) throw await this.#failure(tokenEx, res, 'UNAVAILABLE');
+    const body = await this.#readBody(tokenEx, res, MAX_TOKEN_RESPONSE_BYTES);
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+    const fields = typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {};
+    // distribution-spec token auth: `token`, with `access_token` as the OAuth 2 compatible alias.
+    const token =
+      typeof fields.token === 'string' && fields.token !== '' ? fields.token : fields.access_token;
+    if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
+      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} token service sent no usable token`);
+    }
+    const expiresIn =
+      typeof fields.expires_in === 'number' && Number.isFinite(fields.expires_in) && fields.expires_in > 0
+        ? fields.expires_in
+        : DEFAULT_TOKEN_SECONDS;
+    this.#log.debug({ upstream: this.host, repository: ex.repository, expiresIn }, 'upstream token issued');
+    return { token, lifetimeMs: expiresIn * 1000 };
+  }
+
+  /**
+   * One HTTP exchange with retries: connection failures before any response are retried up to
+   * `config.retries` times with backoff, and a 5xx once. Every retry is a new request (counted).
+   */
+  async #dispatch(ex: Exchange, authorization: string | undefined): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...ex.headers };
+    if (authorization !== undefined) headers.authorization = authorization;
+    let connectionRetries = 0;
+    let serverErrorRetried = this.#config.retries === 0;
+    for (let attempt = 0; ; attempt++) {
+      const started = performance.now();
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.#agent.request({
+          origin: ex.url.origin,
+          path: ex.url.pathname + ex.url.search,
+          method: ex.method,
+          headers,
+          signal: ex.signal ?? null,
+        });
+      } catch (err) {
+        this.#observe(ex, 'error', started);
+        if (ex.signal?.aborted === true) throw err;
+        if (connectionRetries < this.#config.retries && isRetryableConnectionError(err)) {
+          connectionRetries++;
+          this.#log.debug(
+            { upstream: this.host, what: ex.what, code: errorCode(err) },
+            'retrying upstream request',
+          );
+          await this.#backoff(attempt, ex.signal);
+          continue;
+        }
+        throw this.#transportError(ex, err);
+      }
+      this.#observe(ex, res.statusCode, started);
+      // 501 means "never"; other 5xx are often one bad backend behind a load balancer.
+      if (res.statusCode >= 500 && res.statusCode !== 501 && !serverErrorRetried) {
+        serverErrorRetried = true;
+        await discard(res.body);
+        this.#log.debug(
+          { upstream: this.host, what: ex.what, status: res.statusCode },
+          'retrying upstream request',
+        );
+        await this.#backoff(attempt, ex.signal);
+        continue;
+      }
+      return res;
+    }
+  }
+
+  async #backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
+    const ms = Math.min(2_000, this.#retryDelayMs * 2 ** attempt) * (0.5 + Math.random() / 2);
+    await sleep(ms, undefined, signal === undefined ? {} : { signal });
+  }
+
+  async #readBody(ex: Exchange, res: Dispatcher.ResponseData, limit: number): Promise<Buffer> {
+    let body: Buffer | undefined;
+    try {
+      body = await readLimited(res.body, limit);
+    } catch (err) {
+      throw this.#transportError(ex, err);
+    }
+    if (body === undefined) {
+      throw new RegistryError(
+        'UNAVAILABLE',
+        `upstream ${this.host} sent more than ${limit} bytes for ${ex.what}`,
+      );
+    }
+    return body;
+  }
+
+  /**
+   * Wrap a streaming blob body so failures surface as UNAVAILABLE naming the upstream, and so a
+   * consumer that destroys the stream also destroys the undici body (freeing the connection).
+   */
+  #guardBody(body: Readable, what: string, signal: AbortSignal | undefined): Readable {
+    const out = new PassThrough({ highWaterMark: 64 * 1024 });
+    body.on('error', (err) => {
+      out.destroy(signal?.aborted === true ? err : this.#transportError({ what }, err));
+    });
+    out.on('close', () => {
+      if (!body.destroyed) body.destroy();
+    });
+    body.pipe(out);
+    return out;
+  }
+
+  #observe(ex: Exchange, status: number | 'error', started: number): void {
+    if (this.#onRequest === undefined) return;
+    try {
+      this.#onRequest({
+        host: this.host,
+        method: ex.method,
+        kind: ex.kind,
+        status,
+        durationMs: performance.now() - started,
+      });
+    } catch {
+      // Metrics must never break a pull.
+    }
+  }
+
+  // ---- errors --------------------------------------------------------------------------------------
+
+  #digestHeader(res: Dispatcher.ResponseData): Digest | undefined {
+    const value = headerValue(res.headers['docker-content-digest'])?.trim();
+    return value !== undefined && isDigest(value) ? value : undefined;
+  }
+
+  #mismatch(ex: Exchange, digest: Digest): RegistryError {
+    return new RegistryError(
+      'UNAVAILABLE',
+      `upstream ${this.host} sent bytes that do not match digest ${digest} (${ex.what})`,
+    );
+  }
+
+  #denied(ex: Exchange): RegistryError {
+    return new RegistryError('DENIED', `upstream ${this.host} refused access to ${ex.repository}`);
+  }
+
+  #transportError(ex: Pick<Exchange, 'what'>, err: unknown): RegistryError {
+    const code = errorCode(err);
+    let message: string;
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+      message = `upstream ${this.host} sent no response within ${this.#config.headersTimeout} ms (${ex.what})`;
+    } else if (code === 'UND_ERR_BODY_TIMEOUT') {
+      message = `upstream ${this.host} stalled for ${this.#config.bodyTimeout} ms while sending ${ex.what}`;
+    } else if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+      message = `could not connect to upstream ${this.host} within ${this.#config.connectTimeout} ms`;
+    } else {
+      message = `upstream ${this.host} failed while sending ${ex.what} (${code ?? 'connection error'})`;
+    }
+    return new RegistryError('UNAVAILABLE', message, { cause: err });
+  }
+
+  /** Map a non-success answer to a RegistryError, consuming its body. */
+  async #failure(ex: Exchange, res: Dispatcher.ResponseData, notFound: ErrorCode): Promise<RegistryError> {
+    const status = res.statusCode;
+    const upstreamCode = status === 404 && ex.method === 'GET' ? await ociErrorCode(res.body) : undefined;
+    if (upstreamCode === undefined) await discard(res.body);
+    if (status === 404 && ex.kind !== 'token') {
+      // The upstream's own code says more ("no such repository" vs "no such tag"); only the three
+      // not-found codes are taken from it, and never its message.
+      const code = upstreamCode !== undefined && NOT_FOUND_CODES.has(upstreamCode) ? upstreamCode : notFound;
+      return new RegistryError(code, `${ex.what} is unknown to upstream ${this.host}`);
+    }
+    if (status === 401 || status === 403) {
+      return ex.kind === 'token'
+        ? new RegistryError(
+            'DENIED',
+            `upstream ${this.host} token service refused access to ${ex.repository}`,
+          )
+        : this.#denied(ex);
+    }
+    const retryAfter = parseRetryAfter(res.headers['retry-after']);
+    const extra = retryAfter === undefined ? {} : { retryAfter };
+    if (status === 429) {
+      return new RegistryError(
+        'TOOMANYREQUESTS',
+        `upstream ${this.host} is rate limiting requests for ${ex.what}`,
+        extra,
+      );
+    }
+    return new RegistryError('UNAVAILABLE', `upstream ${this.host} answered ${status} for ${ex.what}`, extra);
+  }
+}
+
+/** The code of the first error in an OCI error body, if it is a known code. Consumes the body. */
+async function ociErrorCode(body: Readable): Promise<ErrorCode | undefined> {
+  try {
+    const bytes = await readLimited(body, ERROR_BODY_BYTES);
+    if (bytes === undefined) return undefined;
+    const json = JSON.parse(bytes.toString('utf8')) as { errors?: { code?: unknown }[] };
+    const code = json.errors?.[0]?.code;
+    return typeof code === 'string' && NOT_FOUND_CODES.has(code as ErrorCode)
+      ? (code as ErrorCode)
+      : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (!body.destroyed) body.destroy();
+  }
+}
+
+/**
+ * The media type of a manifest: the `Content-Type` the upstream served, unless that is a generic type,
+ * then the JSON `mediaType` field, then a guess from the shape (OCI manifests may omit `mediaType`).
+ */
+function manifestMediaType(contentType: string | string[] | undefined, bytes: Buffer): string {
+  const served = bareMediaType(contentType);
+  if (!GENERIC_CONTENT_TYPES.has(served)) return served;
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return served === '' ? 'application/octet-stream' : served;
+  }
+  const m = typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {};
+  if (typeof m.mediaType === 'string' && m.mediaType !== '') return m.mediaType;
+  if (m.schemaVersion === 1) {
+    return 'signatures' in m ? MediaType.dockerManifestV1Signed : MediaType.dockerManifestV1;
+  }
+  if (Array.isArray(m.manifests)) return MediaType.ociIndex;
+  if (m.config !== undefined || Array.isArray(m.layers)) return MediaType.ociManifest;
+  return served === '' ? 'application/octet-stream' : served;
+}
