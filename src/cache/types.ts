@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/index.ts';
-import type { UpstreamBlob } from '../upstream/types.ts';
+import type { UpstreamBlob } from '../upstream/index.ts';
 
 /** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
 export interface ByteRange {
@@ -22,7 +22,9 @@ export interface BlobHandle {
   readonly state: CacheState;
   /**
    * Bytes [range.start, range.end] (or all). During a fill the stream follows the file as it grows and
-   * is destroyed with an error if the fill fails (digest mismatch, truncated upstream body).
+   * is destroyed with an error if the fill fails (digest mismatch, truncated upstream body). It holds
+   * back the last byte and does not end until the fill was verified, so a response never completes
+   * with unverified bytes. Throws RANGE_INVALID for a range outside a blob of known size.
    */
   createReadStream(range?: ByteRange): Readable;
   release(): void;

@@ -1,0 +1,90 @@
+import type { Digest } from '../oci/index.ts';
+import type { ReadSource } from './blob-read-stream.ts';
+
+/**
+ * The state of one single-flight fill, shared by every handle on it. The store drives it; readers
+ * follow it through {@link ReadSource}.
+ */
+export class Fill implements ReadSource {
+  readonly digest: Digest;
+  readonly tmpPath: string;
+  readonly finalPath: string;
+  readonly paths: readonly string[];
+  /** Resolves once the upstream answered 200; rejects with the upstream's (or the temp file's) error. */
+  readonly started: Promise<undefined>;
+  #expectedSize: number | undefined;
+
+  #written = 0;
+  #verifiedSize: number | undefined;
+  #error: Error | undefined;
+  readonly #listeners = new Set<() => void>();
+  readonly #resolveStarted: (value: undefined) => void;
+  readonly #rejectStarted: (err: unknown) => void;
+
+  constructor(digest: Digest, tmpPath: string, finalPath: string) {
+    this.digest = digest;
+    this.tmpPath = tmpPath;
+    this.finalPath = finalPath;
+    this.paths = [tmpPath, finalPath];
+    const { promise, resolve, reject } = Promise.withResolvers<undefined>();
+    this.started = promise;
+    this.#resolveStarted = resolve;
+    this.#rejectStarted = reject;
+    // Every caller awaits `started`; this only keeps a rejection nobody awaits from being "unhandled".
+    promise.catch(() => undefined);
+  }
+
+  written(): number {
+    return this.#written;
+  }
+
+  /** From Content-Length, once the upstream answered. */
+  expectedSize(): number | undefined {
+    return this.#expectedSize;
+  }
+
+  verifiedSize(): number | undefined {
+    return this.#verifiedSize;
+  }
+
+  error(): Error | undefined {
+    return this.#error;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  markStarted(expectedSize: number | undefined): void {
+    this.#expectedSize = expectedSize;
+    this.#resolveStarted(undefined);
+  }
+
+  failStart(err: unknown): void {
+    this.#rejectStarted(err);
+  }
+
+  progress(bytes: number): void {
+    this.#written += bytes;
+    this.#notify();
+  }
+
+  /** Size and digest checked: readers may deliver the last bytes and end. */
+  markVerified(): void {
+    this.#verifiedSize = this.#written;
+    this.#notify();
+  }
+
+  fail(err: Error): void {
+    if (this.#verifiedSize !== undefined) return; // readers already hold verified bytes on open fds
+    this.#error = err;
+    this.#notify();
+  }
+
+  #notify(): void {
+    for (const listener of [...this.#listeners]) listener();
+  }
+}

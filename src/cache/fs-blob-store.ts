@@ -1,0 +1,488 @@
+/*
+ * On-disk layout (everything under `dir`, which must be one filesystem so rename is atomic):
+ *
+ *   <dir>/blobs/<algorithm>/<first 2 hex>/<hex>   complete blobs; only ever created by rename after the
+ *                                                 size and digest were checked and the file fsync'd, so
+ *                                                 a file here is always whole and correct
+ *   <dir>/tmp/<random>                            fills and puts in progress; never served after a
+ *                                                 restart (init() deletes them: leftovers of a crash)
+ *
+ *   e.g. <dir>/blobs/sha256/9f/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+ *
+ * Nothing else lives under <dir>/blobs; init() removes anything whose name is not a valid digest.
+ * The size index and the LRU order are kept in memory and rebuilt by init() from the files (recency
+ * from their atime/mtime, which the store refreshes at most once a minute per blob).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { lstat, mkdir, open, readdir, rename, rm, unlink, utimes } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { digestAlgorithm, digestHex, digestOf, isDigest, RegistryError } from '../oci/index.ts';
+import type { Digest } from '../oci/index.ts';
+import type { UpstreamBlob } from '../upstream/index.ts';
+import { BlobReadStream, toError } from './blob-read-stream.ts';
+import type { ReadSource } from './blob-read-stream.ts';
+import { Fill } from './fill.ts';
+import type { BlobHandle, BlobStore, BlobStoreStats, ByteRange, CacheState } from './types.ts';
+
+/** The logger calls the store makes (a pino logger fits). */
+export interface CacheLogger {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface FsBlobStoreOptions {
+  /** Cache directory; created when missing. */
+  dir: string;
+  /** Size limit for complete blobs; least recently used blobs without open handles are evicted above it. */
+  maxBytes: number;
+  logger?: CacheLogger;
+}
+
+const ALGORITHMS = ['sha256', 'sha512'] as const;
+const HEX_LENGTH = { sha256: 64, sha512: 128 } as const;
+const SHARD_RE = /^[a-f0-9]{2}$/;
+/** Recency is written to disk (utimes) at most this often per blob, so hits stay cheap. */
+const TOUCH_INTERVAL_MS = 60_000;
+
+const noop = (): void => undefined;
+const silentLogger: CacheLogger = { debug: noop, info: noop, warn: noop, error: noop };
+
+interface IndexEntry {
+  size: number;
+  /** Last time recency was written to the file's times. */
+  touchedAt: number;
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/** fsync a directory so a rename (or a new entry) in it survives a crash. */
+async function syncDir(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * {@link BlobStore} on a local directory: content-addressed files, single-flight fills that late
+ * joiners read while they grow, size limit with LRU eviction.
+ */
+export class FsBlobStore implements BlobStore {
+  readonly #dir: string;
+  readonly #blobsDir: string;
+  readonly #tmpDir: string;
+  readonly #maxBytes: number;
+  readonly #log: CacheLogger;
+
+  /** Complete blobs; Map iteration order is the LRU order (least recently used first). */
+  readonly #index = new Map<Digest, IndexEntry>();
+  #bytes = 0;
+  readonly #fills = new Map<Digest, Fill>();
+  /** Open handles per digest (complete or filling); a blob with handles is never evicted. */
+  readonly #refs = new Map<Digest, number>();
+  /** Unlinks of evicted blobs still running; a new file for the digest waits for them before its rename. */
+  readonly #removing = new Map<Digest, Promise<void>>();
+  /** Background work (fills, unlinks, touches) that close() waits for. */
+  readonly #background = new Set<Promise<void>>();
+  #initialized = false;
+  #closed = false;
+
+  constructor(options: FsBlobStoreOptions) {
+    this.#dir = options.dir;
+    this.#blobsDir = join(options.dir, 'blobs');
+    this.#tmpDir = join(options.dir, 'tmp');
+    this.#maxBytes = options.maxBytes;
+    this.#log = options.logger ?? silentLogger;
+  }
+
+  /** Construct and {@link init} a store. */
+  static async open(options: FsBlobStoreOptions): Promise<FsBlobStore> {
+    const store = new FsBlobStore(options);
+    await store.init();
+    return store;
+  }
+
+  /**
+   * Create the directories, delete fills a crash left in tmp/, and rebuild the size index and LRU
+   * order from blobs/. Must be called (once) before anything else.
+   */
+  async init(): Promise<void> {
+    if (this.#initialized) return;
+    await rm(this.#tmpDir, { recursive: true, force: true });
+    await mkdir(this.#tmpDir, { recursive: true });
+    for (const algorithm of ALGORITHMS) await mkdir(join(this.#blobsDir, algorithm), { recursive: true });
+
+    const found: { digest: Digest; size: number; recency: number }[] = [];
+    for (const top of await readdir(this.#blobsDir, { withFileTypes: true })) {
+      const algorithm = ALGORITHMS.find((a) => a === top.name);
+      if (algorithm === undefined || !top.isDirectory()) {
+        await this.#removeStray(join(this.#blobsDir, top.name));
+        continue;
+      }
+      const algorithmDir = join(this.#blobsDir, algorithm);
+      for (const shard of await readdir(algorithmDir, { withFileTypes: true })) {
+        const shardDir = join(algorithmDir, shard.name);
+        if (!shard.isDirectory() || !SHARD_RE.test(shard.name)) {
+          await this.#removeStray(shardDir);
+          continue;
+        }
+        for (const file of await readdir(shardDir, { withFileTypes: true })) {
+          const path = join(shardDir, file.name);
+          const digest = `${algorithm}:${file.name}`;
+          if (
+            !file.isFile() ||
+            !isDigest(digest) ||
+            file.name.length !== HEX_LENGTH[algorithm] ||
+            !file.name.startsWith(shard.name)
+          ) {
+            await this.#removeStray(path);
+            continue;
+          }
+          const st = await lstat(path);
+          found.push({ digest, size: st.size, recency: Math.max(st.atimeMs, st.mtimeMs) });
+        }
+      }
+    }
+    found.sort((a, b) => a.recency - b.recency);
+    for (const { digest, size, recency } of found) {
+      this.#index.set(digest, { size, touchedAt: recency });
+      this.#bytes += size;
+    }
+    this.#initialized = true;
+    this.#log.info({ dir: this.#dir, blobs: this.#index.size, bytes: this.#bytes }, 'blob cache opened');
+    this.#evict();
+  }
+
+  stat(digest: Digest): Promise<{ size: number } | undefined> {
+    this.#assertOpen();
+    const entry = this.#index.get(digest);
+    return Promise.resolve(entry === undefined ? undefined : { size: entry.size });
+  }
+
+  open(digest: Digest): Promise<BlobHandle | undefined> {
+    this.#assertOpen();
+    return Promise.resolve(this.#hitHandle(digest));
+  }
+
+  async getOrFill(digest: Digest, fetch: () => Promise<UpstreamBlob>): Promise<BlobHandle> {
+    this.#assertOpen();
+    // Everything up to the first await runs synchronously, so N concurrent callers see either the
+    // complete blob, or the one fill the first of them registered: exactly one fetch().
+    const hit = this.#hitHandle(digest);
+    if (hit !== undefined) return hit;
+    let fill = this.#fills.get(digest);
+    let state: CacheState = 'joined';
+    if (fill === undefined) {
+      if (this.#closed) throw new RegistryError('UNAVAILABLE', 'blob cache is closed');
+      fill = new Fill(digest, join(this.#tmpDir, randomBytes(16).toString('hex')), this.#finalPath(digest));
+      this.#fills.set(digest, fill);
+      void this.#track(this.#runFill(fill, fetch));
+      state = 'miss';
+    }
+    await fill.started;
+    // The body may already have failed while this caller waited; say so before a status is chosen.
+    const err = fill.error();
+    if (err !== undefined) throw err;
+    return this.#handle(digest, state, fill.verifiedSize() ?? fill.expectedSize(), fill);
+  }
+
+  async putBytes(digest: Digest, bytes: Buffer): Promise<void> {
+    this.#assertOpen();
+    if (this.#index.has(digest)) {
+      this.#touch(digest);
+      return;
+    }
+    // The caller checked the digest already; hashing again is cheap and keeps the rule absolute.
+    if (digestOf(bytes, digestAlgorithm(digest)) !== digest) {
+      throw new RegistryError('DIGEST_INVALID', 'content does not match its digest', { detail: { digest } });
+    }
+    const tmpPath = join(this.#tmpDir, randomBytes(16).toString('hex'));
+    try {
+      const fh = await open(tmpPath, 'wx');
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.#commit(digest, tmpPath, bytes.length);
+    } catch (err) {
+      await unlink(tmpPath).catch(noop);
+      throw new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: err });
+    }
+  }
+
+  async readBytes(digest: Digest, maxBytes: number): Promise<Buffer | undefined> {
+    this.#assertOpen();
+    const handle = this.#hitHandle(digest);
+    if (handle === undefined) return undefined;
+    try {
+      const size = handle.size ?? 0;
+      if (size > maxBytes) {
+        throw new RegistryError('SIZE_INVALID', `cached content is larger than ${maxBytes} bytes`, {
+          detail: { digest, size },
+        });
+      }
+      try {
+        const fh = await open(this.#finalPath(digest), 'r');
+        try {
+          const buf = Buffer.alloc(size);
+          const { bytesRead } = await fh.read(buf, 0, size, 0);
+          if (bytesRead !== size) throw new Error('short read');
+          return buf;
+        } finally {
+          await fh.close();
+        }
+      } catch (err) {
+        throw new RegistryError('UNKNOWN', 'blob cache read failed', { cause: err });
+      }
+    } finally {
+      handle.release();
+    }
+  }
+
+  stats(): BlobStoreStats {
+    return { bytes: this.#bytes, blobs: this.#index.size, fillsInFlight: this.#fills.size };
+  }
+
+  /** Stop starting fills and wait for running ones (and background unlinks) to end. Readers are not waited for. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  #assertOpen(): void {
+    if (!this.#initialized) throw new Error('FsBlobStore.init() was not called');
+  }
+
+  #finalPath(digest: Digest): string {
+    const hex = digestHex(digest);
+    return join(this.#blobsDir, digestAlgorithm(digest), hex.slice(0, 2), hex);
+  }
+
+  #track(work: Promise<void>): Promise<void> {
+    const tracked = work.catch((err: unknown) => {
+      this.#log.error({ err }, 'blob cache background task failed');
+    });
+    this.#background.add(tracked);
+    void tracked.finally(() => this.#background.delete(tracked));
+    return tracked;
+  }
+
+  #hitHandle(digest: Digest): BlobHandle | undefined {
+    const entry = this.#index.get(digest);
+    if (entry === undefined) return undefined;
+    this.#touch(digest);
+    const path = this.#finalPath(digest);
+    const source: ReadSource = {
+      paths: [path],
+      written: () => entry.size,
+      expectedSize: () => entry.size,
+      verifiedSize: () => entry.size,
+      error: () => undefined,
+      subscribe: () => noop,
+    };
+    return this.#handle(digest, 'hit', entry.size, source);
+  }
+
+  #handle(digest: Digest, state: CacheState, size: number | undefined, source: ReadSource): BlobHandle {
+    this.#refs.set(digest, (this.#refs.get(digest) ?? 0) + 1);
+    let released = false;
+    return {
+      digest,
+      size,
+      state,
+      createReadStream: (range?: ByteRange) => {
+        if (released) throw new Error('blob handle was released');
+        if (range !== undefined) {
+          const { start, end } = range;
+          if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+            throw new RegistryError('RANGE_INVALID', 'invalid byte range');
+          }
+          if (size !== undefined && end >= size) {
+            throw new RegistryError('RANGE_INVALID', 'range ends after the end of the blob');
+          }
+        }
+        return new BlobReadStream(source, range);
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        const refs = (this.#refs.get(digest) ?? 1) - 1;
+        if (refs <= 0) this.#refs.delete(digest);
+        else this.#refs.set(digest, refs);
+        if (this.#bytes > this.#maxBytes) this.#evict();
+      },
+    };
+  }
+
+  /** Mark a blob most recently used (in memory always; on disk at most once a minute). */
+  #touch(digest: Digest): void {
+    const entry = this.#index.get(digest);
+    if (entry === undefined) return;
+    this.#index.delete(digest);
+    this.#index.set(digest, entry);
+    const now = Date.now();
+    if (now - entry.touchedAt < TOUCH_INTERVAL_MS) return;
+    entry.touchedAt = now;
+    const time = new Date(now);
+    void this.#track(
+      utimes(this.#finalPath(digest), time, time).catch((err: unknown) => {
+        if (!isNotFound(err)) this.#log.debug({ err, digest }, 'blob cache touch failed');
+      }),
+    );
+  }
+
+  async #runFill(fill: Fill, fetch: () => Promise<UpstreamBlob>): Promise<void> {
+    const { digest } = fill;
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(fill.tmpPath, 'wx');
+    } catch (err) {
+      this.#fills.delete(digest);
+      fill.failStart(new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: err }));
+      return;
+    }
+    let upstream: UpstreamBlob;
+    try {
+      upstream = await fetch();
+    } catch (err) {
+      this.#fills.delete(digest);
+      fill.failStart(err);
+      await fh.close().catch(noop);
+      await unlink(fill.tmpPath).catch(noop);
+      return;
+    }
+    fill.markStarted(upstream.size);
+    this.#log.debug({ digest, size: upstream.size }, 'blob cache fill started');
+    try {
+      const hash = createHash(digestAlgorithm(digest));
+      const file = fh;
+      await pipeline(upstream.body, async (source: AsyncIterable<Buffer | string>) => {
+        for await (const data of source) {
+          const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+          if (upstream.size !== undefined && fill.written() + chunk.length > upstream.size) {
+            throw sizeMismatch(digest, upstream.size);
+          }
+          hash.update(chunk);
+          let offset = 0;
+          try {
+            while (offset < chunk.length) {
+              const { bytesWritten } = await file.write(
+                chunk,
+                offset,
+                chunk.length - offset,
+                fill.written() + offset,
+              );
+              offset += bytesWritten;
+            }
+          } catch (err) {
+            throw new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: err });
+          }
+          fill.progress(chunk.length);
+        }
+      });
+      if (upstream.size !== undefined && fill.written() !== upstream.size) {
+        throw sizeMismatch(digest, upstream.size);
+      }
+      if (`${digestAlgorithm(digest)}:${hash.digest('hex')}` !== digest) {
+        throw new RegistryError('UNAVAILABLE', 'upstream blob did not match its digest', {
+          detail: { digest },
+        });
+      }
+      try {
+        await file.sync();
+        await file.close();
+        fh = undefined;
+      } catch (err) {
+        throw new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: err });
+      }
+      // Verified: readers may now finish, from the temp file or, after the rename, the final path.
+      fill.markVerified();
+      try {
+        await this.#commit(digest, fill.tmpPath, fill.written());
+      } catch (err) {
+        throw new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: err });
+      }
+      this.#fills.delete(digest);
+      this.#log.info({ digest, size: fill.written() }, 'blob cache fill complete');
+    } catch (err) {
+      this.#fills.delete(digest);
+      const error =
+        err instanceof RegistryError
+          ? err
+          : new RegistryError('UNAVAILABLE', 'upstream blob body failed', { cause: err });
+      fill.fail(error);
+      this.#log.warn({ digest, err: toError(err), written: fill.written() }, 'blob cache fill failed');
+      upstream.body.destroy();
+      await fh?.close().catch(noop);
+      await unlink(fill.tmpPath).catch(noop);
+    }
+  }
+
+  /** Rename a verified, fsync'd temp file into place, make the rename durable, and index the blob. */
+  async #commit(digest: Digest, tmpPath: string, size: number): Promise<void> {
+    const finalPath = this.#finalPath(digest);
+    const shardDir = join(this.#blobsDir, digestAlgorithm(digest), digestHex(digest).slice(0, 2));
+    // An unlink of an evicted copy must not land after this rename and delete the new file.
+    await this.#removing.get(digest);
+    const created = await mkdir(shardDir, { recursive: true });
+    await rename(tmpPath, finalPath);
+    // The file is in place (whole and verified), so index it even if making the rename durable fails:
+    // after a crash it is either there or not, never partial.
+    if (!this.#index.has(digest)) {
+      this.#index.set(digest, { size, touchedAt: Date.now() });
+      this.#bytes += size;
+    }
+    this.#touch(digest);
+    // The blob just stored is about to be read: evict others first (it goes when next over the limit).
+    this.#evict(digest);
+    await syncDir(shardDir);
+    if (created !== undefined) await syncDir(join(shardDir, '..'));
+  }
+
+  /** Evict least recently used blobs until under the limit, skipping blobs with handles or fills. */
+  #evict(keep?: Digest): void {
+    if (this.#bytes <= this.#maxBytes) return;
+    for (const [digest, entry] of this.#index) {
+      if (this.#bytes <= this.#maxBytes) break;
+      if (digest === keep || this.#refs.has(digest) || this.#fills.has(digest)) continue;
+      this.#index.delete(digest);
+      this.#bytes -= entry.size;
+      const path = this.#finalPath(digest);
+      const previous = this.#removing.get(digest) ?? Promise.resolve();
+      const removal = previous
+        .then(() => unlink(path))
+        .catch((err: unknown) => {
+          if (!isNotFound(err)) this.#log.error({ err, digest }, 'blob cache eviction failed');
+        })
+        .finally(() => {
+          if (this.#removing.get(digest) === removal) this.#removing.delete(digest);
+        });
+      this.#removing.set(digest, removal);
+      void this.#track(removal);
+      this.#log.debug({ digest, size: entry.size }, 'blob evicted from cache');
+    }
+  }
+
+  async #removeStray(path: string): Promise<void> {
+    this.#log.warn({ path }, 'removing unexpected file from blob cache');
+    await rm(path, { recursive: true, force: true });
+  }
+}
+
+function sizeMismatch(digest: Digest, expected: number): RegistryError {
+  return new RegistryError('UNAVAILABLE', 'upstream blob size did not match its Content-Length', {
+    detail: { digest, size: expected },
+  });
+}
