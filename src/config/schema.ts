@@ -1,56 +1,84 @@
 import { z } from 'zod';
 import { isRegistryHost } from '../oci/index.ts';
-import { parseDuration, parseSize } from './units.ts';
+import { didYouMean } from './suggest.ts';
+import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from './units.ts';
 
-const duration = (example: string) =>
-  z
-    .union([z.string(), z.number()])
+/**
+ * A duration in the YAML ("30s", "5m", "24h", or a number of seconds), in milliseconds after parsing.
+ * The default is given in input form so that the JSON Schema shows "30s" rather than 30000 (which a
+ * reader would take for seconds).
+ */
+const duration = (dflt: string, description: string) => {
+  const expected = `expected a duration such as "${dflt}" (number + ms, s, m, h or d)`;
+  return z
+    .union([z.string().regex(new RegExp(DURATION_PATTERN), expected), z.number().min(0, expected)], {
+      error: expected,
+    })
     .transform((v, ctx) => {
       const ms = parseDuration(v);
       if (ms === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected a duration such as "${example}" (ms, s, m, h, d)`,
-        });
+        ctx.addIssue({ code: 'custom', message: expected });
         return z.NEVER;
       }
       return ms;
     })
-    .meta({ type: 'string', description: `duration, e.g. "${example}"` });
+    .meta({ description: `${description}. Duration: "250ms", "30s", "5m", "24h", "7d" or seconds.` })
+    .prefault(dflt);
+};
 
-const size = (example: string) =>
-  z
-    .union([z.string(), z.number()])
+/** A size in the YAML ("50GiB", "500MB", or a number of bytes), in bytes after parsing. */
+const size = (dflt: string, description: string) => {
+  const expected = `expected a size such as "${dflt}" (number + B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)`;
+  return z
+    .union([z.string().regex(new RegExp(SIZE_PATTERN), expected), z.number().int().min(0, expected)], {
+      error: expected,
+    })
     .transform((v, ctx) => {
       const bytes = parseSize(v);
       if (bytes === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected a size such as "${example}" (B, KB, MB, GB, KiB, MiB, GiB, TiB)`,
-        });
+        ctx.addIssue({ code: 'custom', message: expected });
         return z.NEVER;
       }
       return bytes;
     })
-    .meta({ type: 'string', description: `size, e.g. "${example}"` });
+    .meta({ description: `${description}. Size: "4MiB", "500MB", "50GiB" or bytes.` })
+    .prefault(dflt);
+};
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
 
+const LISTEN_RE = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/;
+
 export const upstreamSchema = z.strictObject({
-  url: httpUrl.optional().describe('Base URL of the registry; defaults to https://<host>'),
-  username: z.string().min(1).optional().describe('User for basic auth or the token service'),
-  password: z.string().optional().describe('Secret inline (prefer passwordFile or passwordEnv)'),
-  passwordFile: z.string().min(1).optional().describe('File that holds the password or token'),
-  passwordEnv: z.string().min(1).optional().describe('Environment variable that holds the password'),
-  tagTTL: duration('30s')
-    .default(30_000)
-    .describe('How long a tag -> digest answer is reused without asking upstream'),
-  staleIfError: duration('24h')
-    .default(86_400_000)
-    .describe('How long the last known digest may be served while the upstream fails'),
-  connectTimeout: duration('10s').default(10_000),
-  headersTimeout: duration('30s').default(30_000),
-  bodyTimeout: duration('60s').default(60_000).describe('Longest pause between two body chunks'),
+  url: httpUrl
+    .optional()
+    .describe(
+      'Base URL of the registry API; defaults to https://<host> (docker.io: https://registry-1.docker.io)',
+    ),
+  username: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('User for basic auth or the token service; needs password, passwordFile or passwordEnv'),
+  password: z.string().min(1).optional().describe('Secret inline (prefer passwordFile or passwordEnv)'),
+  passwordFile: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('File that holds the password or token (a trailing newline is removed)'),
+  passwordEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name such as "GHCR_TOKEN"')
+    .optional()
+    .describe('Environment variable that holds the password or token'),
+  tagTTL: duration('30s', 'How long a tag -> digest answer is reused without asking upstream'),
+  staleIfError: duration(
+    '24h',
+    'How long the last verified digest of a tag may be served while upstream fails',
+  ),
+  connectTimeout: duration('10s', 'TCP + TLS connect timeout'),
+  headersTimeout: duration('30s', 'Time to wait for response headers'),
+  bodyTimeout: duration('60s', 'Longest pause between two body chunks'),
   retries: z
     .number()
     .int()
@@ -59,65 +87,160 @@ export const upstreamSchema = z.strictObject({
     .default(2)
     .describe('Retries of idempotent requests on connection errors'),
   connections: z.number().int().min(1).max(1024).default(32).describe('Pooled connections per origin'),
-  insecureSkipTLSVerify: z.boolean().default(false),
+  insecureSkipTLSVerify: z
+    .boolean()
+    .default(false)
+    .describe('Accept any TLS certificate (testing only; digests are still checked)'),
   caFile: z.string().min(1).optional().describe('PEM CA bundle for a private registry'),
 });
 
-export const configSchema = z.strictObject({
-  listen: z
-    .string()
-    .regex(
-      /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/,
-      'expected "host:port", e.g. "127.0.0.1:5050" or "[::1]:5050"',
-    )
-    .default('127.0.0.1:5050'),
-  storage: z
-    .strictObject({
-      dir: z
-        .string()
-        .min(1)
-        .default('./pullwarden-data')
-        .describe('Blob cache (and the embedded metadata database)'),
-      maxBytes: size('50GiB')
-        .default(50 * 1024 ** 3)
-        .describe('Least-recently-used eviction beyond this'),
-    })
-    .prefault({}),
-  metadata: z
-    .strictObject({
-      url: z
-        .string()
-        .regex(/^(sqlite:\/\/.+|redis:\/\/.+|rediss:\/\/.+)$/, 'expected sqlite://PATH or redis://HOST:PORT')
-        .optional()
-        .describe('sqlite://PATH (default: <storage.dir>/meta.sqlite) or redis://HOST:PORT'),
-      passwordFile: z.string().min(1).optional().describe('Redis password file'),
-      namespace: z.string().min(1).default('pullwarden').describe('Key prefix, to share one Redis'),
-    })
-    .prefault({}),
-  upstreams: z
-    .record(
-      z
-        .string()
-        .refine((h) => isRegistryHost(h), 'expected a registry host such as "ghcr.io" or "127.0.0.1:5000"'),
-      upstreamSchema.prefault({}),
-    )
-    .refine((u) => Object.keys(u).length > 0, 'at least one upstream is required'),
-  defaultUpstream: z.string().optional().describe('For requests that carry neither ns= nor a host prefix'),
-  log: z
-    .strictObject({
-      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    })
-    .prefault({}),
-  server: z
-    .strictObject({
-      shutdownGrace: duration('30s')
-        .default(30_000)
-        .describe('How long graceful shutdown waits for requests'),
-      trustProxy: z.boolean().default(false).describe('Take the client address from X-Forwarded-For'),
-      maxManifestBytes: size('4MiB').default(4 * 1024 * 1024),
-    })
-    .prefault({}),
-});
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .string()
+      .regex(LISTEN_RE, 'expected "host:port", e.g. "127.0.0.1:5050", "0.0.0.0:5050" or "[::1]:5050"')
+      .refine((v) => Number(LISTEN_RE.exec(v)?.[2] ?? 0) <= 65_535, 'expected a port between 0 and 65535')
+      .default('127.0.0.1:5050')
+      .describe('Address the registry API listens on'),
+    storage: z
+      .strictObject({
+        dir: z
+          .string()
+          .min(1)
+          .default('./pullwarden-data')
+          .describe('Blob cache directory (and the embedded metadata database)'),
+        maxBytes: size('50GiB', 'Least-recently-used blobs are evicted beyond this'),
+      })
+      .prefault({})
+      .describe('Local content-addressed blob cache'),
+    metadata: z
+      .strictObject({
+        url: z
+          .string()
+          .regex(
+            /^(sqlite:\/\/.+|redis:\/\/.+|rediss:\/\/.+)$/,
+            'expected sqlite://PATH, redis://HOST:PORT or rediss://HOST:PORT',
+          )
+          .optional()
+          .describe(
+            'sqlite://PATH (default: sqlite://<storage.dir>/meta.sqlite) or redis[s]://HOST:PORT[/DB]',
+          ),
+        passwordFile: z.string().min(1).optional().describe('File that holds the Redis password'),
+        passwordEnv: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name such as "REDIS_PASSWORD"')
+          .optional()
+          .describe('Environment variable that holds the Redis password'),
+        namespace: z.string().min(1).default('pullwarden').describe('Key prefix, to share one Redis'),
+      })
+      .prefault({})
+      .describe('Tag pins, decisions and admitted closures'),
+    upstreams: z
+      .record(
+        z
+          .string()
+          .refine(
+            (h) => isRegistryHost(h),
+            'expected a registry host such as "ghcr.io" or "127.0.0.1:5000" (no scheme, no path)',
+          ),
+        upstreamSchema.prefault({}),
+      )
+      .refine((u) => Object.keys(u).length > 0, 'expected at least one upstream')
+      .describe('The only registries the proxy connects to, keyed by the host clients name'),
+    defaultUpstream: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Upstream for requests that carry neither ns= nor a host prefix'),
+    log: z
+      .strictObject({
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info')
+          .describe('Log level'),
+      })
+      .prefault({}),
+    server: z
+      .strictObject({
+        shutdownGrace: duration('30s', 'How long graceful shutdown waits for requests in flight'),
+        trustProxy: z.boolean().default(false).describe('Take the client address from X-Forwarded-For'),
+        maxManifestBytes: size('4MiB', 'Largest manifest accepted from upstream'),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    const hosts = Object.keys(config.upstreams ?? {});
+    if (config.defaultUpstream !== undefined && !hosts.includes(config.defaultUpstream)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['defaultUpstream'],
+        message: `expected one of the configured upstreams (${hosts.map((h) => `"${h}"`).join(', ')})${didYouMean(config.defaultUpstream, hosts)}`,
+      });
+    }
+    for (const [host, upstream] of Object.entries(config.upstreams ?? {})) {
+      const sources = (['password', 'passwordFile', 'passwordEnv'] as const).filter(
+        (k) => upstream[k] !== undefined,
+      );
+      if (sources.length > 1) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['upstreams', host],
+          message: `expected only one of password, passwordFile, passwordEnv (got ${sources.join(', ')})`,
+        });
+      }
+      if (upstream.username !== undefined && sources.length === 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['upstreams', host, 'username'],
+          message: 'username needs password, passwordFile or passwordEnv',
+        });
+      }
+      const [first] = sources;
+      if (upstream.username === undefined && first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['upstreams', host, first],
+          message: `${first} needs username`,
+        });
+      }
+      // Checks also run when other keys failed; skip what did not parse.
+      if (upstream.url !== undefined && URL.canParse(upstream.url)) {
+        const url = new URL(upstream.url);
+        if (url.username !== '' || url.password !== '') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['upstreams', host, 'url'],
+            message: 'expected a URL without credentials (use username and passwordFile)',
+          });
+        }
+        if (url.search !== '' || url.hash !== '') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['upstreams', host, 'url'],
+            message: 'expected a URL without query or fragment',
+          });
+        }
+      }
+    }
+    const { metadata } = config;
+    if (metadata.passwordFile !== undefined && metadata.passwordEnv !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['metadata'],
+        message: 'expected only one of passwordFile, passwordEnv',
+      });
+    }
+    if (
+      (metadata.passwordFile !== undefined || metadata.passwordEnv !== undefined) &&
+      !/^rediss?:\/\//.test(metadata.url ?? '')
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['metadata', metadata.passwordFile !== undefined ? 'passwordFile' : 'passwordEnv'],
+        message: 'a password applies only to a redis:// or rediss:// metadata.url',
+      });
+    }
+  });
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

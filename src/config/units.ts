@@ -1,14 +1,30 @@
+/**
+ * Durations and sizes as operators write them in YAML. A bare number is seconds (durations) or bytes
+ * (sizes), so `tagTTL: 30` and `tagTTL: "30s"` mean the same.
+ */
+
+/** JSON Schema / regex source for a duration string; kept in step with {@link parseDuration}. */
+export const DURATION_PATTERN = '^\\s*\\d+(?:\\.\\d+)?\\s*(?:ms|s|m|h|d)?\\s*$';
+
+/** JSON Schema / regex source for a size string; kept in step with {@link parseSize}. */
+export const SIZE_PATTERN = '^\\s*\\d+(?:\\.\\d+)?\\s*(?:[bB]|[kKmMgGtT][iI]?[bB])?\\s*$';
+
+const DURATION_RE = new RegExp(DURATION_PATTERN);
+const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/;
+
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
 /** Parse `30s`, `5m`, `24h`, `7d`, `250ms` (or a bare number of seconds) into milliseconds. */
 export function parseDuration(value: string | number): number | undefined {
-  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value * 1000 : undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(value);
+  if (typeof value === 'number') {
+    return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : undefined;
+  }
+  if (!DURATION_RE.test(value)) return undefined;
+  const m = /(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?/.exec(value);
   if (!m) return undefined;
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
-    unit as 'ms' | 's' | 'm' | 'h' | 'd'
-  ];
-  return Math.round(n * factor);
+  const unit = (m[2] ?? 's') as keyof typeof DURATION_UNITS;
+  const ms = Math.round(Number(m[1]) * DURATION_UNITS[unit]);
+  return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
 const SIZE_UNITS: Record<string, number> = {
@@ -27,9 +43,10 @@ const SIZE_UNITS: Record<string, number> = {
 /** Parse `50GiB`, `500MB`, `1048576` into bytes. */
 export function parseSize(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+  const m = SIZE_RE.exec(value);
   if (!m) return undefined;
   const factor = SIZE_UNITS[(m[2] ?? '').toLowerCase()];
   if (factor === undefined) return undefined;
-  return Math.floor(Number(m[1]) * factor);
+  const bytes = Math.floor(Number(m[1]) * factor);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
 }

@@ -1,0 +1,302 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
+import type { Document } from 'yaml';
+import { ConfigError, dotted, problemsFromIssues } from './errors.ts';
+import type { ConfigProblem, KeyPath } from './errors.ts';
+import { configSchema, defaultConfigInput } from './schema.ts';
+import type { Config, UpstreamConfig } from './schema.ts';
+
+/** An upstream after loading: URL filled in, secret resolved. */
+export type LoadedUpstream = Omit<UpstreamConfig, 'url' | 'password'> & {
+  /** Base URL of the registry API, without a trailing slash. */
+  url: string;
+  /** Resolved from password, passwordFile or passwordEnv. Never log it: see redactConfig. */
+  password?: string;
+};
+
+/** Metadata settings after loading: URL always set, Redis password resolved. */
+export type LoadedMetadata = Omit<Config['metadata'], 'url'> & {
+  /** `sqlite://<absolute path>` (or `sqlite://:memory:`), `redis://…` or `rediss://…`. */
+  url: string;
+  /** Resolved from passwordFile or passwordEnv (Redis only). */
+  password?: string;
+};
+
+/**
+ * The configuration the app runs on: the validated schema output (durations in milliseconds, sizes in
+ * bytes), relative paths made absolute, secrets resolved.
+ */
+export type LoadedConfig = Omit<Config, 'upstreams' | 'metadata'> & {
+  upstreams: Record<string, LoadedUpstream>;
+  metadata: LoadedMetadata;
+  /** Absolute path of the config file, or "embedded defaults". */
+  source: string;
+};
+
+export const EMBEDDED_SOURCE = 'embedded defaults';
+
+/** Environment variables that override a key of the file (or of the embedded defaults). */
+export const ENV_OVERRIDES = [
+  { name: 'PULLWARDEN_LISTEN', path: ['listen'] },
+  { name: 'PULLWARDEN_STORAGE_DIR', path: ['storage', 'dir'] },
+  { name: 'PULLWARDEN_METADATA_URL', path: ['metadata', 'url'] },
+  { name: 'PULLWARDEN_LOG_LEVEL', path: ['log', 'level'] },
+] as const satisfies readonly { name: string; path: readonly [string, ...string[]] }[];
+
+export interface LoadOptions {
+  /**
+   * Read passwordFile / passwordEnv secrets (default true). `config validate --skip-secrets` turns it
+   * off to check a file on a machine that does not hold the secrets.
+   */
+  resolveSecrets?: boolean;
+  /** Base for a relative config path, for relative paths when there is no file, and for env values. */
+  cwd?: string;
+}
+
+/**
+ * Load, validate and resolve the configuration.
+ *
+ * With no path the embedded defaults are used. Environment overrides (see {@link ENV_OVERRIDES}) are
+ * applied before validation. Relative paths in the file (storage.dir, sqlite:// paths, passwordFile,
+ * caFile) resolve against the file's directory; relative paths from the environment or in the
+ * embedded defaults resolve against the working directory.
+ *
+ * @throws ConfigError listing every problem found.
+ */
+export async function loadConfig(
+  path?: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: LoadOptions = {},
+): Promise<LoadedConfig> {
+  const cwd = options.cwd ?? process.cwd();
+  const source = path === undefined ? EMBEDDED_SOURCE : resolve(cwd, path);
+  const fileBase = path === undefined ? cwd : dirname(source);
+
+  let raw: unknown;
+  let locate: ((p: KeyPath) => { line: number; col: number } | undefined) | undefined;
+  if (path === undefined) {
+    raw = structuredClone(defaultConfigInput);
+  } else {
+    const parsed = await readYaml(source);
+    raw = parsed.value;
+    locate = parsed.locate;
+  }
+
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(source, [
+      { path: '', message: 'expected a mapping at the top level (at least "upstreams:")' },
+    ]);
+  }
+  const input = raw as Record<string, unknown>;
+  normalizeEmptyUpstreams(input);
+  const fromEnv = applyEnvOverrides(input, env);
+
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    const ctx = locate === undefined ? { input, fromEnv } : { input, fromEnv, locate };
+    throw new ConfigError(source, problemsFromIssues(result.error.issues, ctx));
+  }
+  const config = result.data;
+  const problems: ConfigProblem[] = [];
+  const addProblem = (at: KeyPath, message: string) => {
+    const pos = locate?.(at);
+    problems.push(pos === undefined ? { path: dotted(at), message } : { path: dotted(at), message, ...pos });
+  };
+
+  // Values from the environment are relative to where the process runs, not to the file.
+  const baseFor = (key: string) => (fromEnv.has(key) ? cwd : fileBase);
+  const storageDir = resolve(baseFor('storage.dir'), config.storage.dir);
+  const metadataUrl =
+    config.metadata.url === undefined
+      ? `sqlite://${join(storageDir, 'meta.sqlite')}`
+      : resolveSqliteUrl(config.metadata.url, baseFor('metadata.url'));
+
+  const readSecrets = options.resolveSecrets ?? true;
+  const secret = async (
+    at: KeyPath,
+    spec: {
+      password?: string | undefined;
+      passwordFile?: string | undefined;
+      passwordEnv?: string | undefined;
+    },
+  ): Promise<string | undefined> => {
+    if (spec.password !== undefined) return spec.password;
+    if (!readSecrets) return undefined;
+    if (spec.passwordFile !== undefined) {
+      const file = resolve(fileBase, spec.passwordFile);
+      const read = await readSecretFile(file);
+      if ('error' in read) addProblem([...at, 'passwordFile'], read.error);
+      else return read.value;
+      return undefined;
+    }
+    if (spec.passwordEnv !== undefined) {
+      const value = env[spec.passwordEnv];
+      if (value === undefined || value === '') {
+        addProblem([...at, 'passwordEnv'], `environment variable ${spec.passwordEnv} is not set or empty`);
+      }
+      return value;
+    }
+    return undefined;
+  };
+
+  const upstreams: Record<string, LoadedUpstream> = {};
+  for (const [host, upstream] of Object.entries(config.upstreams)) {
+    const { url, passwordFile, caFile, ...rest } = without(upstream, 'password');
+    const loaded: LoadedUpstream = { ...rest, url: (url ?? defaultUpstreamUrl(host)).replace(/\/+$/, '') };
+    if (passwordFile !== undefined) loaded.passwordFile = resolve(fileBase, passwordFile);
+    if (caFile !== undefined) loaded.caFile = resolve(fileBase, caFile);
+    const password = await secret(['upstreams', host], upstream);
+    if (password !== undefined) loaded.password = password;
+    upstreams[host] = loaded;
+  }
+
+  const { passwordFile: metaPasswordFile, ...metadataRest } = without(config.metadata, 'url');
+  const metadata: LoadedMetadata = { ...metadataRest, url: metadataUrl };
+  if (metaPasswordFile !== undefined) metadata.passwordFile = resolve(fileBase, metaPasswordFile);
+  const metaPassword = await secret(['metadata'], config.metadata);
+  if (metaPassword !== undefined) metadata.password = metaPassword;
+
+  if (problems.length > 0) throw new ConfigError(source, problems);
+
+  return {
+    ...config,
+    storage: { ...config.storage, dir: storageDir },
+    metadata,
+    upstreams,
+    source,
+  };
+}
+
+/** A copy of `value` without `key` (destructuring would leave an unused variable behind). */
+function without<T extends object, K extends keyof T>(value: T, key: K): Omit<T, K> {
+  return Object.fromEntries(Object.entries(value).filter(([k]) => k !== key)) as Omit<T, K>;
+}
+
+/** `https://<host>`, except Docker Hub, whose registry API is not served on docker.io itself. */
+export function defaultUpstreamUrl(host: string): string {
+  return host === 'docker.io' ? 'https://registry-1.docker.io' : `https://${host}`;
+}
+
+/** The file path of a `sqlite://` URL (`:memory:` for an in-memory database), else undefined. */
+export function sqlitePath(url: string): string | undefined {
+  return url.startsWith('sqlite://') ? url.slice('sqlite://'.length) : undefined;
+}
+
+function resolveSqliteUrl(url: string, base: string): string {
+  const path = sqlitePath(url);
+  if (path === undefined || path === ':memory:' || isAbsolute(path)) return url;
+  return `sqlite://${resolve(base, path)}`;
+}
+
+async function readSecretFile(file: string): Promise<{ value: string } | { error: string }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    return { error: `cannot read secret file ${file}: ${fsReason(error)}` };
+  }
+  // Files written by `echo` or Kubernetes tooling often end in a newline that is not part of the secret.
+  const value = text.replace(/\r?\n$/, '');
+  if (value === '') return { error: `secret file ${file} is empty` };
+  return { value };
+}
+
+function fsReason(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory';
+    default:
+      return code ?? 'read failed';
+  }
+}
+
+interface ParsedYaml {
+  value: unknown;
+  locate: (path: KeyPath) => { line: number; col: number } | undefined;
+}
+
+async function readYaml(file: string): Promise<ParsedYaml> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read the config file: ${fsReason(error)}` }], {
+      cause: error,
+    });
+  }
+  const lineCounter = new LineCounter();
+  // prettyErrors off: the pretty form quotes the offending line, which may hold an inline password.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => {
+        const { line, col } = lineCounter.linePos(e.pos[0]);
+        return { path: '', message: `invalid YAML: ${e.message}`, line, col };
+      }),
+    );
+  }
+  if (doc.contents === null) {
+    throw new ConfigError(file, [{ path: '', message: 'the file is empty: expected at least "upstreams:"' }]);
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: `invalid YAML: ${(error as Error).message}` }]);
+  }
+  return { value, locate: (path) => locateKey(doc, lineCounter, path) };
+}
+
+/** Line and column of the deepest key of `path` that exists in the document. */
+function locateKey(doc: Document, lc: LineCounter, path: KeyPath): { line: number; col: number } | undefined {
+  let node: unknown = doc.contents;
+  let pos: number | undefined;
+  for (const key of path) {
+    if (!isMap(node)) break;
+    const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
+    if (pair === undefined) break;
+    pos = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+    node = pair.value;
+  }
+  return pos === undefined ? undefined : lc.linePos(pos);
+}
+
+/** `quay.io:` with nothing after it means "this upstream, all defaults". */
+function normalizeEmptyUpstreams(input: Record<string, unknown>): void {
+  const upstreams = input['upstreams'];
+  if (upstreams === null || typeof upstreams !== 'object' || Array.isArray(upstreams)) return;
+  for (const [host, value] of Object.entries(upstreams)) {
+    if (value === null) (upstreams as Record<string, unknown>)[host] = {};
+  }
+}
+
+function applyEnvOverrides(input: Record<string, unknown>, env: NodeJS.ProcessEnv): Map<string, string> {
+  const applied = new Map<string, string>();
+  for (const { name, path } of ENV_OVERRIDES) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    let node: Record<string, unknown> = input;
+    let ok = true;
+    for (const key of path.slice(0, -1)) {
+      const next = node[key] ?? {};
+      if (next === null || typeof next !== 'object' || Array.isArray(next)) {
+        ok = false; // the file has a bad value here; validation reports it
+        break;
+      }
+      node[key] = next;
+      node = next as Record<string, unknown>;
+    }
+    if (!ok) continue;
+    node[path[path.length - 1] as string] = value;
+    applied.set(path.join('.'), name);
+  }
+  return applied;
+}

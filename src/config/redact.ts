@@ -1,0 +1,35 @@
+/** What a secret is replaced with in logs and printed configuration. */
+export const REDACTED = '[redacted]';
+
+/**
+ * Pino `redact` paths for a logged LoadedConfig. Prefer logging `redactConfig(config)`, which also
+ * masks credentials inside URLs.
+ */
+export const REDACT_PATHS = ['upstreams.*.password', 'metadata.password'] as const;
+
+/**
+ * A deep copy of a configuration (input or loaded) with every `password` value replaced by
+ * "[redacted]" and the password in any URL (e.g. `redis://:secret@host`) masked.
+ */
+export function redactConfig<T>(config: T): T {
+  return redactValue(config, undefined) as T;
+}
+
+function redactValue(value: unknown, key: string | undefined): unknown {
+  if (key === 'password' && value !== undefined && value !== null) return REDACTED;
+  if (typeof value === 'string') return key === 'url' ? redactUrl(value) : value;
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, undefined));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactValue(v, k)]));
+  }
+  return value;
+}
+
+/** Mask the password part of a URL's userinfo; leave anything that is not a URL alone. */
+export function redactUrl(url: string): string {
+  if (!URL.canParse(url)) return url;
+  const parsed = new URL(url);
+  if (parsed.password === '') return url;
+  // Rebuild by hand: URL.href would also normalize the rest of the string.
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*:)[^@/?#]*@/i, `$1${REDACTED}@`);
+}
