@@ -1,0 +1,546 @@
+import { createHash } from 'node:crypto';
+import type { Digest } from '../oci/index.ts';
+import type {
+  Attestor,
+  Evidence,
+  FoundSignature,
+  SignatureVerifier,
+  SignerIdentity,
+  VerifyOutcome,
+} from '../trust/types.ts';
+import { compileMatcher, globProblem, matchSubject } from './match.ts';
+import { checkPolicyReferences } from './schema.ts';
+import type { TrustNames } from './schema.ts';
+import type { Decision, DecisionResult, Policy, SignatureCheck } from './types.ts';
+
+/**
+ * Bumped when the meaning of a policy changes without its text changing (a new rule in `decide`), so
+ * that cached decisions made under the old rules stop matching: it is hashed with the policies.
+ */
+const ENGINE_VERSION = 'pullwarden-policy/1';
+
+/** Policies that cannot be used: reference, glob or threshold problems. */
+export class PolicyConfigError extends Error {
+  readonly problems: readonly { path: string; message: string }[];
+  constructor(problems: readonly { path: string; message: string }[]) {
+    super(`invalid policies: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+    this.name = 'PolicyConfigError';
+    this.problems = problems;
+  }
+}
+
+export interface DecideInput {
+  upstream: string;
+  repository: string;
+  /** The manifest digest being decided; every verified payload must be about exactly this digest. */
+  digest: Digest;
+  /** Signatures and attestations found for `digest`; undefined when none were looked for. */
+  evidence: Evidence | undefined;
+  verifier: SignatureVerifier;
+}
+
+/** True when deciding under `policy` needs discovered evidence (signatures, attestations). */
+export function needsEvidence(policy: Policy | undefined): boolean {
+  return policy?.action === 'verify';
+}
+
+/** JSON with object keys sorted at every level and undefined properties left out. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v ?? null)).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** A short human label for an attestor, used in reasons and in the 403 detail. */
+export function attestorLabel(a: Attestor): string {
+  if ('key' in a) return `key(${a.key})`;
+  const { root, issuer, subject, subjectRegExp } = a.keyless;
+  const who = subject !== undefined ? `subject=${subject}` : `subjectRegExp=/${subjectRegExp ?? ''}/`;
+  return `keyless(root=${root}, issuer=${issuer}, ${who})`;
+}
+
+/** One signer counts once however many signatures it made: identities are compared by this key. */
+function identityKey(s: SignerIdentity): string {
+  return s.kind === 'key' ? `key\n${s.key}` : `keyless\n${s.issuer}\n${s.subject}`;
+}
+
+// Reasons carry text from certificates and upstream manifests: keep them on one line.
+function clean(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+}
+
+function signerLabel(s: SignerIdentity): string {
+  return clean(s.kind === 'key' ? `key ${s.key}` : `${s.subject} (issuer ${s.issuer})`);
+}
+
+/**
+ * Items of one kind checked per decision. Each is tried against every attestor, so an upstream that
+ * lists thousands of signatures would otherwise buy that many verifications per pull.
+ */
+export const MAX_ITEMS_CHECKED = 32;
+
+function verifyOne(
+  verifier: SignatureVerifier,
+  found: FoundSignature,
+  a: Attestor,
+  subject: Digest,
+): VerifyOutcome {
+  if (found.parseError !== undefined) {
+    return { ok: false, code: 'malformed', reason: clean(found.parseError) };
+  }
+  try {
+    return verifier.verify(found, a, subject);
+  } catch (err) {
+    // A verifier bug must deny, not crash the pull path or allow.
+    return {
+      ok: false,
+      code: 'verifier-error',
+      reason: clean(err instanceof Error ? err.message : String(err)),
+    };
+  }
+}
+
+/** One attestor tried on one item. */
+interface Trial {
+  label: string;
+  outcome: VerifyOutcome;
+}
+
+interface Tried {
+  item: FoundSignature;
+  /** In attestor order. */
+  trials: Trial[];
+}
+
+function tryAll(
+  verifier: SignatureVerifier,
+  item: FoundSignature,
+  attestors: readonly Attestor[],
+  d: Digest,
+): Tried {
+  return {
+    item,
+    trials: attestors.map((a) => ({ label: attestorLabel(a), outcome: verifyOne(verifier, item, a, d) })),
+  };
+}
+
+/** The first attestor the item verified under, with the signer it proved. */
+function firstOk(t: Tried): { j: number; label: string; signer: SignerIdentity } | undefined {
+  for (const [j, { label, outcome }] of t.trials.entries()) {
+    if (outcome.ok) return { j, label, signer: outcome.signer };
+  }
+  return undefined;
+}
+
+function failuresOf(t: Tried): { attestor: string; code: string; reason: string }[] {
+  return t.trials.flatMap(({ label, outcome }) =>
+    outcome.ok ? [] : [{ attestor: label, code: outcome.code, reason: clean(outcome.reason) }],
+  );
+}
+
+/**
+ * Maximum matching between distinct signer identities and attestors (Kuhn's augmenting paths; both sides
+ * are a handful). An identity can satisfy several attestors but counts for one, and an attestor counts
+ * once however many signatures it has, so threshold N needs N different signers under N attestors.
+ * Returns, per attestor index, the identity key matched to it.
+ */
+function matchIdentities(edges: Map<string, Set<number>>, attestorCount: number): (string | undefined)[] {
+  const owner = new Array<string | undefined>(attestorCount).fill(undefined);
+  const augment = (id: string, seen: Set<number>): boolean => {
+    for (const j of edges.get(id) ?? []) {
+      if (seen.has(j)) continue;
+      seen.add(j);
+      const current = owner[j];
+      if (current === undefined || augment(current, seen)) {
+        owner[j] = id;
+        return true;
+      }
+    }
+    return false;
+  };
+  for (const id of edges.keys()) augment(id, new Set());
+  return owner;
+}
+
+function check(item: FoundSignature): SignatureCheck {
+  return {
+    source: item.source,
+    kind: item.kind,
+    manifestDigest: item.manifestDigest,
+    ...(item.predicateType !== undefined ? { predicateType: item.predicateType } : {}),
+    ok: false,
+  };
+}
+
+function describeFailures(t: Tried): string {
+  const what = `${t.item.kind} ${t.item.manifestDigest} from ${t.item.source}`;
+  const failed = failuresOf(t);
+  const [only] = failed;
+  if (failed.length === 1 && only !== undefined) return `${what}: ${only.reason}`;
+  return `${what}: ${failed.map((f) => `${f.attestor}: ${f.reason}`).join('; ')}`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+interface Outcome {
+  ok: boolean;
+  /** Most important first: the requirement summary, then each failed item. */
+  reasons: string[];
+  signers: SignerIdentity[];
+  checks: SignatureCheck[];
+}
+
+function evaluateSignatures(
+  name: string,
+  required: NonNullable<Policy['signatures']>,
+  items: readonly FoundSignature[],
+  digest: Digest,
+  verifier: SignatureVerifier,
+): Outcome {
+  const { threshold, attestors } = required;
+  const prefix = `policy "${name}"`;
+  const labels = attestors.map(attestorLabel);
+  const tried = items
+    .filter((i) => i.kind === 'signature')
+    .map((item) => tryAll(verifier, item, attestors, digest));
+
+  const edges = new Map<string, Set<number>>();
+  const signerOf = new Map<string, SignerIdentity>();
+  for (const t of tried) {
+    for (const [j, { outcome }] of t.trials.entries()) {
+      if (!outcome.ok) continue;
+      const id = identityKey(outcome.signer);
+      signerOf.set(id, outcome.signer);
+      edges.set(id, (edges.get(id) ?? new Set<number>()).add(j));
+    }
+  }
+  const owner = matchIdentities(edges, attestors.length);
+  const counted = owner.flatMap((id, j) => {
+    const signer = id === undefined ? undefined : signerOf.get(id);
+    return id === undefined || signer === undefined ? [] : [{ id, j, signer, label: labels[j] ?? '' }];
+  });
+  const satisfied = counted.length;
+
+  const checks = tried.map((t): SignatureCheck => {
+    const c = check(t.item);
+    const hit = firstOk(t);
+    if (hit === undefined) return { ...c, failures: failuresOf(t) };
+    // Name the attestor this signature's identity was counted for, when it was.
+    const id = identityKey(hit.signer);
+    const countedFor = counted.find((m) => m.id === id && t.trials[m.j]?.outcome.ok === true);
+    return { ...c, ok: true, attestor: countedFor?.label ?? hit.label, signer: hit.signer };
+  });
+
+  const summary =
+    `${prefix}: ${satisfied} of ${threshold} required signatures` +
+    ` (threshold ${threshold} of ${plural(attestors.length, 'attestor')})`;
+  const signers = counted.map((m) => m.signer);
+  if (satisfied >= threshold) {
+    const by = counted.map((m) => `${m.label} by ${signerLabel(m.signer)}`);
+    return { ok: true, reasons: [`${summary}: satisfied: ${by.join('; ')}`], signers, checks };
+  }
+  let why: string;
+  if (tried.length === 0) {
+    why = 'no signature found';
+  } else if (satisfied === 0) {
+    why = `${plural(tried.length, 'signature')} found, none verified`;
+  } else {
+    const unsatisfied = labels.filter((_, j) => owner[j] === undefined);
+    const verified = checks.filter((c) => c.ok).length;
+    why =
+      `${plural(verified, 'signature')} verified from ${plural(satisfied, 'distinct signer')}` +
+      ` (one signer counts once); not satisfied: ${unsatisfied.join(', ')}`;
+  }
+  const failures = tried
+    .filter((t) => firstOk(t) === undefined)
+    .map((t) => `${prefix}: ${describeFailures(t)}`);
+  return { ok: false, reasons: [`${summary}: ${why}`, ...failures], signers, checks };
+}
+
+function evaluateAttestations(
+  name: string,
+  required: NonNullable<Policy['attestations']>,
+  items: readonly FoundSignature[],
+  digest: Digest,
+  verifier: SignatureVerifier,
+): Outcome {
+  const prefix = `policy "${name}"`;
+  const attestations = items.filter((i) => i.kind === 'attestation');
+  const checks = attestations.map(check);
+  const wanted = new Set(required.map((r) => r.predicateType));
+  const found = [
+    ...new Set(attestations.flatMap((i) => (i.predicateType === undefined ? [] : [i.predicateType]))),
+  ];
+  const passed: string[] = [];
+  const missing: string[] = [];
+  const failures: string[] = [];
+  const signers: SignerIdentity[] = [];
+
+  for (const req of required) {
+    let verifiedBy: { label: string; signer: SignerIdentity } | undefined;
+    let candidates = 0;
+    for (const [k, item] of attestations.entries()) {
+      const c = checks[k];
+      if (item.predicateType !== req.predicateType || c === undefined) continue;
+      candidates++;
+      const t = tryAll(verifier, item, req.attestors, digest);
+      const hit = firstOk(t);
+      if (hit !== undefined) {
+        checks[k] = { ...check(item), ok: true, attestor: hit.label, signer: hit.signer };
+        verifiedBy ??= hit;
+      } else if (!c.ok) {
+        checks[k] = { ...c, failures: [...(c.failures ?? []), ...failuresOf(t)] };
+        failures.push(`${prefix}: ${describeFailures(t)}`);
+      }
+    }
+    if (verifiedBy !== undefined) {
+      const { label, signer } = verifiedBy;
+      passed.push(`${prefix}: attestation ${req.predicateType} verified: ${label} by ${signerLabel(signer)}`);
+      if (!signers.some((s) => identityKey(s) === identityKey(signer))) signers.push(signer);
+    } else if (candidates === 0) {
+      const others = found.filter((t) => t !== req.predicateType);
+      missing.push(
+        `${prefix}: missing attestation ${req.predicateType}` +
+          (others.length > 0 ? ` (found only ${others.join(', ')})` : ''),
+      );
+    } else {
+      missing.push(
+        `${prefix}: attestation ${req.predicateType}: ${plural(candidates, 'attestation')} found, none verified`,
+      );
+    }
+  }
+  const ok = missing.length === 0;
+  // Attestations of other predicate types are listed too, so that "missing slsa v1" next to a v0.2
+  // attestation explains itself in the 403 detail.
+  const listed = checks.map((c, k): SignatureCheck => {
+    const item = attestations[k];
+    if (item?.predicateType !== undefined && wanted.has(item.predicateType)) return c;
+    const type = item?.predicateType ?? '(none)';
+    const reason = `predicate type ${type} is not one policy "${name}" requires (${[...wanted].join(', ')})`;
+    return { ...c, failures: [{ attestor: '-', code: 'wrong-predicate', reason }] };
+  });
+  return { ok, reasons: [...missing, ...failures, ...passed], signers, checks: listed };
+}
+
+interface CompiledPolicy {
+  policy: Policy;
+  matches: (subject: string) => boolean;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * The policy list, compiled: which policy applies to `<upstream>/<repository>` (first match wins) and
+ * what it decides for a digest given the evidence found. Pure and synchronous: discovery happens
+ * before, in the service; verification is the verifier's (CPU only).
+ */
+export class PolicyEngine {
+  /** sha256 (hex) of the canonical policy JSON and the engine version; part of the decision cache key. */
+  readonly hash: string;
+  readonly policies: readonly Policy[];
+  readonly #compiled: readonly CompiledPolicy[];
+
+  /** Throws {@link PolicyConfigError} when a glob, threshold, name or trust reference is wrong. */
+  constructor(policies: readonly Policy[], trust: TrustNames) {
+    const problems = checkPolicyReferences(trust, policies);
+    policies.forEach((p, i) => {
+      p.match.forEach((g, k) => {
+        const problem = globProblem(g);
+        if (problem !== undefined) problems.push({ path: `policies.${i}.match.${k}`, message: problem });
+      });
+      const s = p.signatures;
+      if (
+        s !== undefined &&
+        (!Number.isInteger(s.threshold) || s.threshold < 1 || s.threshold > s.attestors.length)
+      ) {
+        problems.push({
+          path: `policies.${i}.signatures.threshold`,
+          message: `expected a threshold between 1 and the number of attestors (${s.attestors.length}), got ${s.threshold}`,
+        });
+      }
+      if (p.action === 'verify' && p.signatures === undefined && p.attestations === undefined) {
+        problems.push({
+          path: `policies.${i}.action`,
+          message: 'action verify needs signatures or attestations',
+        });
+      }
+    });
+    if (problems.length > 0) throw new PolicyConfigError(problems);
+    this.policies = deepFreeze(structuredClone([...policies]));
+    this.#compiled = this.policies.map((policy) => ({ policy, matches: compileMatcher(policy.match) }));
+    this.hash = createHash('sha256')
+      .update(canonicalJson({ engine: ENGINE_VERSION, policies: this.policies }))
+      .digest('hex');
+  }
+
+  /** The first policy whose globs match `<upstream>/<repository>`, or undefined (a deny). */
+  match(upstream: string, repository: string): Policy | undefined {
+    const subject = matchSubject(upstream, repository);
+    return this.#compiled.find((c) => c.matches(subject))?.policy;
+  }
+
+  /** The decision for a digest. Fails closed: anything unverifiable counts as missing. */
+  decide(input: DecideInput): Decision {
+    const policy = this.match(input.upstream, input.repository);
+    if (policy === undefined) {
+      return {
+        result: 'deny',
+        policy: undefined,
+        reasons: [`no policy matches ${matchSubject(input.upstream, input.repository)}`],
+        signers: [],
+        checks: [],
+      };
+    }
+    if (policy.action === 'allow') {
+      return {
+        result: 'allow',
+        policy: policy.name,
+        reasons: [`allowed by policy "${policy.name}"`],
+        signers: [],
+        checks: [],
+      };
+    }
+    if (policy.action === 'deny') {
+      return {
+        result: 'deny',
+        policy: policy.name,
+        reasons: [`denied by policy "${policy.name}"`],
+        signers: [],
+        checks: [],
+      };
+    }
+    return this.#verify(policy, input);
+  }
+
+  #verify(policy: Policy, input: DecideInput): Decision {
+    const { evidence, digest, verifier } = input;
+    const fail = (reasons: string[], extra?: Partial<Decision>): Decision => ({
+      result: policy.mode === 'warn' ? 'warn' : 'deny',
+      policy: policy.name,
+      reasons,
+      signers: [],
+      checks: [],
+      ...extra,
+    });
+    if (evidence !== undefined && evidence.subject !== digest) {
+      // Evidence about another digest proves nothing about this one.
+      return fail([`policy "${policy.name}": evidence is for ${evidence.subject}, not ${digest}`]);
+    }
+    const { signatures, attestations } = policy;
+    const found = evidence?.items ?? [];
+    const wanted = new Set(attestations?.map((r) => r.predicateType));
+    const groups = [
+      found.filter((i) => i.kind === 'signature'),
+      found.filter((i) => i.kind === 'attestation' && wanted.has(i.predicateType ?? '')),
+      found.filter((i) => i.kind === 'attestation' && !wanted.has(i.predicateType ?? '')),
+    ];
+    const items = groups.flatMap((g) => g.slice(0, MAX_ITEMS_CHECKED));
+    const unchecked = found.length - items.length;
+    const outcomes: Outcome[] = [];
+    if (signatures !== undefined) {
+      outcomes.push(evaluateSignatures(policy.name, signatures, items, digest, verifier));
+    }
+    if (attestations !== undefined) {
+      outcomes.push(evaluateAttestations(policy.name, attestations, items, digest, verifier));
+    }
+    const ok = outcomes.every((o) => o.ok);
+    const signers: SignerIdentity[] = [];
+    for (const s of outcomes.flatMap((o) => o.signers)) {
+      if (!signers.some((t) => identityKey(t) === identityKey(s))) signers.push(s);
+    }
+    const checks = outcomes.flatMap((o) => o.checks);
+    // Failed requirements first: the first reason is the one a 403 message shows.
+    const reasons = [...outcomes.filter((o) => !o.ok), ...outcomes.filter((o) => o.ok)].flatMap(
+      (o) => o.reasons,
+    );
+    if (unchecked > 0) {
+      reasons.push(
+        `policy "${policy.name}": ${unchecked} more signatures or attestations not checked (at most ${MAX_ITEMS_CHECKED} of each kind)`,
+      );
+    }
+    if (ok) return { result: 'allow', policy: policy.name, reasons, signers, checks };
+    const problems = (evidence?.problems ?? []).map((p) => `policy "${policy.name}": discovery: ${clean(p)}`);
+    return fail([...reasons, ...problems], { signers, checks });
+  }
+}
+
+const MESSAGE_LIMIT = 1000;
+
+function withoutPrefix(reason: string, policy: string | undefined): string {
+  const prefix = `policy "${policy ?? ''}": `;
+  return reason.startsWith(prefix) ? reason.slice(prefix.length) : reason;
+}
+
+/**
+ * One line for the OCI error message: the policy and the main reason, plus the first failure when the
+ * main reason is a summary ("0 of 1 required signatures ...: 1 signature found, none verified; signature
+ * sha256:... from cosign-sig: identity mismatch ...").
+ */
+export function formatDenyMessage(decision: Decision): string {
+  const [main, next] = decision.reasons;
+  let message: string;
+  if (main === undefined) {
+    message =
+      decision.policy === undefined ? 'denied: no policy matches' : `denied by policy "${decision.policy}"`;
+  } else if (main.startsWith(`policy "${decision.policy ?? ''}": `)) {
+    message = `denied by ${main}`;
+    if (next !== undefined && /none verified|not satisfied/.test(main)) {
+      message += `; ${withoutPrefix(next, decision.policy)}`;
+    }
+  } else {
+    message = main.startsWith('denied') ? main : `denied: ${main}`;
+  }
+  message = clean(message);
+  return message.length > MESSAGE_LIMIT ? `${message.slice(0, MESSAGE_LIMIT - 1)}…` : message;
+}
+
+/** The `detail` of a DENIED error body (and of `pullwarden check`): JSON-safe, no undefined values. */
+export interface DecisionDetail {
+  policy: string | null;
+  result: DecisionResult;
+  reasons: string[];
+  signers: SignerIdentity[];
+  signatures: {
+    kind: 'signature' | 'attestation';
+    source: string;
+    manifestDigest: string;
+    predicateType?: string;
+    ok: boolean;
+    attestor?: string;
+    signer?: SignerIdentity;
+    failures?: { attestor: string; code: string; reason: string }[];
+  }[];
+}
+
+export function decisionDetail(decision: Decision): DecisionDetail {
+  return {
+    policy: decision.policy ?? null,
+    result: decision.result,
+    reasons: [...decision.reasons],
+    signers: decision.signers.map((s) => ({ ...s })),
+    signatures: decision.checks.map((c) => ({
+      kind: c.kind,
+      source: c.source,
+      manifestDigest: c.manifestDigest,
+      ...(c.predicateType !== undefined ? { predicateType: c.predicateType } : {}),
+      ok: c.ok,
+      ...(c.attestor !== undefined ? { attestor: c.attestor } : {}),
+      ...(c.signer !== undefined ? { signer: { ...c.signer } } : {}),
+      ...(c.failures !== undefined ? { failures: c.failures.map((f) => ({ ...f })) } : {}),
+    })),
+  };
+}

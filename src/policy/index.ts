@@ -1,0 +1,35 @@
+/** Policy: which rule applies to `<upstream>/<repository>` and what it decides for a digest. Pure. */
+export type { Decision, DecisionResult, Policy, PolicyAction, PolicyMode, SignatureCheck } from './types.ts';
+export {
+  attestorSchema,
+  checkPolicyReferences,
+  decisionsSchema,
+  defaultPolicyInput,
+  policiesSchema,
+  policySchema,
+  PUBLIC_GOOD_ISSUERS,
+  trustSchema,
+} from './schema.ts';
+export type {
+  DecisionsConfig,
+  DecisionsConfigInput,
+  PoliciesInput,
+  PolicyInput,
+  PolicyReferenceProblem,
+  TrustConfig,
+  TrustConfigInput,
+  TrustKeyConfig,
+  TrustNames,
+  TrustRootConfig,
+} from './schema.ts';
+export { compileMatcher, globProblem, globToRegExp, matchSubject } from './match.ts';
+export {
+  attestorLabel,
+  decisionDetail,
+  formatDenyMessage,
+  MAX_ITEMS_CHECKED,
+  needsEvidence,
+  PolicyConfigError,
+  PolicyEngine,
+} from './decide.ts';
+export type { DecideInput, DecisionDetail } from './decide.ts';

@@ -1,0 +1,42 @@
+import type { Digest } from '../oci/index.ts';
+import type { Attestor, EvidenceSource, SignerIdentity } from '../trust/types.ts';
+
+export type PolicyAction = 'allow' | 'deny' | 'verify';
+export type PolicyMode = 'enforce' | 'warn';
+
+export interface Policy {
+  name: string;
+  /** Globs over `<upstream host>/<repository>`: `*` within one path component, `**` across. */
+  match: string[];
+  action: PolicyAction;
+  mode: PolicyMode;
+  signatures?: { threshold: number; attestors: Attestor[] };
+  attestations?: { predicateType: string; attestors: Attestor[] }[];
+}
+
+/** How one signature fared against the policy: the detail a 403 lists. */
+export interface SignatureCheck {
+  source: EvidenceSource;
+  kind: 'signature' | 'attestation';
+  manifestDigest: Digest;
+  predicateType?: string;
+  ok: boolean;
+  /** The attestor it satisfied (ok) — or, when failed, the reason from each attestor tried. */
+  attestor?: string;
+  failures?: { attestor: string; code: string; reason: string }[];
+  signer?: SignerIdentity;
+}
+
+/** `warn` = the policy would deny but is in warn mode: served, and recorded. */
+export type DecisionResult = 'allow' | 'deny' | 'warn';
+
+export interface Decision {
+  result: DecisionResult;
+  /** Name of the matched policy; undefined when no policy matched (that is a deny). */
+  policy: string | undefined;
+  /** Human-readable reasons, most important first. */
+  reasons: string[];
+  /** Verified signer identities that counted. */
+  signers: SignerIdentity[];
+  checks: SignatureCheck[];
+}
