@@ -157,10 +157,28 @@ export async function loadConfig(
   const metaPassword = await secret(['metadata'], config.metadata);
   if (metaPassword !== undefined) metadata.password = metaPassword;
 
+  // Trust material files, like secrets, sit next to the config file.
+  const trust = {
+    ...config.trust,
+    roots: Object.fromEntries(
+      Object.entries(config.trust.roots).map(([name, root]) => [
+        name,
+        'file' in root ? { file: resolve(fileBase, root.file) } : root,
+      ]),
+    ),
+    keys: Object.fromEntries(
+      Object.entries(config.trust.keys).map(([name, key]) => [
+        name,
+        'file' in key ? { file: resolve(fileBase, key.file) } : key,
+      ]),
+    ),
+  };
+
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   return {
     ...config,
+    trust,
     storage: { ...config.storage, dir: storageDir },
     metadata,
     upstreams,

@@ -1,3 +1,10 @@
+import {
+  checkPolicyReferences,
+  decisionsSchema,
+  defaultPolicyInput,
+  policiesSchema,
+  trustSchema,
+} from '../policy/schema.ts';
 import { z } from 'zod';
 import { isRegistryHost } from '../oci/index.ts';
 import { didYouMean } from './suggest.ts';
@@ -92,6 +99,19 @@ export const upstreamSchema = z.strictObject({
     .default(false)
     .describe('Accept any TLS certificate (testing only; digests are still checked)'),
   caFile: z.string().min(1).optional().describe('PEM CA bundle for a private registry'),
+  aliases: z
+    .array(
+      z
+        .string()
+        .regex(
+          /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/,
+          'expected a name such as "corp-registry" (lower case, digits, ".", "_", "-"; no port)',
+        ),
+    )
+    .default([])
+    .describe(
+      'Other names clients may use for this upstream in ns= or a /v2/<name>/ path prefix (containers/image cannot put host:port into a registries.conf location)',
+    ),
 });
 
 export const configSchema = z
@@ -160,6 +180,15 @@ export const configSchema = z
           .describe('Log level'),
       })
       .prefault({}),
+    trust: trustSchema
+      .prefault(defaultPolicyInput.trust)
+      .describe('Trust roots (Sigstore instances) and public keys that policies name'),
+    policies: policiesSchema
+      .default(structuredClone(defaultPolicyInput.policies) as never)
+      .describe('Ordered policies, first match wins; no match means deny'),
+    decisions: decisionsSchema
+      .prefault({})
+      .describe('How long decisions and discovered signatures are reused'),
     server: z
       .strictObject({
         shutdownGrace: duration('30s', 'How long graceful shutdown waits for requests in flight'),
@@ -169,6 +198,15 @@ export const configSchema = z
       .prefault({}),
   })
   .superRefine((config, ctx) => {
+    if (config.trust !== undefined && config.policies !== undefined) {
+      for (const problem of checkPolicyReferences(config.trust, config.policies)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: problem.path.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
+          message: problem.message,
+        });
+      }
+    }
     const hosts = Object.keys(config.upstreams ?? {});
     if (config.defaultUpstream !== undefined && !hosts.includes(config.defaultUpstream)) {
       ctx.addIssue({
@@ -176,6 +214,20 @@ export const configSchema = z
         path: ['defaultUpstream'],
         message: `expected one of the configured upstreams (${hosts.map((h) => `"${h}"`).join(', ')})${didYouMean(config.defaultUpstream, hosts)}`,
       });
+    }
+    const names = new Map<string, string>(hosts.map((h) => [h, h]));
+    for (const [host, upstream] of Object.entries(config.upstreams ?? {})) {
+      for (const [i, alias] of (upstream.aliases ?? []).entries()) {
+        const taken = names.get(alias);
+        if (taken !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['upstreams', host, 'aliases', i],
+            message: `expected a name no other upstream uses ("${alias}" already names ${taken})`,
+          });
+        }
+        names.set(alias, host);
+      }
     }
     for (const [host, upstream] of Object.entries(config.upstreams ?? {})) {
       const sources = (['password', 'passwordFile', 'passwordEnv'] as const).filter(

@@ -24,7 +24,7 @@ describe('config/pullwarden.example.yaml', () => {
     const text = await readFile(example, 'utf8');
     // Keys, set or commented out ("# passwordFile: ..."), one per line.
     const keys = new Set(
-      text.split('\n').flatMap((line) => /^\s*(?:# ?)?([A-Za-z][\w.-]*):(?:\s|$)/.exec(line)?.[1] ?? []),
+      text.split('\n').flatMap((line) => /^\s*(?:#\s*)?([A-Za-z][\w.-]*):(?:\s|$)/.exec(line)?.[1] ?? []),
     );
     const schemaKeys = new Set<string>();
     const walkSchema = (node: unknown) => {
