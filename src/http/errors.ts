@@ -1,0 +1,58 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { errorBody, isRegistryError, RegistryError } from '../oci/index.ts';
+
+/**
+ * Turn anything thrown into a RegistryError. Fastify's own errors (bad URL, unsupported content type,
+ * body too large) carry a 4xx statusCode; everything else is a bug or an unexpected failure and becomes
+ * UNKNOWN with a message that does not leak internals (the log keeps the cause).
+ */
+export function toRegistryError(err: unknown): RegistryError {
+  if (isRegistryError(err)) return err;
+  const status =
+    typeof err === 'object' && err !== null ? (err as { statusCode?: unknown }).statusCode : undefined;
+  if (typeof status === 'number') {
+    if (status === 404) return new RegistryError('NAME_UNKNOWN', 'unknown path', { cause: err });
+    if (status === 413) return new RegistryError('SIZE_INVALID', 'request body too large', { cause: err });
+    if (status === 405) return new RegistryError('UNSUPPORTED', 'method not supported', { cause: err });
+    if (status >= 400 && status < 500)
+      return new RegistryError('NAME_INVALID', 'malformed request', { cause: err });
+  }
+  return new RegistryError('UNKNOWN', 'internal error', { cause: err });
+}
+
+/**
+ * The one error mapper: code -> status (from the catalogue in oci/errors.ts) and an OCI error body.
+ * HEAD answers carry the status and headers only.
+ */
+export function sendRegistryError(
+  err: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  log: Logger,
+): void {
+  const re = toRegistryError(err);
+  if (re.code === 'UNKNOWN') {
+    log.error({ reqId: request.id, err: re.cause ?? re }, 'request failed with an unexpected error');
+  }
+  if (reply.sent || reply.raw.headersSent) {
+    // Headers are gone: the only honest signal left is to cut the connection.
+    reply.raw.destroy(re);
+    return;
+  }
+  reply.code(re.status);
+  if (re.retryAfter !== undefined) reply.header('Retry-After', String(Math.max(0, Math.ceil(re.retryAfter))));
+  if (re.code === 'RANGE_INVALID') {
+    const size = (re.detail as { size?: unknown } | undefined)?.size;
+    if (typeof size === 'number') reply.header('Content-Range', `bytes */${size}`);
+  }
+  if (re.code === 'UNAUTHORIZED' && !reply.hasHeader('WWW-Authenticate')) {
+    reply.header('WWW-Authenticate', 'Basic realm="pullwarden"');
+  }
+  reply.header('Docker-Distribution-API-Version', 'registry/2.0');
+  if (request.method === 'HEAD') {
+    void reply.send();
+    return;
+  }
+  void reply.type('application/json; charset=utf-8').send(JSON.stringify(errorBody(re)));
+}

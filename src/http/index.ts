@@ -1,0 +1,6 @@
+export { buildHttpServer, splitUrl } from './server.ts';
+export type { HttpServerOptions } from './server.ts';
+export { parseRegistryPath, canonicalHost } from './routing.ts';
+export type { RegistryRoute, RoutingConfig } from './routing.ts';
+export { parseRange } from './range.ts';
+export { toRegistryError } from './errors.ts';

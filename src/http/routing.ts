@@ -1,0 +1,131 @@
+import {
+  isRegistryHost,
+  normalizeRepository,
+  parseDigest,
+  parseManifestReference,
+  parseRepositoryName,
+  RegistryError,
+  truncate,
+} from '../oci/index.ts';
+import type { Digest, ManifestReference } from '../oci/index.ts';
+import type { Target } from '../service/index.ts';
+
+/** What a `/v2/…` request asks for, once the path and `ns=` are parsed. */
+export type RegistryRoute =
+  | { kind: 'base' }
+  | { kind: 'manifest'; target: Target; reference: ManifestReference; name: string }
+  | { kind: 'blob'; target: Target; digest: Digest; name: string }
+  | { kind: 'upload'; name: string }
+  | { kind: 'tags'; target: Target; name: string }
+  | { kind: 'referrers'; target: Target; digest: Digest; name: string };
+
+export interface RoutingConfig {
+  /** The configured upstream a client-given host (or alias) names, or undefined when none does. */
+  resolveHost(host: string): string | undefined;
+  defaultUpstream: string | undefined;
+}
+
+/** Longest path we look at: distribution's 255-character names plus a host prefix and a reference. */
+const MAX_PATH = 1024;
+
+// Order matters: the repository name is greedy, the suffix is matched at the end, as distribution's
+// router does (`/v2/{name:…}/manifests/{reference}`).
+const PATTERNS: { kind: 'manifest' | 'blob' | 'upload' | 'tags' | 'referrers'; re: RegExp }[] = [
+  { kind: 'upload', re: /^\/v2\/(.+)\/blobs\/uploads(?:\/.*)?$/ },
+  { kind: 'manifest', re: /^\/v2\/(.+)\/manifests\/([^/]+)$/ },
+  { kind: 'blob', re: /^\/v2\/(.+)\/blobs\/([^/]+)$/ },
+  { kind: 'tags', re: /^\/v2\/(.+)\/tags\/list$/ },
+  { kind: 'referrers', re: /^\/v2\/(.+)\/referrers\/([^/]+)$/ },
+];
+
+const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
+
+/** Canonical name of a registry host as configured (`docker.io` for Docker Hub's aliases). */
+export function canonicalHost(host: string): string {
+  const lower = host.toLowerCase();
+  return DOCKER_HUB_ALIASES.has(lower) ? 'docker.io' : lower;
+}
+
+/**
+ * Parse a `/v2/` request path (raw, still percent-encoded) and its `ns` query parameter into a route.
+ * Upstream selection, in order: `?ns=<host>` (containerd mirrors), a host prefix `/v2/<host>/<repo>/…`
+ * (podman registries.conf locations, explicit references), then the default upstream (Docker
+ * `registry-mirrors`). A host that is not configured is refused with DENIED here, before any I/O.
+ */
+export function parseRegistryPath(
+  rawPath: string,
+  ns: string | undefined,
+  config: RoutingConfig,
+): RegistryRoute {
+  if (rawPath.length > MAX_PATH) throw new RegistryError('NAME_INVALID', 'request path is too long');
+  if (rawPath === '/v2/' || rawPath === '/v2') return { kind: 'base' };
+  // Repository names, tags and digests never contain '%': an encoded slash or dot is a path trick.
+  if (rawPath.includes('%') || rawPath.includes('\\')) {
+    throw new RegistryError('NAME_INVALID', `invalid characters in request path "${truncate(rawPath)}"`);
+  }
+  for (const { kind, re } of PATTERNS) {
+    const m = re.exec(rawPath);
+    if (!m) continue;
+    const name = m[1] ?? '';
+    if (kind === 'upload') return { kind, name };
+    const target = resolveTarget(name, ns, config);
+    const ref = m[2] ?? '';
+    switch (kind) {
+      case 'manifest':
+        return { kind, target, reference: parseManifestReference(ref), name };
+      case 'blob':
+        return { kind, target, digest: parseDigest(ref), name };
+      case 'referrers':
+        return { kind, target, digest: parseDigest(ref), name };
+      case 'tags':
+        return { kind, target, name };
+    }
+  }
+  throw new RegistryError('NAME_UNKNOWN', `unknown registry API path "${truncate(rawPath)}"`);
+}
+
+function resolveTarget(name: string, ns: string | undefined, config: RoutingConfig): Target {
+  if (ns !== undefined && ns !== '') {
+    if (!isRegistryHost(ns))
+      throw new RegistryError('NAME_INVALID', `invalid ns parameter "${truncate(ns)}"`);
+    const host = configuredHost(canonicalHost(ns), config);
+    return { upstream: host, repository: normalizeRepository(host, parseRepositoryName(name)) };
+  }
+  const slash = name.indexOf('/');
+  if (slash > 0) {
+    const first = name.slice(0, slash);
+    // Docker's rule for "is the first component a registry host" (a dot, a port, or localhost), plus
+    // the configured aliases, which may be bare names.
+    const alias = config.resolveHost(first);
+    if (
+      alias !== undefined ||
+      first.includes('.') ||
+      first.includes(':') ||
+      first === 'localhost' ||
+      first.startsWith('[')
+    ) {
+      if (!isRegistryHost(first))
+        throw new RegistryError('NAME_INVALID', `invalid registry host "${truncate(first)}"`);
+      const host = configuredHost(canonicalHost(first), config);
+      const repository = parseRepositoryName(name.slice(slash + 1));
+      return { upstream: host, repository: normalizeRepository(host, repository) };
+    }
+  }
+  const host = config.defaultUpstream;
+  if (host === undefined) {
+    throw new RegistryError('DENIED', 'no upstream named: use ?ns=<host> or a /v2/<host>/<repository> path', {
+      detail: { reason: 'no-default-upstream' },
+    });
+  }
+  return { upstream: host, repository: normalizeRepository(host, parseRepositoryName(name)) };
+}
+
+function configuredHost(host: string, config: RoutingConfig): string {
+  const configured = config.resolveHost(host);
+  if (configured === undefined) {
+    throw new RegistryError('DENIED', `upstream registry "${host}" is not configured on this proxy`, {
+      detail: { upstream: host, reason: 'upstream-not-configured' },
+    });
+  }
+  return configured;
+}

@@ -1,0 +1,301 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { parseAccept, RegistryError } from '../oci/index.ts';
+import type { Metrics, RegistryService } from '../service/index.ts';
+import { sendRegistryError } from './errors.ts';
+import { parseRange } from './range.ts';
+import { canonicalHost, parseRegistryPath } from './routing.ts';
+import type { RegistryRoute } from './routing.ts';
+
+export interface HttpServerOptions {
+  service: RegistryService;
+  logger: Logger;
+  metrics: Metrics;
+  defaultUpstream: string | undefined;
+  /** Resolves when the process can serve pulls; rejects with the reason otherwise (for /readyz). */
+  ready: () => Promise<void>;
+  trustProxy?: boolean;
+}
+
+/** What one request did, for its log line and metrics. */
+interface RequestFacts {
+  route: string;
+  upstream?: string;
+  repository?: string;
+  reference?: string;
+  digest?: string;
+  cache?: string;
+  bytes?: number;
+}
+
+const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
+const API_VERSION = 'registry/2.0';
+
+/**
+ * The HTTP face of the registry: `/v2/` read API, health and metrics. Routes only parse, call the
+ * service and write headers; every failure goes through the one error mapper.
+ */
+export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
+  // Fastify types the instance by its logger; the rest of the app only needs the base logger type.
+  const loggerInstance: FastifyBaseLogger = options.logger;
+  const { service, metrics } = options;
+  const log = options.logger.child({ module: 'http' });
+  const facts = new WeakMap<FastifyRequest, RequestFacts>();
+
+  const app = Fastify({
+    loggerInstance,
+    // One log line per request is written in onResponse, with the registry facts attached.
+    logController: new LogController({ disableRequestLogging: true }),
+    // The automatic HEAD route would run the GET handler and drain its stream: a HEAD on a blob would
+    // download the blob. Every HEAD here is written by hand and never opens a body.
+    exposeHeadRoutes: false,
+    trustProxy: options.trustProxy ?? false,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    bodyLimit: 1024,
+  });
+
+  app.setErrorHandler((err, request, reply) => sendRegistryError(err, request, reply, log));
+  app.setNotFoundHandler((request, reply) =>
+    sendRegistryError(new RegistryError('NAME_UNKNOWN', 'unknown path'), request, reply, log),
+  );
+
+  app.addHook('onResponse', (request, reply, done) => {
+    const f = facts.get(request) ?? { route: routeLabel(request) };
+    const status = reply.statusCode;
+    const durationMs = reply.elapsedTime;
+    metrics.httpRequests.inc({ route: f.route, method: request.method, status: String(status) });
+    metrics.httpDuration.observe({ route: f.route }, durationMs / 1000);
+    const aborted = !reply.raw.writableFinished;
+    const line = {
+      reqId: request.id,
+      method: request.method,
+      client: request.ip,
+      route: f.route,
+      upstream: f.upstream,
+      repository: f.repository,
+      reference: f.reference,
+      digest: f.digest,
+      cache: f.cache,
+      status,
+      bytes: aborted ? undefined : f.bytes,
+      aborted: aborted || undefined,
+      durationMs: Math.round(durationMs * 10) / 10,
+    };
+    if (f.route === 'health' || f.route === 'metrics') log.debug(line, 'request completed');
+    else log.info(line, 'request completed');
+    done();
+  });
+
+  app.get('/healthz', (request, reply) => {
+    facts.set(request, { route: 'health' });
+    return reply.send({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (request, reply) => {
+    facts.set(request, { route: 'health' });
+    try {
+      await options.ready();
+      return { status: 'ready' };
+    } catch (err) {
+      return reply
+        .code(503)
+        .send({ status: 'not ready', reason: err instanceof Error ? err.message : String(err) });
+    }
+  });
+
+  app.get('/metrics', async (request, reply) => {
+    facts.set(request, { route: 'metrics' });
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  const handleRead = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    const { path, ns } = splitUrl(request.raw.url ?? '/');
+    const route = parseRegistryPath(path, ns, {
+      resolveHost: (host) => service.resolveHost(host),
+      defaultUpstream: options.defaultUpstream,
+    });
+    reply.header(API_VERSION_HEADER, API_VERSION);
+    const f: RequestFacts = { route: route.kind };
+    facts.set(request, f);
+    if (route.kind !== 'base' && route.kind !== 'upload') {
+      f.upstream = route.target.upstream;
+      f.repository = route.target.repository;
+    }
+    switch (route.kind) {
+      case 'base':
+        return reply.type('application/json').send('{}');
+      case 'upload':
+        throw unsupported();
+      case 'manifest':
+        return serveManifest(route, request, reply, f);
+      case 'blob':
+        return serveBlob(route, request, reply, f);
+      case 'tags':
+        return serveTags(route, request, reply, ns);
+      case 'referrers':
+        return serveReferrers(route, request, reply);
+    }
+  };
+
+  async function serveManifest(
+    route: Extract<RegistryRoute, { kind: 'manifest' }>,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    f: RequestFacts,
+  ): Promise<unknown> {
+    f.reference = route.reference.kind === 'tag' ? route.reference.tag : route.reference.digest;
+    const withBody = request.method === 'GET';
+    const result = await service.resolveManifest(route.target, route.reference, {
+      accept: parseAccept(request.headers.accept),
+      withBody,
+    });
+    f.digest = result.digest;
+    f.cache = result.cache;
+    f.bytes = withBody ? result.size : 0;
+    reply
+      .header('Content-Type', result.mediaType)
+      .header('Docker-Content-Digest', result.digest)
+      .header('Content-Length', String(result.size))
+      .header('ETag', `"${result.digest}"`)
+      .header('X-Pullwarden-Cache', result.cache);
+    if (result.cache === 'stale') reply.header('Warning', '110 pullwarden "Response is Stale"');
+    if (!withBody) return reply.send();
+    return reply.send(result.bytes);
+  }
+
+  async function serveBlob(
+    route: Extract<RegistryRoute, { kind: 'blob' }>,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    f: RequestFacts,
+  ): Promise<unknown> {
+    f.digest = route.digest;
+    reply
+      .header('Docker-Content-Digest', route.digest)
+      .header('Content-Type', 'application/octet-stream')
+      .header('Accept-Ranges', 'bytes')
+      .header('ETag', `"${route.digest}"`);
+    if (request.method === 'HEAD') {
+      const head = await service.headBlob(route.target, route.digest);
+      f.cache = head.cache;
+      f.bytes = 0;
+      return reply
+        .header('Content-Length', String(head.size))
+        .header('X-Pullwarden-Cache', head.cache)
+        .send();
+    }
+    const handle = await service.getBlob(route.target, route.digest);
+    f.cache = handle.state;
+    // The handle pins the blob against eviction until the response is over, however it ends.
+    reply.raw.once('close', () => handle.release());
+    try {
+      const size = handle.size;
+      const range = size === undefined ? undefined : parseRange(request.headers.range, size);
+      reply.header('X-Pullwarden-Cache', handle.state);
+      if (range && size !== undefined) {
+        const length = range.end - range.start + 1;
+        f.bytes = length;
+        reply
+          .code(206)
+          .header('Content-Range', `bytes ${range.start}-${range.end}/${size}`)
+          .header('Content-Length', String(length));
+      } else if (size !== undefined) {
+        f.bytes = size;
+        reply.header('Content-Length', String(size));
+      }
+      const stream = handle.createReadStream(range);
+      const label = handle.state;
+      stream.on('end', () => metrics.blobBytesServed.inc({ result: label }, f.bytes ?? 0));
+      return await reply.send(stream);
+    } catch (err) {
+      handle.release();
+      throw err;
+    }
+  }
+
+  async function serveTags(
+    route: Extract<RegistryRoute, { kind: 'tags' }>,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    ns: string | undefined,
+  ): Promise<unknown> {
+    if (request.method === 'HEAD') throw unsupported();
+    const q = request.query as Record<string, string | undefined>;
+    const query: { n?: number; last?: string } = {};
+    if (q.n !== undefined && /^\d{1,6}$/.test(q.n)) query.n = Number(q.n);
+    if (q.last !== undefined && q.last !== '') query.last = q.last;
+    const list = await service.listTags(route.target, query);
+    if (list.link) {
+      const next = rewriteLink(list.link, route.name, ns);
+      if (next) reply.header('Link', next);
+    }
+    return reply.type('application/json').send(list.body);
+  }
+
+  async function serveReferrers(
+    route: Extract<RegistryRoute, { kind: 'referrers' }>,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<unknown> {
+    if (request.method === 'HEAD') throw unsupported();
+    const artifactType = (request.query as Record<string, string | undefined>).artifactType;
+    const answer = await service.getReferrers(route.target, route.digest, artifactType || undefined);
+    if (answer.filtersApplied) reply.header('OCI-Filters-Applied', 'artifactType');
+    return reply.type('application/vnd.oci.image.index.v1+json').send(answer.body);
+  }
+
+  app.route({ method: ['GET', 'HEAD'], url: '/v2', handler: handleRead });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/*', handler: handleRead });
+  // A pull-through proxy is read-only: pushes, deletes and uploads are refused as distribution does.
+  app.route({
+    method: ['PUT', 'POST', 'PATCH', 'DELETE'],
+    url: '/v2/*',
+    handler: (request, reply) => {
+      facts.set(request, { route: 'write' });
+      reply.header(API_VERSION_HEADER, API_VERSION);
+      throw unsupported();
+    },
+  });
+  return app;
+}
+
+function unsupported(): RegistryError {
+  return new RegistryError(
+    'UNSUPPORTED',
+    'this is a read-only pull-through registry: the operation is not supported',
+  );
+}
+
+function routeLabel(request: FastifyRequest): string {
+  return request.url.startsWith('/v2') ? 'v2-other' : 'other';
+}
+
+/** Raw path (still percent-encoded) and the decoded `ns` parameter. */
+export function splitUrl(rawUrl: string): { path: string; ns: string | undefined } {
+  const q = rawUrl.indexOf('?');
+  const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
+  if (q < 0) return { path, ns: undefined };
+  const params = new URLSearchParams(rawUrl.slice(q + 1));
+  const ns = params.get('ns');
+  return { path, ns: ns === null ? undefined : canonicalHost(ns) };
+}
+
+/** Point the upstream's `Link: <…?last=x&n=y>; rel="next"` at this proxy's path for the same name. */
+function rewriteLink(link: string, name: string, ns: string | undefined): string | undefined {
+  const m = /<([^>]*)>/.exec(link);
+  if (!m) return undefined;
+  const target = m[1] ?? '';
+  const q = target.indexOf('?');
+  const params = new URLSearchParams(q >= 0 ? target.slice(q + 1) : '');
+  const out = new URLSearchParams();
+  const n = params.get('n');
+  const last = params.get('last');
+  if (n !== null) out.set('n', n);
+  if (last !== null) out.set('last', last);
+  if (ns !== undefined) out.set('ns', ns);
+  return `</v2/${name}/tags/list?${out.toString()}>; rel="next"`;
+}

@@ -1,0 +1,11 @@
+export { RegistryService, effectiveAccept } from './registry-service.ts';
+export type {
+  BlobHeadResult,
+  ManifestCacheState,
+  ManifestResult,
+  RegistryServiceOptions,
+  Target,
+  UpstreamEntry,
+} from './registry-service.ts';
+export { Metrics } from './metrics.ts';
+export { SingleFlight } from './single-flight.ts';

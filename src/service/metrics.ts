@@ -1,0 +1,114 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Prometheus metrics. One instance per app (tests build many apps in one process, so nothing is
+ * registered on prom-client's global registry).
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly httpRequests = new Counter({
+    name: 'pullwarden_http_requests_total',
+    help: 'Requests answered, by route and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpDuration = new Histogram({
+    name: 'pullwarden_http_request_duration_seconds',
+    help: 'Time to answer a request (until the last byte)',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+    registers: [this.registry],
+  });
+
+  readonly cacheRequests = new Counter({
+    name: 'pullwarden_cache_requests_total',
+    help: 'Cache lookups by kind (tag, manifest, blob) and result (hit, miss, joined, stale)',
+    labelNames: ['kind', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly blobBytesServed = new Counter({
+    name: 'pullwarden_blob_bytes_served_total',
+    help: 'Blob bytes sent to clients, by cache result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamRequests = new Counter({
+    name: 'pullwarden_upstream_requests_total',
+    help: 'Requests made to upstream registries',
+    labelNames: ['upstream', 'method', 'kind', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamDuration = new Histogram({
+    name: 'pullwarden_upstream_request_duration_seconds',
+    help: 'Upstream response time (until headers)',
+    labelNames: ['upstream', 'kind'] as const,
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly upstreamErrors = new Counter({
+    name: 'pullwarden_upstream_errors_total',
+    help: 'Upstream failures by error code',
+    labelNames: ['upstream', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly decisions = new Counter({
+    name: 'pullwarden_decisions_total',
+    help: 'Trust decisions evaluated (not cache hits), by policy and result (allow, deny, warn)',
+    labelNames: ['policy', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly verifyDuration = new Histogram({
+    name: 'pullwarden_verification_duration_seconds',
+    help: 'Signature discovery and verification time for one decision',
+    buckets: [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  #cacheStats: (() => { bytes: number; blobs: number; fillsInFlight: number }) | undefined;
+
+  // Gauges are read at scrape time, so the hot path does no bookkeeping for them.
+  readonly fillsInFlight = new Gauge({
+    name: 'pullwarden_blob_fills_in_flight',
+    help: 'Blob cache fills currently streaming from upstream',
+    registers: [this.registry],
+    collect: () => {
+      if (this.#cacheStats) this.fillsInFlight.set(this.#cacheStats().fillsInFlight);
+    },
+  });
+
+  readonly cacheBytes = new Gauge({
+    name: 'pullwarden_cache_bytes',
+    help: 'Bytes held in the blob cache',
+    registers: [this.registry],
+    collect: () => {
+      if (this.#cacheStats) this.cacheBytes.set(this.#cacheStats().bytes);
+    },
+  });
+
+  readonly cacheBlobs = new Gauge({
+    name: 'pullwarden_cache_blobs',
+    help: 'Blobs (and manifests) held in the blob cache',
+    registers: [this.registry],
+    collect: () => {
+      if (this.#cacheStats) this.cacheBlobs.set(this.#cacheStats().blobs);
+    },
+  });
+
+  /** Where the cache gauges read their values from. */
+  observeCache(stats: () => { bytes: number; blobs: number; fillsInFlight: number }): void {
+    this.#cacheStats = stats;
+  }
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false)
+      collectDefaultMetrics({ register: this.registry, prefix: 'pullwarden_' });
+  }
+}
