@@ -1,0 +1,27 @@
+export type * from './types.ts';
+export { discoverEvidence } from './discover.ts';
+export type { DiscoverOptions } from './discover.ts';
+export { loadPublicKey, publicGoodTrustedRoot, TrustMaterialStore } from './store.ts';
+export type {
+  KeyConfig,
+  TrustedRootFetcher,
+  TrustMaterialConfig,
+  TrustMaterialStoreOptions,
+  TrustRefreshOptions,
+  TrustRootConfig,
+} from './store.ts';
+export { anchoredRegExp, globToRegExp } from './identity.ts';
+export {
+  Annotation,
+  COSIGN_SIGN_PREDICATE_TYPE,
+  DSSE_MEDIA_TYPE,
+  SIGSTORE_BUNDLE_ARTIFACT_TYPE,
+  SIMPLESIGNING_MEDIA_TYPE,
+} from './constants.ts';
+export {
+  classicAttestationToBundle,
+  classicSignatureToBundle,
+  inTotoStatement,
+  parseBundle,
+} from './convert.ts';
+export type { InTotoStatement } from './convert.ts';
