@@ -31,6 +31,9 @@ export interface PullwardenProcess {
 }
 
 export interface PullwardenOptions {
+  /** Trust roots/keys and policies (default: allow everything, i.e. the proxy without a policy). */
+  trust?: Record<string, unknown>;
+  policies?: unknown[];
   /** Extra node flags, e.g. `--cpu-prof` (from PW_BENCH_NODE_ARGS). */
   nodeArgs?: string[];
 }
@@ -58,6 +61,9 @@ export async function startPullwarden(
         log: { level: 'warn' },
         upstreams: { [name]: { url: upstreamUrl, tagTTL: '5m' } },
         defaultUpstream: name,
+        // The benchmark never reaches the Sigstore CDN.
+        trust: { refresh: '0s', ...(opts.trust ?? {}) },
+        policies: opts.policies ?? [{ name: 'allow-all', match: ['**'], action: 'allow' }],
       }),
     );
     const daemon = startDaemon(

@@ -197,7 +197,9 @@ async function cachedBlob(
     pullwarden: `${pwRepo(pw, 'bench/big')}/blobs/${digest}`,
     peer: `${regRepo(peer, 'bench/big')}/blobs/${digest}`,
   };
-  // Warm both caches, and let distribution finish its background store of the blob.
+  // Warm both caches, and let distribution finish its background store of the blob. The manifest
+  // comes first, as with every client: it admits the image's blobs in the repository.
+  await mustDrain(`${pwRepo(pw, 'bench/big')}/manifests/v1`, undefined, { Accept: MANIFEST_ACCEPT });
   await mustDrain(urls.pullwarden, size);
   await mustDrain(urls.peer, size);
   await upstream.clearRequests({ quietMs: 1000 });

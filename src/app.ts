@@ -2,17 +2,23 @@
  * The composition root: the one place that builds the adapters (upstream clients, blob store, metadata
  * store), wires them into the service and the HTTP server, and tears them down in order.
  */
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
 import { access, constants, mkdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { FsBlobStore } from './cache/index.ts';
+import { EMBEDDED_SOURCE, loadConfig } from './config/index.ts';
 import type { LoadedConfig } from './config/index.ts';
+import { PolicyEngine } from './policy/index.ts';
+import { TrustMaterialStore } from './trust/index.ts';
 import { buildHttpServer } from './http/index.ts';
 import { openMetadataStore } from './metadata/index.ts';
 import type { MetadataStore } from './metadata/index.ts';
-import { Metrics, RegistryService } from './service/index.ts';
-import type { UpstreamEntry } from './service/index.ts';
+import { Metrics, RegistryService, TrustGate } from './service/index.ts';
+import type { TrustContext, UpstreamEntry } from './service/index.ts';
 import { UndiciUpstream } from './upstream/index.ts';
 
 export interface App {
@@ -22,9 +28,52 @@ export interface App {
   blobs: FsBlobStore;
   metadata: MetadataStore;
   logger: Logger;
+  gate: TrustGate;
+  /**
+   * Apply a new configuration's policies, trust material and decision TTLs without a restart (other
+   * changes need one and are reported). Throws, keeping the running policy, when the new one is bad.
+   */
+  reload(config: LoadedConfig): Promise<void>;
   /** Stop accepting requests, drain the ones in flight, wait for cache fills, close stores. */
   close(): Promise<void>;
 }
+
+/** Policy engine + trust material built from a config, and what to release when replaced. */
+async function buildTrustContext(
+  config: LoadedConfig,
+  logger: Logger,
+): Promise<{ context: TrustContext; store: TrustMaterialStore }> {
+  const hasPublicGood = Object.values(config.trust.roots).some((r) => 'sigstore' in r);
+  const store = await TrustMaterialStore.load(
+    { roots: config.trust.roots, keys: config.trust.keys },
+    {
+      // The public-good root embedded in @sigstore/tuf is used from the start; a TUF refresh keeps it
+      // current when the Sigstore CDN is reachable (trust.refresh: 0 turns it off, e.g. air-gapped).
+      ...(hasPublicGood && config.trust.refresh > 0
+        ? { refresh: { cachePath: join(config.storage.dir, 'tuf'), intervalMs: config.trust.refresh } }
+        : {}),
+      onRefreshError: (err) => logger.warn({ err }, 'trust root refresh failed; keeping the last good root'),
+      onRefreshed: (version) => logger.info({ version }, 'trust root refreshed'),
+    },
+  );
+  const engine = new PolicyEngine(config.policies, config.trust);
+  return {
+    store,
+    context: {
+      engine,
+      verifier: store,
+      ttl: {
+        allow: config.decisions.allowTTL,
+        deny: config.decisions.denyTTL,
+        evidence: config.decisions.evidenceTTL,
+        missingEvidence: config.decisions.missingEvidenceTTL,
+      },
+    },
+  };
+}
+
+/** Keys a reload can apply; anything else in the file needs a restart. */
+const RELOADABLE = new Set(['trust', 'policies', 'decisions', 'source']);
 
 export interface BuildOptions {
   logger?: Logger;
@@ -98,7 +147,11 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     });
   }
 
+  let trust = await buildTrustContext(config, logger);
+  const gate = new TrustGate({ context: trust.context, metadata, logger, metrics });
+
   const service = new RegistryService({
+    gate,
     upstreams,
     aliases,
     blobs,
@@ -123,6 +176,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
   });
   metrics.observeCache(() => blobs.stats());
 
+  let running = config;
   return {
     http,
     service,
@@ -130,8 +184,30 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     blobs,
     metadata,
     logger,
+    gate,
+    async reload(next) {
+      const built = await buildTrustContext(next, logger);
+      const previous = trust;
+      trust = built;
+      gate.swap(built.context);
+      previous.store.close();
+      const needRestart = Object.keys(next).filter(
+        (k) =>
+          !RELOADABLE.has(k) &&
+          JSON.stringify((next as Record<string, unknown>)[k]) !==
+            JSON.stringify((running as Record<string, unknown>)[k]),
+      );
+      running = next;
+      logger.info(
+        { policyHash: built.context.engine.hash, trustVersion: built.store.version, needRestart },
+        needRestart.length > 0
+          ? 'policy reloaded; other changed keys need a restart to apply'
+          : 'policy reloaded',
+      );
+    },
     async close() {
       closing = true;
+      trust.store.close();
       // Drain requests in flight; past the grace period, cut what is left (a stuck client must not
       // hold a rolling update hostage).
       const grace = setTimeout(() => http.server.closeAllConnections(), config.server.shutdownGrace);
@@ -150,6 +226,8 @@ export interface ServerHandle {
   /** `http://host:port` the server listens on. */
   address: string;
   app: App;
+  /** Re-read the config file and apply its policy (SIGHUP). A broken file keeps the last good policy. */
+  reload(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -168,10 +246,54 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
   const shownHost = host.includes(':') ? `[${host}]` : host;
   const address = `http://${shownHost}:${bound}`;
   app.logger.info(
-    { address, upstreams: Object.keys(config.upstreams), source: config.source },
+    {
+      address,
+      upstreams: Object.keys(config.upstreams),
+      source: config.source,
+      policyHash: app.gate.context.engine.hash,
+    },
     'pullwarden listening',
   );
-  return { address, app, close: () => app.close() };
+
+  let chain = Promise.resolve();
+  const reload = (): Promise<void> => {
+    // Reloads run one after another, so two quick edits cannot apply out of order.
+    chain = chain.then(async () => {
+      if (config.source === EMBEDDED_SOURCE) return;
+      try {
+        await app.reload(await loadConfig(config.source));
+      } catch (err) {
+        app.logger.error(
+          { err: err instanceof Error ? err.message : String(err), source: config.source },
+          'config reload failed; keeping the last good policy',
+        );
+      }
+    });
+    return chain;
+  };
+  let watcher: FSWatcher | undefined;
+  if (config.source !== EMBEDDED_SOURCE) {
+    let timer: NodeJS.Timeout | undefined;
+    // Watch the directory, not the file: editors and ConfigMap updates replace the file (a rename),
+    // which a watch on the old inode would never report.
+    const file = basename(config.source);
+    watcher = watch(dirname(config.source), { persistent: false }, (_event, name) => {
+      if (name !== null && name !== file && !name.startsWith('..')) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => void reload(), 200);
+    });
+    watcher.on('error', (err) => app.logger.warn({ err: err.message }, 'config file watch failed'));
+  }
+  return {
+    address,
+    app,
+    reload,
+    close: async () => {
+      watcher?.close();
+      await chain;
+      await app.close();
+    },
+  };
 }
 
 export function splitListen(listen: string): { host: string; port: number } {

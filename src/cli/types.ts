@@ -7,6 +7,8 @@ export interface ServerHandle {
   close(): Promise<void>;
   /** The address actually bound, e.g. "127.0.0.1:5050". */
   address: string;
+  /** Re-read the config file and apply its policy (SIGHUP). */
+  reload?(): Promise<void>;
 }
 
 /** The composition root (src/app.ts), loaded lazily so that `config` commands do not start anything. */

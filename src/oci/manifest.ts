@@ -42,8 +42,7 @@ function asDescriptor(value: unknown, where: string): Descriptor {
     digest: v.digest,
     size: v.size,
   };
-  if (typeof v.platform === 'object' && v.platform !== null)
-    d.platform = v.platform;
+  if (typeof v.platform === 'object' && v.platform !== null) d.platform = v.platform;
   if (typeof v.artifactType === 'string') d.artifactType = v.artifactType;
   if (typeof v.annotations === 'object' && v.annotations !== null) {
     d.annotations = v.annotations as Record<string, string>;

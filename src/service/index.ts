@@ -9,3 +9,5 @@ export type {
 } from './registry-service.ts';
 export { Metrics } from './metrics.ts';
 export { SingleFlight } from './single-flight.ts';
+export { TrustGate, isTrustMaterial } from './trust-gate.ts';
+export type { GateManifest, GateTarget, TrustContext } from './trust-gate.ts';

@@ -18,6 +18,8 @@ export const serve: Command = {
     '  -c, --config FILE   Config file (default: $PULLWARDEN_CONFIG, else the embedded defaults:',
     '                      docker.io, ghcr.io, quay.io, registry.k8s.io, gcr.io, public.ecr.aws)',
     '',
+    'SIGHUP (and any change to the config file) reloads trust, policies and decisions; a broken file',
+    'keeps the last good policy and logs why.',
     'SIGTERM or SIGINT shuts down gracefully (at most server.shutdownGrace); a second signal exits',
     'at once. Exit codes: 0 after a graceful shutdown, 1 after a forced one, 2 if startup failed.',
   ].join('\n'),
@@ -76,9 +78,15 @@ function waitForShutdown(
       clearTimeout(timer);
       ctx.signals.off('SIGTERM', onSignal);
       ctx.signals.off('SIGINT', onSignal);
+      ctx.signals.off('SIGHUP', onHangup);
       resolveCode(code);
       ctx.exit(code);
     };
+
+    function onHangup(): void {
+      log.info('SIGHUP: reloading the policy from the config file');
+      void handle.reload?.();
+    }
 
     function onSignal(signal: NodeJS.Signals): void {
       if (closing) {
@@ -107,6 +115,7 @@ function waitForShutdown(
 
     ctx.signals.on('SIGTERM', onSignal);
     ctx.signals.on('SIGINT', onSignal);
+    ctx.signals.on('SIGHUP', onHangup);
   });
 }
 

@@ -1,0 +1,296 @@
+import type { Logger } from 'pino';
+import { parseManifest, RegistryError } from '../oci/index.ts';
+import type { Digest, ParsedManifest } from '../oci/index.ts';
+import type { MetadataStore } from '../metadata/index.ts';
+import { decisionDetail, formatDenyMessage } from '../policy/index.ts';
+import type { Decision, PolicyEngine } from '../policy/index.ts';
+import { discoverEvidence } from '../trust/index.ts';
+import type { Evidence, SignatureVerifier } from '../trust/index.ts';
+import type { Upstream } from '../upstream/index.ts';
+import type { Metrics } from './metrics.ts';
+import { SingleFlight } from './single-flight.ts';
+
+/** Everything a decision depends on; swapped as one piece when the policy or trust material reloads. */
+export interface TrustContext {
+  engine: PolicyEngine;
+  verifier: SignatureVerifier;
+  ttl: {
+    /** ms an allow (or warn) decision is reused. */
+    allow: number;
+    /** ms a deny decision is reused. */
+    deny: number;
+    /** ms discovered signatures are reused (signatures can be added after a push). */
+    evidence: number;
+    /** ms "no signature found" is reused: short, so a signature pushed late is seen soon. */
+    missingEvidence: number;
+  };
+}
+
+export interface GateTarget {
+  upstream: string;
+  repository: string;
+}
+
+/** The manifest being decided, with a way to read its bytes only when the decision needs them. */
+export interface GateManifest {
+  digest: Digest;
+  mediaType: string;
+  bytes: () => Promise<Buffer>;
+  /** The tag that resolved to it, for log lines and reasons. */
+  tag?: string;
+}
+
+// Media types of layers that only ever carry signatures, attestations or Sigstore bundles. A manifest
+// whose layers are all of these cannot be unpacked into a filesystem, so serving it unverified (as
+// trust material that `cosign verify` and admission controllers read through the proxy) runs nothing.
+const TRUST_LAYER_TYPES = new Set([
+  'application/vnd.dev.cosign.simplesigning.v1+json',
+  'application/vnd.dsse.envelope.v1+json',
+  'application/vnd.in-toto+json',
+  'application/vnd.dev.sigstore.bundle+json;version=0.1',
+  'application/vnd.dev.sigstore.bundle+json;version=0.2',
+  'application/vnd.dev.sigstore.bundle+json;version=0.3',
+  'application/vnd.dev.sigstore.bundle.v0.3+json',
+]);
+
+export function isTrustMaterial(m: ParsedManifest): boolean {
+  return (
+    m.kind === 'manifest' && m.layers.length > 0 && m.layers.every((l) => TRUST_LAYER_TYPES.has(l.mediaType))
+  );
+}
+
+interface Memo<T> {
+  value: T;
+  expires: number;
+}
+
+const MEMO_LIMIT = 50_000;
+
+/**
+ * The decision step on the pull path: a manifest is served only when the policy admits its digest,
+ * and a blob only when it belongs to an admitted manifest's closure in that repository (or to trust
+ * material). Decisions are cached in the metadata store (shared by replicas) under a key made of the
+ * policy hash, the trust material version and upstream/repository@digest, so a policy or root change
+ * invalidates them without any bookkeeping; an in-process memo keeps the hot path off the store.
+ */
+export class TrustGate {
+  #ctx: TrustContext;
+  readonly #metadata: MetadataStore;
+  readonly #log: Logger;
+  readonly #metrics: Metrics | undefined;
+  readonly #now: () => number;
+  readonly #decisionMemo = new Map<string, Memo<Decision>>();
+  readonly #evidenceMemo = new Map<string, Memo<Evidence>>();
+  readonly #closureWritten = new Set<string>();
+  readonly #flights = new SingleFlight<Decision>();
+
+  constructor(options: {
+    context: TrustContext;
+    metadata: MetadataStore;
+    logger: Logger;
+    metrics?: Metrics;
+    now?: () => number;
+  }) {
+    this.#ctx = options.context;
+    this.#metadata = options.metadata;
+    this.#log = options.logger.child({ module: 'trust-gate' });
+    this.#metrics = options.metrics;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get context(): TrustContext {
+    return this.#ctx;
+  }
+
+  /** Swap policy and trust material at once (reload). Cached decisions of the old ones stop matching. */
+  swap(context: TrustContext): void {
+    this.#ctx = context;
+    this.#decisionMemo.clear();
+    this.#evidenceMemo.clear();
+    this.#closureWritten.clear();
+  }
+
+  #scope(): string {
+    return `${this.#ctx.engine.hash.slice(0, 16)}:${this.#ctx.verifier.version.slice(0, 16)}`;
+  }
+
+  /**
+   * Decide a manifest; throws DENIED (with the policy, reasons and every signature checked) when the
+   * policy refuses it. Allowed and warned manifests have their closure admitted for blob gating.
+   */
+  async admitManifest(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
+    const decision = await this.decide(upstream, target, manifest);
+    if (decision.result === 'deny') {
+      throw new RegistryError('DENIED', formatDenyMessage(decision), { detail: decisionDetail(decision) });
+    }
+    await this.#admitClosure(target, manifest, decision);
+    return decision;
+  }
+
+  /** The decision for a manifest, from the caches or evaluated now (one evaluation per key at a time). */
+  async decide(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
+    const key = `${this.#scope()}:${target.upstream}/${target.repository}@${manifest.digest}`;
+    const now = this.#now();
+    const memo = this.#decisionMemo.get(key);
+    if (memo && memo.expires > now) {
+      this.#metrics?.cacheRequests.inc({ kind: 'decision', result: 'hit' });
+      return memo.value;
+    }
+    return this.#flights.run(key, async () => {
+      const stored = await this.#metadata.get<Decision>('decision', key);
+      if (stored) {
+        this.#metrics?.cacheRequests.inc({ kind: 'decision', result: 'hit' });
+        this.#remember(key, stored);
+        return stored;
+      }
+      this.#metrics?.cacheRequests.inc({ kind: 'decision', result: 'miss' });
+      const decision = await this.#evaluate(upstream, target, manifest);
+      const ttl = decision.result === 'deny' ? this.#ctx.ttl.deny : this.#ctx.ttl.allow;
+      await this.#metadata.set('decision', key, decision, ttl);
+      this.#remember(key, decision);
+      this.#metrics?.decisions.inc({ policy: decision.policy ?? '(none)', result: decision.result });
+      const line = {
+        upstream: target.upstream,
+        repository: target.repository,
+        tag: manifest.tag,
+        digest: manifest.digest,
+        policy: decision.policy,
+        result: decision.result,
+        reasons: decision.reasons,
+        signers: decision.signers,
+      };
+      if (decision.result === 'allow') this.#log.info(line, 'manifest admitted');
+      else
+        this.#log.warn(line, decision.result === 'warn' ? 'manifest served in warn mode' : 'manifest denied');
+      return decision;
+    });
+  }
+
+  #remember(key: string, decision: Decision): void {
+    if (this.#decisionMemo.size >= MEMO_LIMIT) this.#decisionMemo.clear();
+    const ttl = decision.result === 'deny' ? this.#ctx.ttl.deny : this.#ctx.ttl.allow;
+    this.#decisionMemo.set(key, { value: decision, expires: this.#now() + ttl });
+  }
+
+  async #evaluate(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
+    const parsed = parseManifest(await manifest.bytes(), manifest.mediaType);
+    if (isTrustMaterial(parsed)) {
+      return {
+        result: 'allow',
+        policy: '(trust material)',
+        reasons: ['signature or attestation manifest: served so that verifiers can read it'],
+        signers: [],
+        checks: [],
+      };
+    }
+    // A platform manifest of an index that was admitted in this repository is admitted with it.
+    const parent = await this.#metadata.get<{ index: Digest; policy: string | undefined }>(
+      'admitted-child',
+      `${this.#scope()}:${target.upstream}/${target.repository}@${manifest.digest}`,
+    );
+    if (parent) {
+      return {
+        result: 'allow',
+        policy: parent.policy,
+        reasons: [`platform manifest of admitted index ${parent.index}`],
+        signers: [],
+        checks: [],
+      };
+    }
+    const { engine, verifier } = this.#ctx;
+    const policy = engine.match(target.upstream, target.repository);
+    let evidence: Evidence | undefined;
+    if (policy?.action === 'verify') {
+      const started = performance.now();
+      evidence = await this.#evidence(upstream, target, manifest.digest);
+      const decision = engine.decide({
+        upstream: target.upstream,
+        repository: target.repository,
+        digest: manifest.digest,
+        evidence,
+        verifier,
+      });
+      this.#metrics?.verifyDuration.observe((performance.now() - started) / 1000);
+      return decision;
+    }
+    return engine.decide({
+      upstream: target.upstream,
+      repository: target.repository,
+      digest: manifest.digest,
+      evidence,
+      verifier,
+    });
+  }
+
+  async #evidence(upstream: Upstream, target: GateTarget, digest: Digest): Promise<Evidence> {
+    const key = `${target.upstream}/${target.repository}@${digest}`;
+    const now = this.#now();
+    const memo = this.#evidenceMemo.get(key);
+    if (memo && memo.expires > now) return memo.value;
+    const evidence = await discoverEvidence(upstream, target.repository, digest);
+    const ttl = evidence.items.length > 0 ? this.#ctx.ttl.evidence : this.#ctx.ttl.missingEvidence;
+    if (this.#evidenceMemo.size >= MEMO_LIMIT) this.#evidenceMemo.clear();
+    this.#evidenceMemo.set(key, { value: evidence, expires: now + ttl });
+    return evidence;
+  }
+
+  /**
+   * Remember what an admitted manifest lets through in this repository: its config and layers (blob
+   * gating) or, for an index, its platform manifests. Written once per process per scope; the entries
+   * outlive the decision so that a cached decision always has its closure.
+   */
+  async #admitClosure(target: GateTarget, manifest: GateManifest, decision: Decision): Promise<void> {
+    const scope = this.#scope();
+    const key = `${scope}:${target.upstream}/${target.repository}@${manifest.digest}`;
+    if (this.#closureWritten.has(key)) return;
+    const parsed = parseManifest(await manifest.bytes(), manifest.mediaType);
+    const ttl = this.#ctx.ttl.allow * 2 + 3_600_000;
+    const writes: Promise<void>[] = [];
+    for (const child of parsed.manifests) {
+      writes.push(
+        this.#metadata.set(
+          'admitted-child',
+          `${scope}:${target.upstream}/${target.repository}@${child.digest}`,
+          { index: manifest.digest, policy: decision.policy },
+          ttl,
+        ),
+      );
+    }
+    const blobs = [...(parsed.config ? [parsed.config.digest] : []), ...parsed.layers.map((l) => l.digest)];
+    for (const blob of blobs) {
+      writes.push(
+        this.#metadata.set(
+          'admitted-blob',
+          `${scope}:${target.upstream}/${target.repository}@${blob}`,
+          1,
+          ttl,
+        ),
+      );
+    }
+    await Promise.all(writes);
+    if (this.#closureWritten.size >= MEMO_LIMIT) this.#closureWritten.clear();
+    this.#closureWritten.add(key);
+  }
+
+  /** Blob gating: only blobs of an admitted manifest's closure (or of trust material) in the repository. */
+  async assertBlobAdmitted(target: GateTarget, digest: Digest): Promise<void> {
+    const admitted = await this.#metadata.get<number>(
+      'admitted-blob',
+      `${this.#scope()}:${target.upstream}/${target.repository}@${digest}`,
+    );
+    if (admitted === undefined) {
+      throw new RegistryError(
+        'DENIED',
+        `blob ${digest} is not part of an admitted manifest in ${target.upstream}/${target.repository}`,
+        {
+          detail: {
+            reason: 'blob-not-admitted',
+            upstream: target.upstream,
+            repository: target.repository,
+            digest,
+          },
+        },
+      );
+    }
+  }
+}
