@@ -4,7 +4,8 @@
  */
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { access, constants, mkdir } from 'node:fs/promises';
+import { access, constants, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -13,8 +14,11 @@ import { FsBlobStore } from './cache/index.ts';
 import { EMBEDDED_SOURCE, loadConfig } from './config/index.ts';
 import type { LoadedConfig } from './config/index.ts';
 import { PolicyEngine } from './policy/index.ts';
+import type { Decision, Policy } from './policy/index.ts';
+import { normalizeRepository, parseImageReference } from './oci/index.ts';
+import type { ManifestReference } from './oci/index.ts';
 import { TrustMaterialStore } from './trust/index.ts';
-import { buildHttpServer } from './http/index.ts';
+import { buildHttpServer, canonicalHost } from './http/index.ts';
 import { openMetadataStore } from './metadata/index.ts';
 import type { MetadataStore } from './metadata/index.ts';
 import { Metrics, RegistryService, TrustGate } from './service/index.ts';
@@ -294,6 +298,53 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
       await app.close();
     },
   };
+}
+
+export interface CheckResult {
+  reference: string;
+  upstream: string;
+  repository: string;
+  digest: string;
+  mediaType: string;
+  decision: Decision | undefined;
+  policy: Policy | undefined;
+}
+
+/**
+ * `pullwarden check`: resolve, discover and verify an image reference exactly as the proxy would
+ * (the same service and gate code), in a private temporary store, so that it never disturbs the
+ * cache or metadata of a proxy running from the same config.
+ */
+export async function checkImage(config: LoadedConfig, reference: string): Promise<CheckResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'pullwarden-check-'));
+  const isolated: LoadedConfig = {
+    ...config,
+    storage: { ...config.storage, dir },
+    metadata: { ...config.metadata, url: 'sqlite://:memory:' },
+    trust: { ...config.trust, refresh: 0 },
+  };
+  const app = await buildApp(isolated, { logger: pino({ level: 'silent' }), defaultMetrics: false });
+  try {
+    const ref = parseImageReference(reference, config.defaultUpstream ?? 'docker.io');
+    const upstream = app.service.resolveHost(canonicalHost(ref.host));
+    if (upstream === undefined) app.service.upstreamFor(ref.host); // throws DENIED: not configured
+    const target = { upstream: upstream ?? ref.host, repository: normalizeRepository(upstream ?? ref.host, ref.repository) };
+    const manifestRef: ManifestReference =
+      ref.digest !== undefined ? { kind: 'digest', digest: ref.digest } : { kind: 'tag', tag: ref.tag ?? 'latest' };
+    const result = await app.service.check(target, manifestRef);
+    return {
+      reference,
+      upstream: target.upstream,
+      repository: target.repository,
+      digest: result.digest,
+      mediaType: result.mediaType,
+      decision: result.decision,
+      policy: app.gate.context.engine.match(target.upstream, target.repository),
+    };
+  } finally {
+    await app.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 export function splitListen(listen: string): { host: string; port: number } {

@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { LoadedConfig } from '../config/index.ts';
+import type { Decision, Policy } from '../policy/index.ts';
 
 /** What `startServer` in src/app.ts hands back: a running server. */
 export interface ServerHandle {
@@ -14,6 +15,18 @@ export interface ServerHandle {
 /** The composition root (src/app.ts), loaded lazily so that `config` commands do not start anything. */
 export interface AppModule {
   startServer(config: LoadedConfig): Promise<ServerHandle>;
+  checkImage(config: LoadedConfig, reference: string): Promise<CheckResult>;
+}
+
+/** What `pullwarden check` learns about an image reference (see src/app.ts). */
+export interface CheckResult {
+  reference: string;
+  upstream: string;
+  repository: string;
+  digest: string;
+  mediaType: string;
+  decision: Decision | undefined;
+  policy: Policy | undefined;
 }
 
 /** Where the process delivers signals; `process` in production, an EventEmitter in tests. */

@@ -155,6 +155,26 @@ export class RegistryService {
     return result;
   }
 
+  /**
+   * Resolve and decide without serving: the dry run behind `pullwarden check`. The decision is
+   * evaluated fresh (no decision cache), by the same code the pull path uses.
+   */
+  async check(
+    target: Target,
+    reference: ManifestReference,
+  ): Promise<{ digest: Digest; mediaType: string; decision: Decision | undefined }> {
+    const entry = this.upstreamFor(target.upstream);
+    const options = { accept: [] as string[], withBody: true };
+    const result = await this.#locateManifest(entry, target, reference, options);
+    if (!this.#gate) return { digest: result.digest, mediaType: result.mediaType, decision: undefined };
+    const bytes = result.bytes;
+    if (!bytes) throw new RegistryError('UNKNOWN', `manifest ${result.digest} has no bytes`);
+    const manifest: GateManifest = { digest: result.digest, mediaType: result.mediaType, bytes: () => Promise.resolve(bytes) };
+    if (result.tag !== undefined) manifest.tag = result.tag;
+    const decision = await this.#gate.evaluate(entry.upstream, target, manifest);
+    return { digest: result.digest, mediaType: result.mediaType, decision };
+  }
+
   async #locateManifest(
     entry: UpstreamEntry,
     target: Target,

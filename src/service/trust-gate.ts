@@ -127,6 +127,14 @@ export class TrustGate {
     return decision;
   }
 
+  /**
+   * Evaluate a decision now, with no cache read or written: what `pullwarden check` shows. Same
+   * discovery, verification and policy code as the pull path.
+   */
+  async evaluate(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
+    return this.#evaluate(upstream, target, manifest);
+  }
+
   /** The decision for a manifest, from the caches or evaluated now (one evaluation per key at a time). */
   async decide(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
     const key = `${this.#scope()}:${target.upstream}/${target.repository}@${manifest.digest}`;

@@ -130,6 +130,7 @@ describe('serve', () => {
     const started: LoadedConfig[] = [];
     let closes = 0;
     const app: AppModule = {
+      checkImage: () => Promise.reject(new Error('not used')),
       startServer(config) {
         started.push(config);
         const handle: ServerHandle = {
@@ -182,7 +183,11 @@ describe('serve', () => {
 
     const failing = await run(['serve'], {
       ...fake.overrides,
-      loadApp: () => Promise.resolve({ startServer: () => Promise.reject(new Error('listen EADDRINUSE')) }),
+      loadApp: () =>
+        Promise.resolve({
+          startServer: () => Promise.reject(new Error('listen EADDRINUSE')),
+          checkImage: () => Promise.reject(new Error('not used')),
+        }),
     });
     expect(failing).toMatchObject({ code: 2, stderr: 'pullwarden: cannot start: listen EADDRINUSE\n' });
   });
