@@ -70,7 +70,7 @@ describe('a process killed in the middle of a cache fill', () => {
     while (received < 256 * 1024) {
       const { value, done } = await reader.read();
       if (done) break;
-      received += value.byteLength;
+      received += (value as Uint8Array).byteLength;
     }
     const tmpBefore = await readdir(join(dir, 'data', 'tmp'));
     expect(tmpBefore.length).toBe(1);
