@@ -3,7 +3,7 @@
  * skopeo, pulled through the proxy by skopeo, containerd (`ctr image pull --hosts-dir`, hosts.toml whose
  * server is the proxy, so requests carry `?ns=`) and podman (registries.conf path-prefix location).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -53,6 +53,9 @@ describe('pulling through pullwarden from a real registry', () => {
         [UPSTREAM]: { url: registry.url, tagTTL: '5m' },
         // The same registry under its host:port name, with an alias for registries.conf locations.
         [registry.host]: { url: registry.url, aliases: ['direct-registry'] },
+        // The name the shipped deploy/ client configs use, pointed at the local registry: nothing here
+        // ever reaches Docker Hub.
+        'docker.io': { url: registry.url },
       },
       defaultUpstream: UPSTREAM,
     });
@@ -161,6 +164,34 @@ describe('pulling through pullwarden from a real registry', () => {
     expect(p.digest).toBe(big.digest);
     expect(blobGets(await registry.requests())).toEqual([]);
     await Promise.all([containerd.removeImages(), podmanStore.removeImages()]);
+  });
+
+  it('the shipped deploy/ hosts.toml and registries.conf work as they are with ctr and podman', async () => {
+    const shipped = (file: string) => readFile(join(import.meta.dirname, '../../deploy', file), 'utf8');
+    const shippedHosts = join(work, 'shipped-certs.d');
+    await mkdir(join(shippedHosts, 'docker.io'), { recursive: true });
+    await writeFile(
+      join(shippedHosts, 'docker.io', 'hosts.toml'),
+      (await shipped('containerd/certs.d/docker.io/hosts.toml')).replaceAll(
+        'pullwarden.internal:5050',
+        proxy.host,
+      ),
+    );
+    const viaCtr = await containerd.pull('docker.io/acme/single:v1', { hostsDir: shippedHosts });
+    expect(viaCtr.digest).toBe(single.digest);
+    await containerd.removeImages();
+
+    const conf = join(work, 'shipped-registries.conf');
+    await writeFile(
+      conf,
+      (await shipped('podman/registries.conf')).replaceAll('pullwarden.internal:5050', proxy.host),
+    );
+    const store = await createPodmanStore({ registriesConf: conf });
+    try {
+      expect((await store.pull('docker.io/acme/single:v1')).digest).toBe(single.digest);
+    } finally {
+      await store.cleanup();
+    }
   });
 
   it('refuses an unconfigured ns= host with 403 and never connects to it', async () => {
