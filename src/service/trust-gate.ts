@@ -140,13 +140,17 @@ export class TrustGate {
     const key = `${this.#scope()}:${target.upstream}/${target.repository}@${manifest.digest}`;
     const now = this.#now();
     const memo = this.#decisionMemo.get(key);
-    if (memo && memo.expires > now) {
+    if (
+      memo &&
+      memo.expires > now &&
+      (memo.value.result !== 'deny' || !(await this.#supersededDeny(target, manifest.digest)))
+    ) {
       this.#metrics?.cacheRequests.inc({ kind: 'decision', result: 'hit' });
       return memo.value;
     }
     return this.#flights.run(key, async () => {
       const stored = await this.#metadata.get<Decision>('decision', key);
-      if (stored) {
+      if (stored && (stored.result !== 'deny' || !(await this.#supersededDeny(target, manifest.digest)))) {
         this.#metrics?.cacheRequests.inc({ kind: 'decision', result: 'hit' });
         this.#remember(key, stored);
         return stored;
@@ -174,6 +178,28 @@ export class TrustGate {
     });
   }
 
+  /**
+   * A cached deny of a platform manifest no longer holds once an index listing it has been admitted in
+   * the same repository since (a direct request by digest came first, then the index was pulled): the
+   * child must be re-decided, or the index's pull fails for up to denyTTL. Called for deny hits only, so
+   * the hot path (cached allow) is unchanged; the read goes to the shared store, so a replica whose
+   * memo holds the old deny sees another replica's admission too.
+   */
+  async #supersededDeny(target: GateTarget, digest: Digest): Promise<boolean> {
+    return (await this.#admittedParent(target, digest)) !== undefined;
+  }
+
+  /** The admitted index (in this repository, under the current scope) that lists `digest`, if any. */
+  #admittedParent(
+    target: GateTarget,
+    digest: Digest,
+  ): Promise<{ index: Digest; policy: string | undefined } | undefined> {
+    return this.#metadata.get<{ index: Digest; policy: string | undefined }>(
+      'admitted-child',
+      `${this.#scope()}:${target.upstream}/${target.repository}@${digest}`,
+    );
+  }
+
   #remember(key: string, decision: Decision): void {
     if (this.#decisionMemo.size >= MEMO_LIMIT) this.#decisionMemo.clear();
     const ttl = decision.result === 'deny' ? this.#ctx.ttl.deny : this.#ctx.ttl.allow;
@@ -192,10 +218,7 @@ export class TrustGate {
       };
     }
     // A platform manifest of an index that was admitted in this repository is admitted with it.
-    const parent = await this.#metadata.get<{ index: Digest; policy: string | undefined }>(
-      'admitted-child',
-      `${this.#scope()}:${target.upstream}/${target.repository}@${manifest.digest}`,
-    );
+    const parent = await this.#admittedParent(target, manifest.digest);
     if (parent) {
       return {
         result: 'allow',
