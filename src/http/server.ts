@@ -163,6 +163,8 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       .header('ETag', `"${result.digest}"`)
       .header('X-Pullwarden-Cache', result.cache);
     if (result.cache === 'stale') reply.header('Warning', '110 pullwarden "Response is Stale"');
+    // warn = the policy would deny but is in warn mode: served, and visible to whoever looks.
+    if (result.decision) reply.header('X-Pullwarden-Decision', result.decision.result);
     if (!withBody) return reply.send();
     return reply.send(result.bytes);
   }

@@ -47,6 +47,8 @@ export interface ManifestResult {
   tag?: string;
   /** The trust decision that let it through (absent when no gate is configured). */
   decision?: Decision;
+  /** Internal: the tag's cache key (tag, plus the Accept variant). */
+  tagKey?: string;
 }
 
 export interface BlobHeadResult {
@@ -87,6 +89,7 @@ export class RegistryService {
   readonly #tagFlights = new SingleFlight<TagRecord>();
   readonly #manifestFlights = new SingleFlight<{ mediaType: string; size: number; bytes: Buffer }>();
   readonly #linkFlights = new SingleFlight<void>();
+  readonly #verifiedMemo = new Map<string, Digest>();
 
   constructor(options: RegistryServiceOptions) {
     this.#upstreams = options.upstreams;
@@ -151,8 +154,28 @@ export class RegistryService {
       };
       if (result.tag !== undefined) manifest.tag = result.tag;
       result.decision = await this.#gate.admitManifest(entry.upstream, target, manifest);
+      if (result.tagKey !== undefined && result.cache !== 'stale')
+        await this.#rememberVerified(target, result);
     }
     return result;
+  }
+
+  /**
+   * The last digest of a tag that passed the gate: what stale-if-error may serve while the upstream
+   * fails (never a digest that was only resolved, and perhaps denied). Written when it changes.
+   */
+  async #rememberVerified(target: Target, result: ManifestResult): Promise<void> {
+    const key = `${target.upstream}/${target.repository}:${result.tagKey}`;
+    if (this.#verifiedMemo.get(key) === result.digest) return;
+    const record: TagRecord = {
+      digest: result.digest,
+      mediaType: result.mediaType,
+      size: result.size,
+      checkedAt: this.#now(),
+    };
+    await this.#metadata.set('tag-verified', key, record);
+    if (this.#verifiedMemo.size >= 50_000) this.#verifiedMemo.clear();
+    this.#verifiedMemo.set(key, result.digest);
   }
 
   /**
@@ -169,7 +192,11 @@ export class RegistryService {
     if (!this.#gate) return { digest: result.digest, mediaType: result.mediaType, decision: undefined };
     const bytes = result.bytes;
     if (!bytes) throw new RegistryError('UNKNOWN', `manifest ${result.digest} has no bytes`);
-    const manifest: GateManifest = { digest: result.digest, mediaType: result.mediaType, bytes: () => Promise.resolve(bytes) };
+    const manifest: GateManifest = {
+      digest: result.digest,
+      mediaType: result.mediaType,
+      bytes: () => Promise.resolve(bytes),
+    };
     if (result.tag !== undefined) manifest.tag = result.tag;
     const decision = await this.#gate.evaluate(entry.upstream, target, manifest);
     return { digest: result.digest, mediaType: result.mediaType, decision };
@@ -184,13 +211,14 @@ export class RegistryService {
     if (reference.kind === 'digest') {
       return this.#manifestByDigest(entry, target, reference.digest, options);
     }
-    const { record, cache } = await this.#resolveTag(entry, target, reference.tag, options.accept);
+    const { record, cache, tagKey } = await this.#resolveTag(entry, target, reference.tag, options.accept);
     const result: ManifestResult = {
       digest: record.digest,
       mediaType: record.mediaType,
       size: record.size,
       cache,
       tag: reference.tag,
+      tagKey,
     };
     if (
       options.withBody ||
@@ -210,14 +238,14 @@ export class RegistryService {
     target: Target,
     tag: string,
     clientAccept: readonly string[],
-  ): Promise<{ record: TagRecord; cache: ManifestCacheState }> {
+  ): Promise<{ record: TagRecord; cache: ManifestCacheState; tagKey: string }> {
     const accept = effectiveAccept(clientAccept);
     const tagKey = tagCacheKey(tag, accept);
     const cached = await this.#metadata.getTag(target.upstream, target.repository, tagKey);
     const now = this.#now();
     if (cached && now - cached.checkedAt < entry.tagTTL) {
       this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'hit' });
-      return { record: cached, cache: 'hit' };
+      return { record: cached, cache: 'hit', tagKey };
     }
     const flightKey = `${target.upstream}\u0000${target.repository}\u0000${tagKey}`;
     try {
@@ -245,22 +273,31 @@ export class RegistryService {
         return fresh;
       });
       this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'miss' });
-      return { record, cache: 'miss' };
+      return { record, cache: 'miss', tagKey };
     } catch (err) {
       if (cached && isUpstreamFailure(err) && now - cached.checkedAt < entry.tagTTL + entry.staleIfError) {
-        this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'stale' });
-        this.#log.warn(
-          {
-            upstream: target.upstream,
-            repository: target.repository,
-            tag,
-            digest: cached.digest,
-            ageMs: now - cached.checkedAt,
-            err: errSummary(err),
-          },
-          'upstream failed: serving the last known digest for the tag (stale)',
-        );
-        return { record: cached, cache: 'stale' };
+        // With a gate, only the last digest that passed it may be served stale.
+        const stale = this.#gate
+          ? await this.#metadata.get<TagRecord>(
+              'tag-verified',
+              `${target.upstream}/${target.repository}:${tagKey}`,
+            )
+          : cached;
+        if (stale) {
+          this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'stale' });
+          this.#log.warn(
+            {
+              upstream: target.upstream,
+              repository: target.repository,
+              tag,
+              digest: stale.digest,
+              ageMs: now - cached.checkedAt,
+              err: errSummary(err),
+            },
+            'upstream failed: serving the last verified digest for the tag (stale)',
+          );
+          return { record: stale, cache: 'stale', tagKey };
+        }
       }
       throw err;
     }
@@ -337,7 +374,13 @@ export class RegistryService {
    */
   async getBlob(target: Target, digest: Digest): Promise<BlobHandle> {
     const entry = this.upstreamFor(target.upstream);
-    await this.#gate?.assertBlobAdmitted(target, digest);
+    const admission = await this.#gate?.assertBlobAdmitted(target, digest);
+    if (admission?.maxSize !== undefined) {
+      // Admitted only through trust material: check the size before a byte is fetched or cached.
+      const known =
+        (await this.#blobs.stat(digest)) ?? (await entry.upstream.headBlob(target.repository, digest));
+      this.#gate?.assertBlobSize(target, digest, admission, known.size);
+    }
     const linked = await this.#metadata.hasBlobLink(target.upstream, target.repository, digest);
     const handle = await this.#blobs.getOrFill(digest, () =>
       entry.upstream.getBlob(target.repository, digest),
@@ -373,13 +416,15 @@ export class RegistryService {
   /** Size of a blob without downloading it: from the cache, or an upstream HEAD. */
   async headBlob(target: Target, digest: Digest): Promise<BlobHeadResult> {
     const entry = this.upstreamFor(target.upstream);
-    await this.#gate?.assertBlobAdmitted(target, digest);
+    const admission = await this.#gate?.assertBlobAdmitted(target, digest);
     const cached = await this.#blobs.stat(digest);
     if (cached && (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest))) {
+      if (admission) this.#gate?.assertBlobSize(target, digest, admission, cached.size);
       this.#metrics?.cacheRequests.inc({ kind: 'blob-head', result: 'hit' });
       return { size: cached.size, cache: 'hit' };
     }
     const head = await entry.upstream.headBlob(target.repository, digest);
+    if (admission) this.#gate?.assertBlobSize(target, digest, admission, head.size);
     this.#metrics?.cacheRequests.inc({ kind: 'blob-head', result: 'miss' });
     return { size: head.size, cache: 'miss' };
   }

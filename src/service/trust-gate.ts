@@ -54,9 +54,28 @@ const TRUST_LAYER_TYPES = new Set([
 ]);
 
 export function isTrustMaterial(m: ParsedManifest): boolean {
+  if (m.kind === 'index') {
+    // The referrers tag schema (`sha256-<hex>`): an index of artifacts, each naming its artifactType.
+    // Serving it admits none of its children; each is decided on its own when requested.
+    return m.manifests.every((d) => d.artifactType !== undefined && d.artifactType !== '');
+  }
   return (
     m.kind === 'manifest' && m.layers.length > 0 && m.layers.every((l) => TRUST_LAYER_TYPES.has(l.mediaType))
   );
+}
+
+/** Policy name recorded for trust material (signature, attestation and referrer manifests). */
+export const TRUST_MATERIAL_POLICY = '(trust material)';
+
+/**
+ * Largest blob served because trust material names it: signature payloads, DSSE envelopes and bundles
+ * are small, so a "signature" manifest cannot be used to make a large layer fetchable.
+ */
+const MAX_TRUST_MATERIAL_BLOB = 1024 * 1024;
+
+/** What an admitted blob record says: `maxSize` for blobs admitted through trust material. */
+interface BlobAdmission {
+  maxSize?: number;
 }
 
 interface Memo<T> {
@@ -121,7 +140,15 @@ export class TrustGate {
   async admitManifest(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
     const decision = await this.decide(upstream, target, manifest);
     if (decision.result === 'deny') {
-      throw new RegistryError('DENIED', formatDenyMessage(decision), { detail: decisionDetail(decision) });
+      throw new RegistryError('DENIED', formatDenyMessage(decision), {
+        detail: {
+          ...decisionDetail(decision),
+          upstream: target.upstream,
+          repository: target.repository,
+          digest: manifest.digest,
+          ...(manifest.tag === undefined ? {} : { tag: manifest.tag }),
+        },
+      });
     }
     await this.#admitClosure(target, manifest, decision);
     return decision;
@@ -211,7 +238,7 @@ export class TrustGate {
     if (isTrustMaterial(parsed)) {
       return {
         result: 'allow',
-        policy: '(trust material)',
+        policy: TRUST_MATERIAL_POLICY,
         reasons: ['signature or attestation manifest: served so that verifiers can read it'],
         signers: [],
         checks: [],
@@ -277,7 +304,8 @@ export class TrustGate {
     const parsed = parseManifest(await manifest.bytes(), manifest.mediaType);
     const ttl = this.#ctx.ttl.allow * 2 + 3_600_000;
     const writes: Promise<void>[] = [];
-    for (const child of parsed.manifests) {
+    const trustMaterial = decision.policy === TRUST_MATERIAL_POLICY;
+    for (const child of trustMaterial ? [] : parsed.manifests) {
       writes.push(
         this.#metadata.set(
           'admitted-child',
@@ -289,14 +317,19 @@ export class TrustGate {
     }
     const blobs = [...(parsed.config ? [parsed.config.digest] : []), ...parsed.layers.map((l) => l.digest)];
     for (const blob of blobs) {
-      writes.push(
-        this.#metadata.set(
-          'admitted-blob',
-          `${scope}:${target.upstream}/${target.repository}@${blob}`,
-          1,
-          ttl,
-        ),
-      );
+      const blobKey = `${scope}:${target.upstream}/${target.repository}@${blob}`;
+      if (trustMaterial) {
+        // Never narrow what an image admitted: its layers stay uncapped.
+        writes.push(
+          (async () => {
+            const existing = await this.#metadata.get<BlobAdmission | number>('admitted-blob', blobKey);
+            if (existing !== undefined) return;
+            await this.#metadata.set('admitted-blob', blobKey, { maxSize: MAX_TRUST_MATERIAL_BLOB }, ttl);
+          })(),
+        );
+      } else {
+        writes.push(this.#metadata.set('admitted-blob', blobKey, {} satisfies BlobAdmission, ttl));
+      }
     }
     await Promise.all(writes);
     if (this.#closureWritten.size >= MEMO_LIMIT) this.#closureWritten.clear();
@@ -304,8 +337,8 @@ export class TrustGate {
   }
 
   /** Blob gating: only blobs of an admitted manifest's closure (or of trust material) in the repository. */
-  async assertBlobAdmitted(target: GateTarget, digest: Digest): Promise<void> {
-    const admitted = await this.#metadata.get<number>(
+  async assertBlobAdmitted(target: GateTarget, digest: Digest): Promise<{ maxSize?: number }> {
+    const admitted = await this.#metadata.get<BlobAdmission | number>(
       'admitted-blob',
       `${this.#scope()}:${target.upstream}/${target.repository}@${digest}`,
     );
@@ -323,5 +356,22 @@ export class TrustGate {
         },
       );
     }
+    return typeof admitted === 'object' ? admitted : {};
+  }
+
+  /** Refuse a blob admitted only through trust material when it is larger than such content can be. */
+  assertBlobSize(
+    target: GateTarget,
+    digest: Digest,
+    admission: { maxSize?: number },
+    size: number | undefined,
+  ): void {
+    if (admission.maxSize === undefined) return;
+    if (size !== undefined && size <= admission.maxSize) return;
+    throw new RegistryError(
+      'DENIED',
+      `blob ${digest} is only referenced by signature or attestation manifests in ${target.upstream}/${target.repository}, and is larger than such content can be`,
+      { detail: { reason: 'trust-material-blob-too-large', digest, size, maxSize: admission.maxSize } },
+    );
   }
 }

@@ -6,8 +6,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeIndex, startFakeUpstream } from '../support/fake-upstream.ts';
-import type { FakeIndex, FakeUpstream } from '../support/fake-upstream.ts';
+import { makeImage, makeIndex, startFakeUpstream } from '../support/fake-upstream.ts';
+import type { FakeImage, FakeIndex, FakeUpstream } from '../support/fake-upstream.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { createKeyPair, fakeRegistryWriter, pushClassicSignature, signClassic } from '../support/signer.ts';
@@ -108,5 +108,146 @@ describe('multi-arch admission through a signed index', () => {
       await res.arrayBuffer();
     }
     expect((await get('acme/copy', 'blobs', child.layerDigests[0]!)).status).toBe(403);
+  });
+});
+
+describe('trust gate edges', () => {
+  let fake: FakeUpstream;
+  let proxy: TestProxy;
+  let key: TestKeyPair;
+  let dir: string;
+
+  beforeAll(async () => {
+    fake = await startFakeUpstream();
+    key = createKeyPair();
+    dir = await mkdtemp(join(tmpdir(), 'pw-trust-edges-'));
+    const keyFile = join(dir, 'cosign.pub');
+    await writeFile(keyFile, key.publicKeyPem);
+    proxy = await startTestProxy({
+      upstreams: { [fake.host]: { url: fake.url, tagTTL: '50ms', staleIfError: '1h', retries: 0 } },
+      defaultUpstream: fake.host,
+      trust: { roots: {}, keys: { release: { file: keyFile } }, refresh: '0s' },
+      policies: [
+        {
+          name: 'observe',
+          match: [`${fake.host}/warn/**`],
+          action: 'verify',
+          mode: 'warn',
+          signatures: { attestors: [{ key: 'release' }] },
+        },
+        { name: 'signed', match: ['**'], action: 'verify', signatures: { attestors: [{ key: 'release' }] } },
+      ],
+      decisions: { denyTTL: '10ms' },
+    });
+  });
+
+  afterAll(async () => {
+    await proxy?.close();
+    await fake?.close();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  const get = (repo: string, what: 'manifests' | 'blobs', ref: string, method = 'GET'): Promise<Response> =>
+    fetch(`${proxy.url}/v2/${repo}/${what}/${ref}`, { method, headers: { accept: ACCEPT } });
+
+  async function signed(repo: string, tag: string): Promise<FakeImage> {
+    const img = makeImage(fake, repo, tag);
+    await pushClassicSignature(fakeRegistryWriter(fake), repo, img.manifestDigest, [
+      signClassic({ subject: img.manifestDigest, dockerReference: `${fake.host}/${repo}`, key }),
+    ]);
+    return img;
+  }
+
+  it('while the upstream fails, serves the last verified digest of a tag, not the last resolved one', async () => {
+    const good = await signed('acme/stale', 'v1');
+    expect((await get('acme/stale', 'manifests', 'v1')).status).toBe(200);
+    // The tag moves to an unsigned image: denied, and the 403 names the digest and the tag.
+    const bad = makeImage(fake, 'acme/stale', 'v1');
+    await new Promise((r) => setTimeout(r, 80));
+    const denied = await get('acme/stale', 'manifests', 'v1');
+    expect(denied.status).toBe(403);
+    expect(await denied.json()).toMatchObject({
+      errors: [{ code: 'DENIED', detail: { policy: 'signed', digest: bad.manifestDigest, tag: 'v1' } }],
+    });
+    // Now the upstream fails: the stale answer is the verified digest, never the denied one.
+    await new Promise((r) => setTimeout(r, 80));
+    fake.fault({ kind: 'manifest', method: 'HEAD' }, { status: 500 });
+    try {
+      const stale = await get('acme/stale', 'manifests', 'v1');
+      expect(stale.status).toBe(200);
+      expect(stale.headers.get('docker-content-digest')).toBe(good.manifestDigest);
+      expect(stale.headers.get('x-pullwarden-cache')).toBe('stale');
+    } finally {
+      fake.clearFaults();
+    }
+  });
+
+  it('marks manifests served in warn mode with X-Pullwarden-Decision', async () => {
+    makeImage(fake, 'warn/app', 'v1');
+    const res = await get('warn/app', 'manifests', 'v1');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-pullwarden-decision')).toBe('warn');
+    const ok = await signed('acme/ok', 'v1');
+    const allowed = await get('acme/ok', 'manifests', 'v1');
+    expect(allowed.headers.get('x-pullwarden-decision')).toBe('allow');
+    expect(allowed.headers.get('docker-content-digest')).toBe(ok.manifestDigest);
+  });
+
+  it('serves the referrers tag-schema index under enforce, without admitting the artifacts it lists', async () => {
+    const img = makeImage(fake, 'acme/refs', 'v1');
+    const unsigned = makeImage(fake, 'acme/refs', undefined);
+    const schema = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: unsigned.manifestDigest,
+          size: unsigned.manifestBytes.length,
+          artifactType: 'application/example',
+        },
+      ],
+    };
+    fake.putManifest(
+      'acme/refs',
+      `sha256-${img.manifestDigest.slice(7)}`,
+      JSON.stringify(schema),
+      schema.mediaType,
+    );
+    const index = await get('acme/refs', 'manifests', `sha256-${img.manifestDigest.slice(7)}`);
+    expect(index.status).toBe(200);
+    await index.arrayBuffer();
+    // Listing a runnable image in a referrers index does not admit it.
+    expect((await get('acme/refs', 'manifests', unsigned.manifestDigest)).status).toBe(403);
+    expect((await get('acme/refs', 'blobs', unsigned.layerDigests[0]!)).status).toBe(403);
+  });
+
+  it('does not let a "signature" manifest make a large blob fetchable', async () => {
+    const big = fake.putBlob('acme/sneaky', Buffer.alloc(2 * 1024 * 1024, 7));
+    const small = fake.putBlob('acme/sneaky', Buffer.from('{"critical":{}}'));
+    const config = fake.putBlob('acme/sneaky', Buffer.from('{}'));
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config, size: 2 },
+      layers: [
+        { mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: small, size: 15 },
+        { mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: big, size: 2 * 1024 * 1024 },
+      ],
+    };
+    fake.putManifest(
+      'acme/sneaky',
+      'sha256-' + 'c'.repeat(64) + '.sig',
+      JSON.stringify(manifest),
+      manifest.mediaType,
+    );
+    expect((await get('acme/sneaky', 'manifests', 'sha256-' + 'c'.repeat(64) + '.sig')).status).toBe(200);
+    expect((await get('acme/sneaky', 'blobs', small)).status).toBe(200);
+    const refused = await get('acme/sneaky', 'blobs', big);
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({
+      errors: [{ code: 'DENIED', detail: { reason: 'trust-material-blob-too-large' } }],
+    });
+    expect((await get('acme/sneaky', 'blobs', big, 'HEAD')).status).toBe(403);
   });
 });
