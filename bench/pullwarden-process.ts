@@ -1,6 +1,8 @@
 /**
- * pullwarden as a child process (`node bin/pullwarden.js serve --config FILE`, the built entry that production runs; `npm run bench` builds first), so that its memory can
- * be read from /proc/<pid>/status and the benchmark's own clients do not share its event loop.
+ * pullwarden as a child process (`node --max-semi-space-size=1 bin/pullwarden.js serve --config FILE`:
+ * the built entry and the node flags production runs, as in the Dockerfile and `npm start`;
+ * `npm run bench` builds first), so that its memory can be read from /proc/<pid>/status and the
+ * benchmark's own clients do not share its event loop.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,10 +14,19 @@ import { clientEnv, startDaemon, waitFor } from '../test/support/proc.ts';
 import type { Daemon } from '../test/support/proc.ts';
 
 /**
- * The checkout whose `src/cli/run.ts` is started: this one, or PW_BENCH_PULLWARDEN_ROOT (a patched
- * copy, to measure a proposed change against the same references).
+ * The checkout whose `bin/pullwarden.js` (and built `dist/`) is started: this one, or
+ * PW_BENCH_PULLWARDEN_ROOT (a patched and built copy, to measure a proposed change against the same
+ * references).
  */
 const ROOT = process.env['PW_BENCH_PULLWARDEN_ROOT'] ?? fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The node flags production runs pullwarden with (Dockerfile ENTRYPOINT, `npm start`): a 1 MiB
+ * young-generation semi-space keeps peak RSS low while large blobs stream. Always passed; flags from
+ * `nodeArgs` (PW_BENCH_NODE_ARGS) come after them, so they add to them and, for the same V8 flag,
+ * override them (the last occurrence wins).
+ */
+export const PRODUCTION_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1'];
 
 export interface PullwardenProcess {
   /** `http://127.0.0.1:PORT` */
@@ -34,7 +45,7 @@ export interface PullwardenOptions {
   /** Trust roots/keys and policies (default: allow everything, i.e. the proxy without a policy). */
   trust?: Record<string, unknown>;
   policies?: unknown[];
-  /** Extra node flags, e.g. `--cpu-prof` (from PW_BENCH_NODE_ARGS). */
+  /** Node flags added after {@link PRODUCTION_NODE_ARGS}, e.g. `--cpu-prof` (from PW_BENCH_NODE_ARGS). */
   nodeArgs?: string[];
 }
 
@@ -68,7 +79,14 @@ export async function startPullwarden(
     );
     const daemon = startDaemon(
       process.execPath,
-      [...(opts.nodeArgs ?? []), join(ROOT, 'bin/pullwarden.js'), 'serve', '--config', config],
+      [
+        ...PRODUCTION_NODE_ARGS,
+        ...(opts.nodeArgs ?? []),
+        join(ROOT, 'bin/pullwarden.js'),
+        'serve',
+        '--config',
+        config,
+      ],
       { env: clientEnv(), cwd: dir },
     );
     try {

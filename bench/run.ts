@@ -2,14 +2,15 @@
  * `npm run bench`: pullwarden against references measured in the same run, on 127.0.0.1 only.
  *
  * Everything is started here: distribution 2.8 as the upstream (seeded with skopeo), distribution in
- * proxy mode as the peer, and pullwarden as a child process (`node src/cli/run.ts serve`) so that
- * its peak RSS can be read from /proc. Prints a Markdown table of ratios and targets, writes it to
+ * proxy mode as the peer, and pullwarden as a child process (`node --max-semi-space-size=1
+ * bin/pullwarden.js serve`, as production runs it) so that its peak RSS can be read from /proc. Prints a Markdown table of ratios and targets, writes it to
  * bench/results/latest.md, and exits 0 even when a target is missed: this is a report, not a test.
  * See docs/benchmark.md for what each row measures.
  *
  * Knobs (environment): PW_BENCH_QUICK=1 shrinks images and durations (a smoke run, figures not
- * comparable); PW_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" passes flags to the
- * pullwarden child.
+ * comparable); PW_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" adds flags for the
+ * pullwarden child (after the production flags, see PRODUCTION_NODE_ARGS).
+ * Rows g, h, i (the trust decision's cost) are in trust-rows.ts.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,12 +29,14 @@ import { startPullwarden } from './pullwarden-process.ts';
 import type { PullwardenProcess } from './pullwarden-process.ts';
 import { fmt, markdownTable, mib, ratio } from './report.ts';
 import type { Row } from './report.ts';
+import { keylessFirstDecision, verifyPolicyRate } from './trust-rows.ts';
+import type { TrustBenchContext } from './trust-rows.ts';
 
 const UPSTREAM = 'upstream.test';
 const QUICK = process.env['PW_BENCH_QUICK'] === '1';
 const NODE_ARGS = (process.env['PW_BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 /** Letters of the rows to run (e.g. `cf`); default all. For investigating one row. */
-const ONLY = process.env['PW_BENCH_ONLY'] ?? 'abcdef';
+const ONLY = process.env['PW_BENCH_ONLY'] ?? 'abcdefghi';
 const want = (letters: string): boolean => Array.from(letters).some((l) => ONLY.includes(l));
 const MiB = 1024 * 1024;
 const SIZES = {
@@ -120,7 +123,7 @@ async function seed(work: string, upstream: Registry): Promise<Images> {
     ['herd', images.big('pw-bench-herd', SIZES.herd)],
     ['huge', images.big('pw-bench-huge', SIZES.huge)],
   ] as const;
-  const needed = { small: want('abd'), big: want('cd'), herd: want('e'), huge: want('f') };
+  const needed = { small: want('abdg'), big: want('cd'), herd: want('e'), huge: want('f') };
   const out: Partial<Images> = {};
   for (const [name, spec] of specs) {
     if (!needed[name]) continue;
@@ -372,16 +375,29 @@ async function main(): Promise<number> {
     cleanup.unshift(() => peer.stop());
     const imgs = await seed(work, upstream);
 
-    if (want('abce')) {
+    const trustCtx: TrustBenchContext = {
+      work,
+      upstream,
+      upstreamName: UPSTREAM,
+      accept: MANIFEST_ACCEPT,
+      loadSeconds: LOAD_SECONDS,
+      quick: QUICK,
+      nodeArgs: NODE_ARGS,
+      log,
+    };
+    if (want('abceg')) {
       const pw = await startPullwarden(UPSTREAM, upstream.url, { nodeArgs: NODE_ARGS });
       cleanup.unshift(() => pw.stop());
       if (want('ab')) rows.push(...(await manifestRates(pw, peer, imgs)));
+      // Right after row a, on the same allow-all process: the warm tag HEAD with a verify policy.
+      if (want('g')) rows.push(await verifyPolicyRate(trustCtx, pw, 'bench/small', imgs.small.digest));
       if (want('c')) rows.push(await cachedBlob(pw, peer, upstream, imgs));
       if (want('e')) rows.push(await herd(pw, peer, upstream, imgs));
       await pw.stop();
     }
     if (want('d')) rows.push(await coldPulls(work, upstream, imgs));
     if (want('f')) rows.push(await rss(upstream, imgs));
+    if (want('hi')) rows.push(...(await keylessFirstDecision(trustCtx)));
   } catch (e) {
     failure = e;
   } finally {
