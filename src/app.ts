@@ -21,7 +21,7 @@ import { TrustMaterialStore } from './trust/index.ts';
 import { buildHttpServer, canonicalHost } from './http/index.ts';
 import { openMetadataStore } from './metadata/index.ts';
 import type { MetadataStore } from './metadata/index.ts';
-import { Metrics, RegistryService, TrustGate } from './service/index.ts';
+import { Metrics, RegistryService, TagGuard, TrustGate } from './service/index.ts';
 import type { TrustContext, UpstreamEntry } from './service/index.ts';
 import { UndiciUpstream } from './upstream/index.ts';
 
@@ -153,9 +153,11 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
 
   let trust = await buildTrustContext(config, logger);
   const gate = new TrustGate({ context: trust.context, metadata, logger, metrics });
+  const tags = new TagGuard({ metadata, logger, metrics });
 
   const service = new RegistryService({
     gate,
+    tags,
     upstreams,
     aliases,
     blobs,
@@ -328,9 +330,14 @@ export async function checkImage(config: LoadedConfig, reference: string): Promi
     const ref = parseImageReference(reference, config.defaultUpstream ?? 'docker.io');
     const upstream = app.service.resolveHost(canonicalHost(ref.host));
     if (upstream === undefined) app.service.upstreamFor(ref.host); // throws DENIED: not configured
-    const target = { upstream: upstream ?? ref.host, repository: normalizeRepository(upstream ?? ref.host, ref.repository) };
+    const target = {
+      upstream: upstream ?? ref.host,
+      repository: normalizeRepository(upstream ?? ref.host, ref.repository),
+    };
     const manifestRef: ManifestReference =
-      ref.digest !== undefined ? { kind: 'digest', digest: ref.digest } : { kind: 'tag', tag: ref.tag ?? 'latest' };
+      ref.digest !== undefined
+        ? { kind: 'digest', digest: ref.digest }
+        : { kind: 'tag', tag: ref.tag ?? 'latest' };
     const result = await app.service.check(target, manifestRef);
     return {
       reference,

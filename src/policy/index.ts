@@ -1,5 +1,13 @@
 /** Policy: which rule applies to `<upstream>/<repository>` and what it decides for a digest. Pure. */
-export type { Decision, DecisionResult, Policy, PolicyAction, PolicyMode, SignatureCheck } from './types.ts';
+export type {
+  Decision,
+  DecisionResult,
+  Policy,
+  PolicyAction,
+  PolicyMode,
+  SignatureCheck,
+  TagRules,
+} from './types.ts';
 export {
   attestorSchema,
   checkPolicyReferences,

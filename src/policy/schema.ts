@@ -240,6 +240,39 @@ export const policySchema = z
       .min(1, 'expected at least one required attestation (or leave attestations out)')
       .optional()
       .describe('Signed in-toto statements that must exist (verify only)'),
+    tags: z
+      .strictObject({
+        onMove: z
+          .enum(['allow', 'warn', 'deny'], 'expected allow, warn or deny')
+          .default('warn')
+          .describe('When a tag starts pointing at another digest: allow, warn (log + metric) or deny'),
+        immutable: z
+          .boolean()
+          .default(false)
+          .describe('Pin the first digest seen; a move is denied until `pullwarden tags pin|unpin`'),
+        minAge: z
+          .union([z.string(), z.number()])
+          .transform((v, ctx) => {
+            const ms = parseDuration(v);
+            if (ms === undefined) {
+              ctx.addIssue({ code: 'custom', message: 'expected a duration such as "24h"' });
+              return z.NEVER;
+            }
+            return ms;
+          })
+          .default(0)
+          .describe('A newly seen digest is not served by tag until it has been known this long'),
+        deny: z
+          .array(
+            z
+              .string()
+              .regex(/^[A-Za-z0-9_.*?-]{1,128}$/, 'expected a tag or a tag glob such as "latest" or "*-rc*"'),
+          )
+          .default([])
+          .describe('Tags that are never served (globs: * and ?), e.g. ["latest"]'),
+      })
+      .optional()
+      .describe('Tag rules: moves, pinning, cooldown, banned tags'),
   })
   .superRefine((p, ctx) => {
     if (p.action === 'verify' && p.signatures === undefined && p.attestations === undefined) {
@@ -268,6 +301,7 @@ export const policySchema = z
     mode: p.mode,
     ...(p.signatures !== undefined ? { signatures: p.signatures } : {}),
     ...(p.attestations !== undefined ? { attestations: p.attestations } : {}),
+    ...(p.tags !== undefined ? { tags: p.tags } : {}),
   }));
 
 /**

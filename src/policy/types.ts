@@ -12,6 +12,18 @@ export interface Policy {
   mode: PolicyMode;
   signatures?: { threshold: number; attestors: Attestor[] };
   attestations?: { predicateType: string; attestors: Attestor[] }[];
+  tags?: TagRules;
+}
+
+/** Per-policy tag rules (tag drift control). */
+export interface TagRules {
+  onMove: 'allow' | 'warn' | 'deny';
+  /** Pin the first digest seen; moves are denied until an operator pins or unpins. */
+  immutable: boolean;
+  /** ms a newly seen digest must have been known before it is served by tag. */
+  minAge: number;
+  /** Tag globs that are never served. */
+  deny: string[];
 }
 
 /** How one signature fared against the policy: the detail a 403 lists. */

@@ -11,3 +11,5 @@ export { Metrics } from './metrics.ts';
 export { SingleFlight } from './single-flight.ts';
 export { TrustGate, isTrustMaterial } from './trust-gate.ts';
 export type { GateManifest, GateTarget, TrustContext } from './trust-gate.ts';
+export { TagGuard, tagKey } from './tag-guard.ts';
+export type { TagHistoryEntry, TagMove, TagPin } from './tag-guard.ts';

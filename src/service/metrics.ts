@@ -72,6 +72,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly tagMoves = new Counter({
+    name: 'pullwarden_tag_moves_total',
+    help: 'Tags seen pointing at a new digest upstream',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
   #cacheStats: (() => { bytes: number; blobs: number; fillsInFlight: number }) | undefined;
 
   // Gauges are read at scrape time, so the hot path does no bookkeeping for them.

@@ -17,6 +17,7 @@ import { SingleFlight } from './single-flight.ts';
 import type { Metrics } from './metrics.ts';
 import type { Decision } from '../policy/index.ts';
 import type { GateManifest, TrustGate } from './trust-gate.ts';
+import type { TagGuard } from './tag-guard.ts';
 
 /** One configured upstream with the cache rules that apply to it. */
 export interface UpstreamEntry {
@@ -67,6 +68,8 @@ export interface RegistryServiceOptions {
   maxManifestBytes: number;
   /** The decision step; without it every configured upstream's content is served (a plain cache). */
   gate?: TrustGate;
+  /** Tag history and tag rules (moves, pins, cooldown, banned tags). */
+  tags?: TagGuard;
   now?: () => number;
 }
 
@@ -86,6 +89,7 @@ export class RegistryService {
   readonly #maxManifestBytes: number;
   readonly #now: () => number;
   readonly #gate: TrustGate | undefined;
+  readonly #tags: TagGuard | undefined;
   readonly #tagFlights = new SingleFlight<TagRecord>();
   readonly #manifestFlights = new SingleFlight<{ mediaType: string; size: number; bytes: Buffer }>();
   readonly #linkFlights = new SingleFlight<void>();
@@ -101,6 +105,7 @@ export class RegistryService {
     this.#maxManifestBytes = options.maxManifestBytes;
     this.#now = options.now ?? Date.now;
     this.#gate = options.gate;
+    this.#tags = options.tags;
   }
 
   get gate(): TrustGate | undefined {
@@ -211,7 +216,17 @@ export class RegistryService {
     if (reference.kind === 'digest') {
       return this.#manifestByDigest(entry, target, reference.digest, options);
     }
-    const { record, cache, tagKey } = await this.#resolveTag(entry, target, reference.tag, options.accept);
+    const resolved = await this.#resolveTag(entry, target, reference.tag, options.accept);
+    const { cache, tagKey } = resolved;
+    const record = this.#tags
+      ? await this.#tags.enforce(
+          this.#gate?.context.engine.match(target.upstream, target.repository),
+          target.upstream,
+          target.repository,
+          reference.tag,
+          resolved.record,
+        )
+      : resolved.record;
     const result: ManifestResult = {
       digest: record.digest,
       mediaType: record.mediaType,
@@ -257,19 +272,9 @@ export class RegistryService {
           size: head.size,
           checkedAt: this.#now(),
         };
-        if (cached && cached.digest !== fresh.digest) {
-          this.#log.info(
-            {
-              upstream: target.upstream,
-              repository: target.repository,
-              tag,
-              from: cached.digest,
-              to: fresh.digest,
-            },
-            'tag moved upstream',
-          );
-        }
         await this.#metadata.setTag(target.upstream, target.repository, tagKey, fresh);
+        // History follows the plain tag (not every Accept variant of it).
+        if (tagKey === tag) await this.#tags?.observe(target.upstream, target.repository, tag, fresh);
         return fresh;
       });
       this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'miss' });
@@ -511,11 +516,12 @@ export function effectiveAccept(clientAccept: readonly string[]): readonly strin
 
 /**
  * A tag's answer depends on what the client accepts (an old client that does not accept indexes gets a
- * platform manifest). Clients that accept both index types share the plain key; others get their own.
+ * platform manifest). Clients that accept an index share the plain key; others get their own.
  */
 function tagCacheKey(tag: string, accept: readonly string[]): string {
-  if (accept.includes(MediaType.ociIndex) && accept.includes(MediaType.dockerManifestList)) return tag;
-  if (accept.some(isIndexMediaType) && accept === defaultManifestAccept) return tag;
+  // Every client that takes an index (containerd, CRI-O, podman, skopeo, Docker) shares the plain key,
+  // and with it the tag's history and rules; only clients without index support get a variant.
+  if (accept.some(isIndexMediaType)) return tag;
   const h = createHash('sha256')
     .update([...accept].sort().join(','))
     .digest('hex')

@@ -1,0 +1,138 @@
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from '../../config/index.ts';
+import type { LoadedConfig } from '../../config/index.ts';
+import { canonicalHost } from '../../http/index.ts';
+import { openMetadataStore } from '../../metadata/index.ts';
+import { normalizeRepository, parseDigest, parseImageReference, RegistryError } from '../../oci/index.ts';
+import type { Digest } from '../../oci/index.ts';
+import { TagGuard } from '../../service/index.ts';
+import type { CliContext, Command } from '../types.ts';
+import { configPath } from './config.ts';
+import { parseCommandArgs } from './parse.ts';
+
+interface TagRef {
+  upstream: string;
+  repository: string;
+  tag: string;
+  text: string;
+}
+
+/** `<host>/<repository>:<tag>` against the configured upstreams (and their aliases). */
+function tagRef(config: LoadedConfig, input: string): TagRef {
+  const ref = parseImageReference(input, config.defaultUpstream ?? 'docker.io');
+  const host = canonicalHost(ref.host);
+  const upstream =
+    host in config.upstreams
+      ? host
+      : Object.entries(config.upstreams).find(([, u]) => u.aliases.includes(host))?.[0];
+  if (upstream === undefined)
+    throw new RegistryError('DENIED', `upstream registry "${host}" is not configured`);
+  if (ref.tag === undefined) throw new RegistryError('MANIFEST_INVALID', `${input}: a tag is needed`);
+  const repository = normalizeRepository(upstream, ref.repository);
+  return { upstream, repository, tag: ref.tag, text: `${upstream}/${repository}:${ref.tag}` };
+}
+
+/** Run `fn` with a TagGuard on the configured metadata store (the one the proxy shares). */
+async function withTags(
+  args: string[],
+  ctx: CliContext,
+  positionals: { min: number; max: number; names: string },
+  fn: (guard: TagGuard, config: LoadedConfig, positionals: string[], json: boolean) => Promise<number>,
+): Promise<number> {
+  const { values, positionals: rest } = parseCommandArgs(
+    args,
+    { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
+    positionals,
+  );
+  let config: LoadedConfig;
+  try {
+    config = await loadConfig(configPath(values.config, ctx.env), ctx.env, { cwd: ctx.cwd });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    ctx.stderr.write(`pullwarden: invalid configuration\n${error.message}\n`);
+    return 2;
+  }
+  const options: Parameters<typeof openMetadataStore>[0] = {
+    url: config.metadata.url,
+    namespace: config.metadata.namespace,
+  };
+  if (config.metadata.password !== undefined) options.password = config.metadata.password;
+  const metadata = await openMetadataStore(options);
+  try {
+    const guard = new TagGuard({ metadata, logger: pino({ level: 'silent' }) });
+    return await fn(guard, config, rest, values.json === true);
+  } catch (error) {
+    ctx.stderr.write(`pullwarden: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 2;
+  } finally {
+    await metadata.close();
+  }
+}
+
+const common = [
+  'Options:',
+  '  -c, --config FILE   Config file (default: $PULLWARDEN_CONFIG, else the embedded defaults);',
+  '                      its metadata store (SQLite file or Redis) is the one the proxy uses',
+];
+
+export const tagsHistory: Command = {
+  name: 'tags history',
+  synopsis: 'REF [--config FILE] [--json]',
+  summary: 'Print the digests a tag has pointed at (and its pin)',
+  help: [...common, '  --json              One JSON object'].join('\n'),
+  run: (args, ctx) =>
+    withTags(args, ctx, { min: 1, max: 1, names: 'REF' }, async (guard, config, [input = ''], json) => {
+      const ref = tagRef(config, input);
+      const history = await guard.history(ref.upstream, ref.repository, ref.tag);
+      const pin = await guard.pin(ref.upstream, ref.repository, ref.tag);
+      if (json) {
+        ctx.stdout.write(`${JSON.stringify({ ref: ref.text, pin: pin ?? null, history })}\n`);
+        return 0;
+      }
+      ctx.stdout.write(`${ref.text}\n`);
+      if (history.length === 0) ctx.stdout.write('  (never resolved through this proxy)\n');
+      for (const h of history) {
+        const mark = pin?.digest === h.digest ? ' (pinned)' : '';
+        ctx.stdout.write(
+          `  ${new Date(h.firstSeen).toISOString()} … ${new Date(h.lastSeen).toISOString()}  ${h.digest}${mark}\n`,
+        );
+      }
+      if (pin)
+        ctx.stdout.write(`  pin: ${pin.digest} (${pin.by}, ${new Date(pin.pinnedAt).toISOString()})\n`);
+      return 0;
+    }),
+};
+
+export const tagsPin: Command = {
+  name: 'tags pin',
+  synopsis: 'REF DIGEST [--config FILE]',
+  summary: 'Pin a tag to a digest (accepts a move under tags.immutable or tags.onMove: deny)',
+  help: common.join('\n'),
+  run: (args, ctx) =>
+    withTags(
+      args,
+      ctx,
+      { min: 2, max: 2, names: 'REF DIGEST' },
+      async (guard, config, [input = '', d = '']) => {
+        const ref = tagRef(config, input);
+        const digest: Digest = parseDigest(d);
+        await guard.setPin(ref.upstream, ref.repository, ref.tag, digest);
+        ctx.stdout.write(`${ref.text} pinned to ${digest}\n`);
+        return 0;
+      },
+    ),
+};
+
+export const tagsUnpin: Command = {
+  name: 'tags unpin',
+  synopsis: 'REF [--config FILE]',
+  summary: 'Remove the pin of a tag (an immutable tag pins its current digest at the next pull)',
+  help: common.join('\n'),
+  run: (args, ctx) =>
+    withTags(args, ctx, { min: 1, max: 1, names: 'REF' }, async (guard, config, [input = '']) => {
+      const ref = tagRef(config, input);
+      await guard.unpin(ref.upstream, ref.repository, ref.tag);
+      ctx.stdout.write(`${ref.text} unpinned\n`);
+      return 0;
+    }),
+};
