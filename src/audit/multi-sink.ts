@@ -1,0 +1,103 @@
+import type { AuditEvent, AuditHealth, AuditLogger, AuditSink, ChainedAuditSink } from './types.ts';
+
+/** An extra sink of a {@link MultiAuditSink}. */
+export interface AuditExtra {
+  /** For health reasons and logs, e.g. "webhook", "stdout". */
+  name: string;
+  sink: AuditSink;
+  /** When true, an append fails if this sink fails (default false: the failure only shows in health). */
+  required?: boolean;
+}
+
+export interface AuditSinkStatus {
+  name: string;
+  ok: boolean;
+  required: boolean;
+  reason?: string;
+}
+
+function isChained(sink: AuditSink): sink is ChainedAuditSink {
+  return typeof (sink as Partial<ChainedAuditSink>).appendRecord === 'function';
+}
+
+/**
+ * Fan-out: every event goes to the primary (durable) sink first, then to the extras. The extras receive
+ * the stored record (with the chain's seq, prev and hash) when the primary is chained, in chain order.
+ * A failing extra rejects the append only when it is `required`; otherwise it is logged once per
+ * failure spell, counted, and shown by {@link health} and {@link status}.
+ */
+export class MultiAuditSink implements AuditSink {
+  private readonly primary: AuditSink;
+  private readonly extras: readonly AuditExtra[];
+  private readonly log: AuditLogger | undefined;
+  private readonly extraFailures = new Map<string, string>();
+
+  constructor(primary: AuditSink, extras: readonly AuditExtra[], log?: AuditLogger) {
+    this.primary = primary;
+    this.extras = extras;
+    this.log = log;
+  }
+
+  async append(event: AuditEvent): Promise<void> {
+    let record: AuditEvent = event;
+    if (isChained(this.primary)) record = await this.primary.appendRecord(event);
+    else await this.primary.append(event);
+    const required: Promise<void>[] = [];
+    for (const extra of this.extras) {
+      const done = extra.sink.append(record).then(
+        () => {
+          if (this.extraFailures.delete(extra.name))
+            this.log?.info({ sink: extra.name }, 'audit sink recovered');
+        },
+        (error: unknown) => {
+          const reason = error instanceof Error ? error.message : String(error);
+          if (!this.extraFailures.has(extra.name)) {
+            this.log?.error({ sink: extra.name, err: error }, 'audit sink failed');
+          }
+          this.extraFailures.set(extra.name, reason);
+          if (extra.required === true) throw error;
+        },
+      );
+      if (extra.required === true) required.push(done);
+    }
+    await Promise.all(required);
+  }
+
+  /** Ok when every sink is ok; the reason names each sink that is not. */
+  health(): AuditHealth {
+    const bad = this.status().filter((s) => !s.ok);
+    if (bad.length === 0) return { ok: true };
+    return { ok: false, reason: bad.map((s) => `${s.name}: ${s.reason ?? 'failing'}`).join('; ') };
+  }
+
+  /**
+   * Per sink, for /readyz and metrics. The primary is named "jsonl". Pulls fail (when failClosed) only
+   * for a failing primary or a failing required extra.
+   */
+  status(): AuditSinkStatus[] {
+    const entry = (name: string, sink: AuditSink, required: boolean): AuditSinkStatus => {
+      const h = sink.health();
+      const reason = h.reason ?? this.extraFailures.get(name);
+      const ok = h.ok && !this.extraFailures.has(name);
+      return reason === undefined ? { name, ok, required } : { name, ok, required, reason };
+    };
+    return [
+      entry('jsonl', this.primary, true),
+      ...this.extras.map((e) => entry(e.name, e.sink, e.required === true)),
+    ];
+  }
+
+  /** Whether an append can succeed as far as health knows: the primary and every required extra are ok. */
+  writable(): boolean {
+    return this.status().every((s) => s.ok || !s.required);
+  }
+
+  async close(): Promise<void> {
+    const results = await Promise.allSettled([
+      this.primary.close(),
+      ...this.extras.map((e) => e.sink.close()),
+    ]);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}

@@ -1,0 +1,102 @@
+import { z } from 'zod';
+// The one duration and size grammar of the config file. A deep import on purpose (as in
+// policy/schema.ts): the config module wires this schema into its own, and units.ts imports nothing.
+import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from '../config/units.ts';
+
+/** A duration ("2ms", "1s", "24h" or seconds), in milliseconds after parsing; default in input form. */
+const duration = (dflt: string, description: string) => {
+  const expected = `expected a duration such as "${dflt}" (number + ms, s, m, h or d)`;
+  return z
+    .union([z.string().regex(new RegExp(DURATION_PATTERN), expected), z.number().min(0, expected)], {
+      error: expected,
+    })
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: expected });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .meta({ description: `${description}. Duration: "250ms", "30s", "5m", "24h", "7d" or seconds.` })
+    .prefault(dflt);
+};
+
+/** A size ("64MiB" or bytes), in bytes after parsing. */
+const size = (dflt: string, description: string) => {
+  const expected = `expected a size such as "${dflt}" (number + B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)`;
+  return z
+    .union([z.string().regex(new RegExp(SIZE_PATTERN), expected), z.number().int().min(0, expected)], {
+      error: expected,
+    })
+    .transform((v, ctx) => {
+      const bytes = parseSize(v);
+      if (bytes === undefined || bytes < 4096) {
+        ctx.addIssue({ code: 'custom', message: `${expected}, at least 4KiB` });
+        return z.NEVER;
+      }
+      return bytes;
+    })
+    .meta({ description: `${description}. Size: "64MiB", "1GiB" or bytes.` })
+    .prefault(dflt);
+};
+
+export const auditWebhookSchema = z
+  .strictObject({
+    url: z
+      .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+      .describe('Collector endpoint: receives POST with a JSON array of audit events'),
+    batchSize: z.number().int().min(1).max(10_000).default(100).describe('Most events in one POST'),
+    flushInterval: duration('1s', 'Longest time an event waits for a fuller batch'),
+    timeout: duration('10s', 'Timeout of one POST'),
+    spoolDir: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Disk buffer for events not yet acknowledged by the collector (default: <audit.dir>/webhook-spool)',
+      ),
+    headers: z
+      .record(z.string().min(1), z.string())
+      .optional()
+      .describe('Extra request headers, e.g. Authorization (redacted when the config is printed)'),
+    required: z
+      .boolean()
+      .default(false)
+      .describe('Fail pulls (with failClosed) when the spool cannot be written; delivery failures never do'),
+  })
+  .describe(
+    'Ship audit events to an HTTP collector, through a disk spool so that a collector that is down loses nothing',
+  );
+
+export const auditSchema = z
+  .strictObject({
+    dir: z.string().min(1).optional().describe('Audit trail directory (default: <storage.dir>/audit)'),
+    maxFileBytes: size('64MiB', 'Start a new audit file before one grows beyond this'),
+    maxFileAge: duration('24h', 'Start a new audit file when the current one is older than this'),
+    failClosed: z
+      .boolean()
+      .default(true)
+      .describe('Refuse pulls (503) when their audit event cannot be written; false serves them and logs'),
+    groupCommit: duration(
+      '0ms',
+      'Longest time an audit event waits to share one write + fsync with others (0: as soon as the writer is idle)',
+    ),
+    stdout: z.boolean().default(false).describe('Also write every audit event as a JSON line to stdout'),
+    webhook: auditWebhookSchema.optional(),
+  })
+  .prefault({})
+  .describe('Audit trail: an append-only, hash-chained JSONL record of every manifest and blob request');
+
+export type AuditConfigInput = z.input<typeof auditSchema>;
+export type AuditConfig = z.output<typeof auditSchema>;
+export type AuditWebhookConfig = z.output<typeof auditWebhookSchema>;
+
+/** Default audit config in input form (for the embedded defaults / example config). */
+export const defaultAuditInput = {
+  maxFileBytes: '64MiB',
+  maxFileAge: '24h',
+  failClosed: true,
+  groupCommit: '0ms',
+  stdout: false,
+} as const satisfies AuditConfigInput;

@@ -1,0 +1,266 @@
+import { dirname, join, resolve } from 'node:path';
+import { parseTimeBound, queryAuditDir, verifyAuditDir } from '../../audit/index.ts';
+import type { AuditQuery, AuditRecord } from '../../audit/index.ts';
+import { ConfigError, EMBEDDED_SOURCE, loadConfig } from '../../config/index.ts';
+import type { Command, CliContext } from '../types.ts';
+import { UsageError } from '../types.ts';
+import { configPath } from './config.ts';
+import { parseCommandArgs } from './parse.ts';
+
+const DIR_HELP = [
+  '  -d, --dir DIR       Audit directory',
+  '  -c, --config FILE   Config file whose audit.dir (default <storage.dir>/audit) to read',
+  '                      (default: $PULLWARDEN_CONFIG, else the embedded defaults)',
+];
+
+/** The audit directory: --dir, else the config's audit.dir, else <storage.dir>/audit. */
+async function auditDir(
+  dir: string | undefined,
+  config: string | undefined,
+  ctx: CliContext,
+): Promise<string> {
+  if (dir !== undefined) return resolve(ctx.cwd, dir);
+  const loaded = await loadConfig(configPath(config, ctx.env), ctx.env, {
+    cwd: ctx.cwd,
+    resolveSecrets: false,
+  });
+  const configured = (loaded as { audit?: { dir?: string } }).audit?.dir;
+  if (configured === undefined) return join(loaded.storage.dir, 'audit');
+  // Relative to the config file, like storage.dir (a no-op when the loader resolved it already).
+  return resolve(loaded.source === EMBEDDED_SOURCE ? ctx.cwd : dirname(loaded.source), configured);
+}
+
+/** Print an error as the CLI does: exit 2 for a bad config or an unreadable directory. */
+function fail(name: string, error: unknown, ctx: CliContext): number {
+  if (error instanceof UsageError) throw error;
+  const message =
+    error instanceof ConfigError
+      ? `invalid configuration\n${error.message}`
+      : error instanceof Error
+        ? error.message
+        : String(error);
+  ctx.stderr.write(`pullwarden ${name}: ${message}\n`);
+  return 2;
+}
+
+const DECISIONS = ['allow', 'deny', 'warn'] as const;
+const TYPES = ['manifest', 'blob', 'tag-moved'] as const;
+
+export const auditQuery: Command = {
+  name: 'audit query',
+  synopsis: '[--dir DIR | --config FILE] [FILTER…] [--newest] [--limit N] [--json]',
+  summary: 'Search the audit trail',
+  help: [
+    'Prints the audit events that match every given filter, oldest first, as a table (or JSON lines).',
+    '',
+    'Options:',
+    ...DIR_HELP,
+    '',
+    'Filters (all that are given must match):',
+    '  --since T           At or after T: ISO date/time (2025-11-23, 2025-11-23T16:00:00Z) or a',
+    '                      duration ago (30m, 24h, 7d)',
+    '  --until T           Before T (same forms)',
+    '  --upstream HOST     Exact upstream host, e.g. docker.io',
+    '  --repository GLOB   Repository glob (library/*, acme/**), or <upstream>/<repository> glob',
+    '  --digest D          Resolved or blob digest, or the digest asked for, or old/new of a tag move',
+    '  --tag T             Tag asked for, or the tag that resolved a digest pull',
+    '  --decision D        allow, deny or warn',
+    '  --policy P          Policy name',
+    '  --client C          Client address or authenticated identity',
+    '  --type T            manifest, blob or tag-moved',
+    '',
+    '  --newest            Newest first (with --limit: the newest N)',
+    '  --limit N           At most N events',
+    '  --json              One JSON object per line (the stored record, with seq, prev and hash)',
+    '',
+    'Exit codes: 0 done (also when nothing matched), 2 error.',
+  ].join('\n'),
+  async run(args, ctx) {
+    const { values } = parseCommandArgs(
+      args,
+      {
+        dir: { type: 'string', short: 'd' },
+        config: { type: 'string', short: 'c' },
+        since: { type: 'string' },
+        until: { type: 'string' },
+        upstream: { type: 'string' },
+        repository: { type: 'string' },
+        digest: { type: 'string' },
+        tag: { type: 'string' },
+        decision: { type: 'string' },
+        policy: { type: 'string' },
+        client: { type: 'string' },
+        type: { type: 'string' },
+        newest: { type: 'boolean' },
+        limit: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      { min: 0, max: 0, names: '' },
+    );
+    if (values.dir !== undefined && values.config !== undefined) {
+      throw new UsageError('give --dir or --config, not both');
+    }
+    const now = new Date();
+    const bound = (flag: 'since' | 'until') => {
+      const v = values[flag];
+      if (v === undefined) return undefined;
+      const d = parseTimeBound(v, now);
+      if (!d)
+        throw new UsageError(`--${flag}: expected an ISO date/time or a duration such as 24h, got "${v}"`);
+      return d;
+    };
+    const oneOf = <T extends string>(flag: string, v: string | undefined, allowed: readonly T[]) => {
+      if (v === undefined) return undefined;
+      if (!(allowed as readonly string[]).includes(v)) {
+        throw new UsageError(`--${flag}: expected ${allowed.join(', ')}, got "${v}"`);
+      }
+      return v as T;
+    };
+    let limit: number | undefined;
+    if (values.limit !== undefined) {
+      limit = Number(values.limit);
+      if (!Number.isSafeInteger(limit) || limit < 1) {
+        throw new UsageError(`--limit: expected a positive integer, got "${values.limit}"`);
+      }
+    }
+    const query: AuditQuery = {
+      since: bound('since'),
+      until: bound('until'),
+      upstream: values.upstream,
+      repository: values.repository,
+      digest: values.digest,
+      tag: values.tag,
+      decision: oneOf('decision', values.decision, DECISIONS),
+      policy: values.policy,
+      client: values.client,
+      type: oneOf('type', values.type, TYPES),
+    };
+    const json = values.json === true;
+    try {
+      const dir = await auditDir(values.dir, values.config, ctx);
+      const options = { newestFirst: values.newest === true, ...(limit === undefined ? {} : { limit }) };
+      if (!json) ctx.stdout.write(`${TABLE_HEADER}\n`);
+      let batch: string[] = [];
+      for await (const record of queryAuditDir(dir, query, options)) {
+        batch.push(json ? JSON.stringify(record) : tableRow(record));
+        if (batch.length >= 256) {
+          await write(ctx, `${batch.join('\n')}\n`);
+          batch = [];
+        }
+      }
+      if (batch.length > 0) await write(ctx, `${batch.join('\n')}\n`);
+      return 0;
+    } catch (error) {
+      return fail('audit query', error, ctx);
+    }
+  },
+};
+
+export const auditVerify: Command = {
+  name: 'audit verify',
+  synopsis: '[--dir DIR | --config FILE] [--json]',
+  summary: 'Check the hash chain of the audit trail and report the first break',
+  help: [
+    'Checks every line of every audit file: its hash, its seq and its link (prev) to the line before,',
+    'across files. Reports the first break (file, line, what is wrong), torn last lines left by a crash',
+    '(not a break), and the head of the chain: keep the head elsewhere to detect later that lines were',
+    'cut from the end, which a chain alone cannot show.',
+    '',
+    'Options:',
+    ...DIR_HELP,
+    '  --json              One JSON object on stdout',
+    '',
+    'Exit codes: 0 the chain verifies, 1 it is broken, 2 error.',
+  ].join('\n'),
+  async run(args, ctx) {
+    const { values } = parseCommandArgs(
+      args,
+      {
+        dir: { type: 'string', short: 'd' },
+        config: { type: 'string', short: 'c' },
+        json: { type: 'boolean' },
+      },
+      { min: 0, max: 0, names: '' },
+    );
+    if (values.dir !== undefined && values.config !== undefined) {
+      throw new UsageError('give --dir or --config, not both');
+    }
+    let dir: string;
+    try {
+      dir = await auditDir(values.dir, values.config, ctx);
+      const result = await verifyAuditDir(dir);
+      if (values.json === true) {
+        ctx.stdout.write(`${JSON.stringify({ dir, ...result })}\n`);
+        return result.ok ? 0 : 1;
+      }
+      const lines = [
+        `${dir}: ${result.files} file${result.files === 1 ? '' : 's'}, ${result.lines} line${result.lines === 1 ? '' : 's'} checked`,
+      ];
+      for (const t of result.incomplete) {
+        lines.push(
+          `  incomplete last line: ${t.file} line ${t.line} (${t.bytes} bytes, a write cut short by a crash; not a break)`,
+        );
+      }
+      if (result.firstSeq !== undefined && result.firstSeq > 1) {
+        lines.push(`  the trail starts at seq ${result.firstSeq}: older files were removed`);
+      }
+      if (result.firstBreak) {
+        const b = result.firstBreak;
+        lines.push(`BROKEN at ${b.file} line ${b.line}: ${b.problem}`);
+      } else {
+        lines.push(
+          result.head
+            ? `ok: head seq ${result.head.seq} ${result.head.hash} (${result.head.file} line ${result.head.line})`
+            : 'ok: empty',
+        );
+      }
+      (result.ok ? ctx.stdout : ctx.stderr).write(`${lines.join('\n')}\n`);
+      return result.ok ? 0 : 1;
+    } catch (error) {
+      return fail('audit verify', error, ctx);
+    }
+  },
+};
+
+/** Write with backpressure (a pipe to `head` or `less`). */
+function write(ctx: CliContext, text: string): Promise<void> {
+  return new Promise((resolveWrite) => {
+    if (ctx.stdout.write(text)) resolveWrite();
+    else ctx.stdout.once('drain', () => resolveWrite());
+  });
+}
+
+const TABLE_HEADER = [
+  'TIME'.padEnd(24),
+  'TYPE'.padEnd(9),
+  'DECISION'.padEnd(8),
+  'STATUS',
+  'BYTES'.padStart(10),
+  'CLIENT'.padEnd(16),
+  'POLICY'.padEnd(16),
+  'IMAGE',
+].join(' ');
+
+function shortDigest(d: string | undefined): string {
+  if (d === undefined) return '';
+  const colon = d.indexOf(':');
+  return colon < 0 ? d : `${d.slice(0, colon + 1)}${d.slice(colon + 1, colon + 13)}`;
+}
+
+/** time, type, decision, status, bytes, client, policy, upstream/repository:tag@digest (short). */
+function tableRow(r: AuditRecord): string {
+  const image =
+    r.type === 'tag-moved'
+      ? `${r.upstream}/${r.repository}:${r.tag ?? ''} ${shortDigest(r.old)} -> ${shortDigest(r.new)}`
+      : `${r.upstream}/${r.repository}${r.tag !== undefined ? `:${r.tag}` : ''}${r.digest !== undefined ? `@${shortDigest(r.digest)}` : r.reference.includes(':') ? `@${shortDigest(r.reference)}` : ''}`;
+  return [
+    r.time.padEnd(24),
+    r.type.padEnd(9),
+    (r.decision ?? '-').padEnd(8),
+    String(r.status).padEnd(6),
+    String(r.bytes).padStart(10),
+    (r.identity ?? r.client).padEnd(16),
+    (r.policy ?? '-').padEnd(16),
+    image,
+  ].join(' ');
+}

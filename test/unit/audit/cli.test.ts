@@ -1,0 +1,147 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { JsonlAuditSink } from '../../../src/audit/index.ts';
+import type { AuditRecord } from '../../../src/audit/index.ts';
+import { main } from '../../../src/cli/main.ts';
+import type { CliContext } from '../../../src/cli/main.ts';
+import { auditFiles, event, tempDir } from './helpers.ts';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+let auditDir: string;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('pw-audit-cli-'));
+  auditDir = join(dir, 'data', 'audit');
+  const sink = await JsonlAuditSink.open({ dir: auditDir });
+  const now = Date.now();
+  await sink.append(
+    event({ requestId: 'old', time: new Date(now - 48 * 3_600_000).toISOString(), decision: 'allow' }),
+  );
+  await sink.append(
+    event({
+      requestId: 'denied',
+      time: new Date(now - 3_600_000).toISOString(),
+      upstream: 'ghcr.io',
+      repository: 'acme/app',
+      tag: 'v1',
+      reference: 'v1',
+      decision: 'deny',
+      policy: 'signed-only',
+      status: 403,
+      bytes: 0,
+    }),
+  );
+  await sink.append(
+    event({ requestId: 'recent', time: new Date(now - 60_000).toISOString(), client: '10.9.9.9' }),
+  );
+  await sink.close();
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+async function run(argv: string[], overrides: Partial<CliContext> = {}) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (c: Buffer) => (out += c.toString()));
+  stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await main(argv, { stdout, stderr, env: {}, cwd: dir, ...overrides });
+  return { code, stdout: out, stderr: err };
+}
+
+describe('pullwarden audit query', () => {
+  it('prints a table of the matching events', async () => {
+    const r = await run(['audit', 'query', '--dir', auditDir, '--decision', 'deny']);
+    expect(r.code).toBe(0);
+    const [header, row, ...rest] = r.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^TIME\s+TYPE\s+DECISION\s+STATUS\s+BYTES\s+CLIENT\s+POLICY\s+IMAGE$/);
+    expect(rest).toEqual([]);
+    expect(row).toMatch(
+      /manifest\s+deny\s+403\s+0 10\.0\.0\.1\s+signed-only\s+ghcr\.io\/acme\/app:v1@sha256:aaaaaaaaaaaa$/,
+    );
+  });
+
+  it('prints JSON lines with --json and takes relative times', async () => {
+    const r = await run(['audit', 'query', '--dir', auditDir, '--since', '24h', '--json']);
+    expect(r.code).toBe(0);
+    const rows = r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditRecord);
+    expect(rows.map((x) => x.requestId)).toEqual(['denied', 'recent']);
+    expect(rows[0]).toMatchObject({ seq: 2, hash: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown });
+  });
+
+  it('combines filters, limits and orders newest first', async () => {
+    const q = (...args: string[]) =>
+      run(['audit', 'query', '--dir', auditDir, '--json', ...args]).then((r) =>
+        r.stdout
+          .trimEnd()
+          .split('\n')
+          .filter((l) => l !== '')
+          .map((l) => (JSON.parse(l) as AuditRecord).requestId),
+      );
+    expect(await q('--client', '10.9.9.9')).toEqual(['recent']);
+    expect(await q('--repository', 'acme/*', '--tag', 'v1', '--upstream', 'ghcr.io')).toEqual(['denied']);
+    expect(await q('--policy', 'default', '--until', '2h')).toEqual(['old']);
+    expect(await q('--newest', '--limit', '2')).toEqual(['recent', 'denied']);
+    expect(await q('--digest', `sha256:${'a'.repeat(64)}`, '--type', 'blob')).toEqual([]);
+  });
+
+  it('reads the audit directory from the config file (<storage.dir>/audit)', async () => {
+    await writeFile(join(dir, 'pullwarden.yaml'), 'storage:\n  dir: ./data\nupstreams:\n  ghcr.io: {}\n');
+    const r = await run(['audit', 'query', '--config', 'pullwarden.yaml', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split('\n')).toHaveLength(3);
+    const viaEnv = await run(['audit', 'verify'], {
+      env: { PULLWARDEN_CONFIG: join(dir, 'pullwarden.yaml') },
+    });
+    expect(viaEnv.code).toBe(0);
+  });
+
+  it('rejects bad options with a usage error', async () => {
+    expect((await run(['audit', 'query', '--dir', auditDir, '--decision', 'maybe'])).code).toBe(2);
+    expect((await run(['audit', 'query', '--dir', auditDir, '--since', 'yesterday'])).code).toBe(2);
+    expect((await run(['audit', 'query', '--dir', auditDir, '--limit', '0'])).code).toBe(2);
+    expect((await run(['audit', 'query', '--dir', auditDir, '--config', 'x'])).code).toBe(2);
+  });
+
+  it('reports a missing directory as an error', async () => {
+    const r = await run(['audit', 'query', '--dir', join(dir, 'nope')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('ENOENT');
+  });
+});
+
+describe('pullwarden audit verify', () => {
+  it('exits 0 and prints the head of an intact chain', async () => {
+    const r = await run(['audit', 'verify', '--dir', auditDir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /1 file, 3 lines checked\nok: head seq 3 [0-9a-f]{64} \(audit-.*\.jsonl line 3\)\n$/,
+    );
+  });
+
+  it('exits 1 and prints the first break', async () => {
+    const [name] = await auditFiles(auditDir);
+    const path = join(auditDir, name!);
+    await writeFile(path, (await readFile(path, 'utf8')).replace('"decision":"deny"', '"decision":"allow"'));
+    const r = await run(['audit', 'verify', '--dir', auditDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`BROKEN at ${name} line 2: the content does not match its hash`);
+    const json = await run(['audit', 'verify', '--dir', auditDir, '--json']);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, firstBreak: { file: name, line: 2 } });
+  });
+
+  it('verifies an empty directory', async () => {
+    await mkdir(join(dir, 'empty'));
+    const r = await run(['audit', 'verify', '--dir', join(dir, 'empty')]);
+    expect(r).toMatchObject({ code: 0 });
+    expect(r.stdout).toContain('ok: empty');
+  });
+});
