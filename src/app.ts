@@ -10,6 +10,8 @@ import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
+import { openAuditSink, RecentTags } from './audit/index.ts';
+import type { MultiAuditSink } from './audit/index.ts';
 import { FsBlobStore } from './cache/index.ts';
 import { EMBEDDED_SOURCE, loadConfig } from './config/index.ts';
 import type { LoadedConfig } from './config/index.ts';
@@ -153,7 +155,41 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
 
   let trust = await buildTrustContext(config, logger);
   const gate = new TrustGate({ context: trust.context, metadata, logger, metrics });
-  const tags = new TagGuard({ metadata, logger, metrics });
+  const audit: MultiAuditSink = await openAuditSink(config.audit, {
+    dir: config.audit.dir,
+    log: logger.child({ module: 'audit' }),
+  });
+  const tags = new TagGuard({
+    metadata,
+    logger,
+    metrics,
+    onMove: async (move) => {
+      try {
+        await audit.append({
+          type: 'tag-moved',
+          time: new Date().toISOString(),
+          requestId: '',
+          client: '',
+          upstream: move.upstream,
+          repository: move.repository,
+          reference: move.tag,
+          tag: move.tag,
+          digest: move.to,
+          old: move.from,
+          new: move.to,
+          bytes: 0,
+          durationMs: 0,
+          status: 0,
+        });
+      } catch (err) {
+        metrics.auditWriteFailures.inc();
+        logger.error(
+          { err: err instanceof Error ? err.message : String(err), move },
+          'tag-moved audit event lost',
+        );
+      }
+    },
+  });
 
   const service = new RegistryService({
     gate,
@@ -174,10 +210,23 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     metrics,
     defaultUpstream: config.defaultUpstream,
     trustProxy: config.server.trustProxy,
+    audit: {
+      sink: audit,
+      failClosed: config.audit.failClosed,
+      recentTags: new RecentTags(),
+      observe: (seconds, ok) => {
+        metrics.auditWriteDuration.observe(seconds);
+        if (!ok) metrics.auditWriteFailures.inc();
+      },
+    },
     ready: async () => {
       if (closing) throw new Error('shutting down');
       await access(config.storage.dir, constants.W_OK);
       await metadata.ping();
+      const failing = audit.status().filter((s) => !s.ok);
+      if (failing.length > 0) {
+        throw new Error(`audit: ${failing.map((s) => `${s.name}: ${s.reason ?? 'failing'}`).join('; ')}`);
+      }
     },
   });
   metrics.observeCache(() => blobs.stats());
@@ -223,6 +272,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
       clearTimeout(grace);
       await blobs.close();
       await Promise.allSettled([...upstreams.values()].map((u) => u.upstream.close()));
+      await audit.close();
       await metadata.close();
     },
   };
@@ -323,6 +373,8 @@ export async function checkImage(config: LoadedConfig, reference: string): Promi
     ...config,
     storage: { ...config.storage, dir },
     metadata: { ...config.metadata, url: 'sqlite://:memory:' },
+    // A dry run is not a pull: its events go to the private directory, not the proxy's trail.
+    audit: { ...config.audit, dir: join(dir, 'audit') },
     trust: { ...config.trust, refresh: 0 },
   };
   const app = await buildApp(isolated, { logger: pino({ level: 'silent' }), defaultMetrics: false });

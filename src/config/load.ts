@@ -27,7 +27,9 @@ export type LoadedMetadata = Omit<Config['metadata'], 'url'> & {
  * The configuration the app runs on: the validated schema output (durations in milliseconds, sizes in
  * bytes), relative paths made absolute, secrets resolved.
  */
-export type LoadedConfig = Omit<Config, 'upstreams' | 'metadata'> & {
+export type LoadedConfig = Omit<Config, 'upstreams' | 'metadata' | 'audit'> & {
+  /** The audit section with `dir` resolved (default `<storage.dir>/audit`). */
+  audit: Config['audit'] & { dir: string };
   upstreams: Record<string, LoadedUpstream>;
   metadata: LoadedMetadata;
   /** Absolute path of the config file, or "embedded defaults". */
@@ -174,11 +176,32 @@ export async function loadConfig(
     ),
   };
 
+  // The audit trail lives next to the cache unless the file says otherwise.
+  const auditDir =
+    config.audit.dir === undefined
+      ? join(storageDir, 'audit')
+      : resolve(baseFor('audit.dir'), config.audit.dir);
+  const audit = {
+    ...config.audit,
+    dir: auditDir,
+    ...(config.audit.webhook === undefined
+      ? {}
+      : {
+          webhook: {
+            ...config.audit.webhook,
+            ...(config.audit.webhook.spoolDir === undefined
+              ? {}
+              : { spoolDir: resolve(fileBase, config.audit.webhook.spoolDir) }),
+          },
+        }),
+  };
+
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   return {
     ...config,
     trust,
+    audit,
     storage: { ...config.storage, dir: storageDir },
     metadata,
     upstreams,

@@ -17,6 +17,10 @@ export function redactConfig<T>(config: T): T {
 
 function redactValue(value: unknown, key: string | undefined): unknown {
   if (key === 'password' && value !== undefined && value !== null) return REDACTED;
+  // Webhook headers usually carry a bearer token: keep the names, hide the values.
+  if (key === 'headers' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    return Object.fromEntries(Object.keys(value).map((k) => [k, REDACTED]));
+  }
   if (typeof value === 'string') return key === 'url' ? redactUrl(value) : value;
   if (Array.isArray(value)) return value.map((v) => redactValue(v, undefined));
   if (value !== null && typeof value === 'object') {

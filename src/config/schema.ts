@@ -1,3 +1,4 @@
+import { auditSchema } from '../audit/schema.ts';
 import {
   checkPolicyReferences,
   decisionsSchema,
@@ -189,6 +190,7 @@ export const configSchema = z
     decisions: decisionsSchema
       .prefault({})
       .describe('How long decisions and discovered signatures are reused'),
+    audit: auditSchema,
     server: z
       .strictObject({
         shutdownGrace: duration('30s', 'How long graceful shutdown waits for requests in flight'),

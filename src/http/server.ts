@@ -4,7 +4,9 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import type { Logger } from 'pino';
 import { parseAccept, RegistryError } from '../oci/index.ts';
 import type { Metrics, RegistryService } from '../service/index.ts';
-import { sendRegistryError } from './errors.ts';
+import { AuditRecorder } from './audit.ts';
+import type { AuditFacts, HttpAudit } from './audit.ts';
+import { sendRegistryError, toRegistryError } from './errors.ts';
 import { parseRange } from './range.ts';
 import { canonicalHost, parseRegistryPath } from './routing.ts';
 import type { RegistryRoute } from './routing.ts';
@@ -17,6 +19,8 @@ export interface HttpServerOptions {
   /** Resolves when the process can serve pulls; rejects with the reason otherwise (for /readyz). */
   ready: () => Promise<void>;
   trustProxy?: boolean;
+  /** The audit trail; without it no audit events are written. */
+  audit?: HttpAudit;
 }
 
 /** What one request did, for its log line and metrics. */
@@ -28,6 +32,8 @@ interface RequestFacts {
   digest?: string;
   cache?: string;
   bytes?: number;
+  /** The audit facts of a manifest or blob request (written before its response completes). */
+  audit?: AuditFacts;
 }
 
 const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
@@ -58,7 +64,28 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     bodyLimit: 1024,
   });
 
-  app.setErrorHandler((err, request, reply) => sendRegistryError(err, request, reply, log));
+  const recorder = options.audit ? new AuditRecorder(options.audit, log) : undefined;
+  const countDenial = (err: unknown): void => {
+    if (err instanceof RegistryError && err.code === 'DENIED') metrics.denials.inc(denialLabels(err.detail));
+  };
+
+  app.setErrorHandler(async (err, request, reply) => {
+    const a = facts.get(request)?.audit;
+    countDenial(err);
+    if (recorder && a && !reply.sent && !reply.raw.headersSent) {
+      // Refusals and failures are audited like answers: "what did we deny last night?".
+      const re = toRegistryError(err);
+      try {
+        await recorder.record(
+          recorder.event(request, reply.elapsedTime, a, { status: re.status, bytes: 0, error: re }),
+        );
+      } catch (auditErr) {
+        sendRegistryError(auditErr, request, reply, log);
+        return;
+      }
+    }
+    sendRegistryError(err, request, reply, log);
+  });
   app.setNotFoundHandler((request, reply) =>
     sendRegistryError(new RegistryError('NAME_UNKNOWN', 'unknown path'), request, reply, log),
   );
@@ -148,6 +175,19 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     f: RequestFacts,
   ): Promise<unknown> {
     f.reference = route.reference.kind === 'tag' ? route.reference.tag : route.reference.digest;
+    const a: AuditFacts = {
+      type: 'manifest',
+      upstream: route.target.upstream,
+      repository: route.target.repository,
+      reference: f.reference,
+    };
+    if (route.reference.kind === 'tag') a.tag = route.reference.tag;
+    else {
+      a.digest = route.reference.digest;
+      const tag = recorder?.tagFor(request, a.upstream, a.repository, route.reference.digest);
+      if (tag !== undefined) a.tag = tag;
+    }
+    f.audit = a;
     const withBody = request.method === 'GET';
     const result = await service.resolveManifest(route.target, route.reference, {
       accept: parseAccept(request.headers.accept),
@@ -156,6 +196,14 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     f.digest = result.digest;
     f.cache = result.cache;
     f.bytes = withBody ? result.size : 0;
+    a.digest = result.digest;
+    a.mediaType = result.mediaType;
+    a.cache = result.cache;
+    if (result.decision) a.decision = result.decision;
+    if (recorder) {
+      recorder.remember(request, a, result.bytes);
+      await recorder.record(recorder.event(request, reply.elapsedTime, a, { status: 200, bytes: f.bytes }));
+    }
     reply
       .header('Content-Type', result.mediaType)
       .header('Docker-Content-Digest', result.digest)
@@ -176,6 +224,16 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     f: RequestFacts,
   ): Promise<unknown> {
     f.digest = route.digest;
+    const a: AuditFacts = {
+      type: 'blob',
+      upstream: route.target.upstream,
+      repository: route.target.repository,
+      reference: route.digest,
+      digest: route.digest,
+    };
+    const tag = recorder?.tagFor(request, a.upstream, a.repository, route.digest);
+    if (tag !== undefined) a.tag = tag;
+    f.audit = a;
     reply
       .header('Docker-Content-Digest', route.digest)
       .header('Content-Type', 'application/octet-stream')
@@ -185,6 +243,9 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       const head = await service.headBlob(route.target, route.digest);
       f.cache = head.cache;
       f.bytes = 0;
+      a.cache = head.cache;
+      if (recorder)
+        await recorder.record(recorder.event(request, reply.elapsedTime, a, { status: 200, bytes: 0 }));
       return reply
         .header('Content-Length', String(head.size))
         .header('X-Pullwarden-Cache', head.cache)
@@ -192,6 +253,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     }
     const handle = await service.getBlob(route.target, route.digest);
     f.cache = handle.state;
+    a.cache = handle.state;
     // The handle pins the blob against eviction until the response is over, however it ends.
     reply.raw.once('close', () => handle.release());
     try {
@@ -212,7 +274,11 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       const stream = handle.createReadStream(range);
       const label = handle.state;
       stream.on('end', () => metrics.blobBytesServed.inc({ result: label }, f.bytes ?? 0));
-      return await reply.send(stream);
+      if (!recorder) return await reply.send(stream);
+      // The last chunk waits for the blob's audit event to be durable.
+      const audited = recorder.blobStream(request, reply.raw, () => reply.elapsedTime, a, range ? 206 : 200);
+      stream.once('error', (err) => audited.destroy(err));
+      return await reply.send(stream.pipe(audited));
     } catch (err) {
       handle.release();
       throw err;
@@ -263,6 +329,26 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     },
   });
   return app;
+}
+
+/** The reason label of a denial: the rule's own reason, or the first signature failure. */
+function denialLabels(detail: unknown): { policy: string; reason: string } {
+  const d = (detail ?? {}) as {
+    policy?: string | null;
+    reason?: string;
+    signatures?: { failures?: { code?: string }[] }[];
+    reasons?: string[];
+  };
+  const failure = d.signatures?.flatMap((s) => s.failures ?? [])[0]?.code;
+  const reason =
+    d.reason ??
+    failure ??
+    (d.signatures !== undefined &&
+    d.signatures.length === 0 &&
+    d.reasons?.some((r) => r.includes('no signature'))
+      ? 'no-signature'
+      : 'policy');
+  return { policy: d.policy ?? '(none)', reason };
 }
 
 function unsupported(): RegistryError {

@@ -79,6 +79,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly auditWriteDuration = new Histogram({
+    name: 'pullwarden_audit_write_duration_seconds',
+    help: 'Time for an audit event to become durable (write + fsync, group-committed)',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    registers: [this.registry],
+  });
+
+  readonly auditWriteFailures = new Counter({
+    name: 'pullwarden_audit_write_failures_total',
+    help: 'Audit events that could not be written',
+    registers: [this.registry],
+  });
+
+  readonly denials = new Counter({
+    name: 'pullwarden_denials_total',
+    help: 'Requests refused with 403, by policy and reason',
+    labelNames: ['policy', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   #cacheStats: (() => { bytes: number; blobs: number; fillsInFlight: number }) | undefined;
 
   // Gauges are read at scrape time, so the hot path does no bookkeeping for them.

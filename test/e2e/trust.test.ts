@@ -184,9 +184,7 @@ function sha256(bytes: Buffer): string {
 }
 
 /** A proxy like startTestProxy's, but with its log captured (pino JSON lines) for assertions. */
-async function startLoggedProxy(
-  config: Record<string, unknown>,
-): Promise<{
+async function startLoggedProxy(config: Record<string, unknown>): Promise<{
   url: string;
   host: string;
   handle: ServerHandle;

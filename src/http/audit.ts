@@ -1,0 +1,195 @@
+import type { ServerResponse } from 'node:http';
+import { Transform } from 'node:stream';
+import type { TransformCallback } from 'node:stream';
+import type { FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { AuditEvent, AuditSink, CacheState, RecentTags } from '../audit/index.ts';
+import { isRegistryError, parseManifest, referencedDigests, RegistryError } from '../oci/index.ts';
+import type { Decision, DecisionResult } from '../policy/index.ts';
+import type { SignerIdentity } from '../trust/index.ts';
+
+/** What the HTTP layer needs to write the audit trail. */
+export interface HttpAudit {
+  sink: AuditSink;
+  /** Refuse a pull (503) when its event cannot be written. */
+  failClosed: boolean;
+  recentTags: RecentTags;
+  /** Told how long each append took and whether it failed (metrics). */
+  observe?: (seconds: number, ok: boolean) => void;
+}
+
+/** The request facts an audit event is built from. */
+export interface AuditFacts {
+  type: 'manifest' | 'blob';
+  upstream: string;
+  repository: string;
+  reference: string;
+  tag?: string;
+  digest?: string;
+  mediaType?: string;
+  cache?: string;
+  decision?: Decision;
+}
+
+/**
+ * Builds and writes audit events for manifest and blob requests. `record` resolves once the event is
+ * durable (the JSONL sink fsyncs before it acknowledges); callers finish the response after it.
+ */
+export class AuditRecorder {
+  readonly #audit: HttpAudit;
+  readonly #log: Logger;
+
+  constructor(audit: HttpAudit, log: Logger) {
+    this.#audit = audit;
+    this.#log = log;
+  }
+
+  /** The tag a digest request belongs to, from this client's recent tag resolutions. */
+  tagFor(request: FastifyRequest, upstream: string, repository: string, digest: string): string | undefined {
+    return this.#audit.recentTags.tagFor(upstream, repository, digest, request.ip);
+  }
+
+  /**
+   * Remember what a tag led to (the manifest and, when its bytes are at hand, everything it refers to),
+   * so the digest requests that follow carry the tag: a pull reads as one story.
+   */
+  remember(request: FastifyRequest, f: AuditFacts, bytes: Buffer | undefined): void {
+    if (f.tag === undefined || f.digest === undefined) return;
+    const digests = [f.digest];
+    if (bytes && f.mediaType !== undefined) {
+      try {
+        digests.push(...referencedDigests(parseManifest(bytes, f.mediaType)));
+      } catch {
+        // Not parseable: the manifest digest alone is remembered.
+      }
+    }
+    this.#audit.recentTags.remember(f.upstream, f.repository, f.tag, digests, request.ip);
+  }
+
+  event(
+    request: FastifyRequest,
+    elapsedMs: number,
+    f: AuditFacts,
+    outcome: { status: number; bytes: number; error?: unknown },
+  ): AuditEvent {
+    const d = f.decision;
+    const denied =
+      outcome.error !== undefined && isRegistryError(outcome.error) && outcome.error.code === 'DENIED';
+    const detail =
+      denied && isRegistryError(outcome.error)
+        ? (outcome.error.detail as
+            | {
+                policy?: string | null;
+                result?: DecisionResult;
+                reasons?: string[];
+                signers?: SignerIdentity[];
+                reason?: string;
+              }
+            | undefined)
+        : undefined;
+    const event: AuditEvent = {
+      type: f.type,
+      time: new Date(Date.now() - elapsedMs).toISOString(),
+      requestId: request.id,
+      client: request.ip,
+      userAgent: request.headers['user-agent'],
+      method: request.method,
+      upstream: f.upstream,
+      repository: f.repository,
+      reference: f.reference,
+      tag: f.tag,
+      digest: f.digest,
+      mediaType: f.mediaType,
+      cache: f.cache === 'joined' ? 'miss' : (f.cache as CacheState | undefined),
+      bytes: outcome.bytes,
+      durationMs: Math.round(elapsedMs * 10) / 10,
+      status: outcome.status,
+    };
+    if (d) {
+      event.decision = d.result;
+      event.policy = d.policy;
+      event.reasons = d.reasons;
+      event.signers = d.signers;
+    } else if (denied) {
+      event.decision = 'deny';
+      event.policy = detail?.policy ?? undefined;
+      event.reasons = detail?.reasons ?? [
+        outcome.error instanceof Error ? outcome.error.message : String(outcome.error),
+      ];
+      if (detail?.signers) event.signers = detail.signers;
+    }
+    return event;
+  }
+
+  /**
+   * Append an event and wait until it is durable. A failure is logged; with failClosed it becomes a 503
+   * for the request (the caller has not answered yet).
+   */
+  async record(event: AuditEvent): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.#audit.sink.append(event);
+      this.#audit.observe?.((performance.now() - started) / 1000, true);
+    } catch (err) {
+      this.#audit.observe?.((performance.now() - started) / 1000, false);
+      this.#log.error(
+        { err: err instanceof Error ? err.message : String(err), requestId: event.requestId },
+        'audit event could not be written',
+      );
+      if (this.#audit.failClosed) {
+        throw new RegistryError(
+          'UNAVAILABLE',
+          'the audit trail cannot be written; pulls are refused until it can',
+          {
+            cause: err,
+          },
+        );
+      }
+    }
+  }
+
+  /**
+   * A pass-through for a blob body that holds back its last chunk until the blob's audit event is
+   * durable: a client never holds a complete blob whose event could still be lost. Bytes are counted
+   * as they pass, so the event has the exact count; a client that goes away gets an event too.
+   */
+  blobStream(
+    request: FastifyRequest,
+    response: ServerResponse,
+    elapsed: () => number,
+    f: AuditFacts,
+    status: number,
+  ): Transform {
+    let held: Buffer | undefined;
+    let sent = 0;
+    let written = false;
+    const write = async (bytes: number): Promise<void> => {
+      if (written) return;
+      written = true;
+      await this.record(this.event(request, elapsed(), f, { status, bytes }));
+    };
+    const stream = new Transform({
+      transform(chunk: Buffer, _enc, done: TransformCallback) {
+        if (held) {
+          sent += held.length;
+          this.push(held);
+        }
+        held = chunk;
+        done();
+      },
+      flush: (done: TransformCallback) => {
+        const last = held;
+        held = undefined;
+        write(sent + (last?.length ?? 0)).then(
+          () => done(null, last),
+          (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
+        );
+      },
+    });
+    // Aborted responses (client gone, upstream failure mid-stream): record what was actually sent.
+    response.once('close', () => {
+      if (!written) void write(sent).catch(() => undefined);
+    });
+    return stream;
+  }
+}
