@@ -143,6 +143,9 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
           status: String(info.status),
         });
         metrics.upstreamDuration.observe({ upstream: host, kind: info.kind }, info.durationMs / 1000);
+        if (info.status === 'error' || info.status === 429 || info.status >= 500) {
+          metrics.upstreamErrors.inc({ upstream: host, code: String(info.status) });
+        }
       },
     });
     for (const alias of upstreamConfig.aliases) aliases.set(alias, host);

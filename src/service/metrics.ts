@@ -53,7 +53,7 @@ export class Metrics {
 
   readonly upstreamErrors = new Counter({
     name: 'pullwarden_upstream_errors_total',
-    help: 'Upstream failures by error code',
+    help: 'Upstream failures: no response (code "error"), 429 or 5xx, by status',
     labelNames: ['upstream', 'code'] as const,
     registers: [this.registry],
   });
