@@ -4,7 +4,7 @@
  */
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { access, constants, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access, constants, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
@@ -20,7 +20,7 @@ import type { Decision, Policy } from './policy/index.ts';
 import { normalizeRepository, parseImageReference } from './oci/index.ts';
 import type { ManifestReference } from './oci/index.ts';
 import { TrustMaterialStore } from './trust/index.ts';
-import { buildHttpServer, canonicalHost } from './http/index.ts';
+import { buildHttpServer, canonicalHost, PullAuth } from './http/index.ts';
 import { openMetadataStore } from './metadata/index.ts';
 import type { MetadataStore } from './metadata/index.ts';
 import { Metrics, RegistryService, TagGuard, TrustGate } from './service/index.ts';
@@ -35,6 +35,7 @@ export interface App {
   metadata: MetadataStore;
   logger: Logger;
   gate: TrustGate;
+  auth: PullAuth;
   /**
    * Apply a new configuration's policies, trust material and decision TTLs without a restart (other
    * changes need one and are reported). Throws, keeping the running policy, when the new one is bad.
@@ -206,8 +207,28 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     maxManifestBytes: config.server.maxManifestBytes,
   });
 
+  const authConfig: Parameters<typeof PullAuth.load>[0] = {
+    users: config.auth.users,
+    tokens: config.auth.tokens,
+    ...(config.auth.htpasswd === undefined ? {} : { htpasswd: config.auth.htpasswd }),
+    ...(config.auth.anonymous === undefined ? {} : { anonymous: config.auth.anonymous }),
+  };
+  const auth = await PullAuth.load(authConfig);
+  const tls = config.server.tls;
+  const https = tls
+    ? {
+        key: await readFile(tls.keyFile),
+        cert: await readFile(tls.certFile),
+        ...(tls.clientCAFile === undefined ? {} : { ca: await readFile(tls.clientCAFile) }),
+        requestCert: tls.clientCAFile !== undefined,
+        rejectUnauthorized: tls.requireClientCert,
+      }
+    : undefined;
+
   let closing = false;
   const http = buildHttpServer({
+    auth,
+    ...(https ? { https } : {}),
     service,
     logger,
     metrics,
@@ -243,6 +264,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     metadata,
     logger,
     gate,
+    auth,
     async reload(next) {
       const built = await buildTrustContext(next, logger);
       const previous = trust;
@@ -303,7 +325,7 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
   const addr = app.http.server.address();
   const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
-  const address = `http://${shownHost}:${bound}`;
+  const address = `${config.server.tls ? 'https' : 'http'}://${shownHost}:${bound}`;
   app.logger.info(
     {
       address,
@@ -343,12 +365,57 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
     });
     watcher.on('error', (err) => app.logger.warn({ err: err.message }, 'config file watch failed'));
   }
+  // TLS material and the htpasswd file are re-read when they change (cert-manager renewals, new users).
+  const watchers: FSWatcher[] = [];
+  const tls = config.server.tls;
+  if (tls) {
+    const reloadTls = async () => {
+      try {
+        const server = app.http.server as unknown as { setSecureContext(o: Record<string, Buffer>): void };
+        server.setSecureContext({
+          key: await readFile(tls.keyFile),
+          cert: await readFile(tls.certFile),
+          ...(tls.clientCAFile === undefined ? {} : { ca: await readFile(tls.clientCAFile) }),
+        });
+        app.logger.info({ certFile: tls.certFile }, 'TLS certificate reloaded');
+      } catch (err) {
+        app.logger.error(
+          { err: err instanceof Error ? err.message : String(err) },
+          'TLS reload failed; keeping the old certificate',
+        );
+      }
+    };
+    for (const f of new Set([tls.certFile, tls.keyFile, ...(tls.clientCAFile ? [tls.clientCAFile] : [])])) {
+      watchers.push(watchPath(f, reloadTls, app.logger));
+    }
+  }
+  const htpasswd = config.auth.htpasswd;
+  if (htpasswd !== undefined) {
+    watchers.push(
+      watchPath(
+        htpasswd,
+        async () => {
+          try {
+            await app.auth.reload();
+            app.logger.info({ file: htpasswd }, 'htpasswd reloaded');
+          } catch (err) {
+            app.logger.error(
+              { err: err instanceof Error ? err.message : String(err) },
+              'htpasswd reload failed; keeping the old users',
+            );
+          }
+        },
+        app.logger,
+      ),
+    );
+  }
   return {
     address,
     app,
     reload,
     close: async () => {
       watcher?.close();
+      for (const w of watchers) w.close();
       await chain;
       await app.close();
     },
@@ -407,6 +474,19 @@ export async function checkImage(config: LoadedConfig, reference: string): Promi
     await app.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Call `onChange` (debounced) when `path` is written or replaced; watches its directory. */
+function watchPath(path: string, onChange: () => Promise<void>, logger: Logger): FSWatcher {
+  const file = basename(path);
+  let timer: NodeJS.Timeout | undefined;
+  const w = watch(dirname(path), { persistent: false }, (_event, name) => {
+    if (name !== null && name !== file && !name.startsWith('..')) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void onChange(), 200);
+  });
+  w.on('error', (err) => logger.warn({ err: err.message, path }, 'file watch failed'));
+  return w;
 }
 
 export function splitListen(listen: string): { host: string; port: number } {

@@ -27,7 +27,11 @@ export type LoadedMetadata = Omit<Config['metadata'], 'url'> & {
  * The configuration the app runs on: the validated schema output (durations in milliseconds, sizes in
  * bytes), relative paths made absolute, secrets resolved.
  */
-export type LoadedConfig = Omit<Config, 'upstreams' | 'metadata' | 'audit'> & {
+export type LoadedConfig = Omit<Config, 'upstreams' | 'metadata' | 'audit' | 'auth'> & {
+  /** Pull authentication with token secrets resolved. Never log it. */
+  auth: Omit<Config['auth'], 'tokens'> & {
+    tokens: { name: string; token: string; repositories: string[] }[];
+  };
   /** The audit section with `dir` resolved (default `<storage.dir>/audit`). */
   audit: Config['audit'] & { dir: string };
   upstreams: Record<string, LoadedUpstream>;
@@ -196,12 +200,50 @@ export async function loadConfig(
         }),
   };
 
+  // Auth: files next to the config, token secrets read now (like upstream passwords).
+  const tokens: { name: string; token: string; repositories: string[] }[] = [];
+  for (const [i, t] of config.auth.tokens.entries()) {
+    if ((t.tokenFile === undefined) === (t.tokenEnv === undefined)) {
+      addProblem(['auth', 'tokens', i], 'expected exactly one of tokenFile, tokenEnv');
+      continue;
+    }
+    const token = readSecrets
+      ? await secret(['auth', 'tokens', i], {
+          ...(t.tokenFile === undefined ? {} : { passwordFile: t.tokenFile }),
+          ...(t.tokenEnv === undefined ? {} : { passwordEnv: t.tokenEnv }),
+        })
+      : '';
+    if (token !== undefined) tokens.push({ name: t.name, token, repositories: t.repositories });
+  }
+  const auth = {
+    ...config.auth,
+    ...(config.auth.htpasswd === undefined ? {} : { htpasswd: resolve(fileBase, config.auth.htpasswd) }),
+    tokens,
+  };
+  const server = {
+    ...config.server,
+    ...(config.server.tls === undefined
+      ? {}
+      : {
+          tls: {
+            ...config.server.tls,
+            certFile: resolve(fileBase, config.server.tls.certFile),
+            keyFile: resolve(fileBase, config.server.tls.keyFile),
+            ...(config.server.tls.clientCAFile === undefined
+              ? {}
+              : { clientCAFile: resolve(fileBase, config.server.tls.clientCAFile) }),
+          },
+        }),
+  };
+
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   return {
     ...config,
     trust,
     audit,
+    auth,
+    server,
     storage: { ...config.storage, dir: storageDir },
     metadata,
     upstreams,

@@ -16,7 +16,7 @@ export function redactConfig<T>(config: T): T {
 }
 
 function redactValue(value: unknown, key: string | undefined): unknown {
-  if (key === 'password' && value !== undefined && value !== null) return REDACTED;
+  if ((key === 'password' || key === 'token') && value !== undefined && value !== null) return REDACTED;
   // Webhook headers usually carry a bearer token: keep the names, hide the values.
   if (key === 'headers' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
     return Object.fromEntries(Object.keys(value).map((k) => [k, REDACTED]));

@@ -191,8 +191,57 @@ export const configSchema = z
       .prefault({})
       .describe('How long decisions and discovered signatures are reused'),
     audit: auditSchema,
+    auth: z
+      .strictObject({
+        htpasswd: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('htpasswd file with bcrypt entries (htpasswd -B); reloaded when it changes'),
+        users: z
+          .record(z.string().min(1), z.array(z.string().min(1)))
+          .default({})
+          .describe(
+            'Who may pull what: user (htpasswd name, or a client certificate subject CN) -> globs over <upstream>/<repository>',
+          ),
+        tokens: z
+          .array(
+            z.strictObject({
+              name: z.string().min(1).describe('Shown in audit events as the identity'),
+              tokenFile: z.string().min(1).optional().describe('File holding the token'),
+              tokenEnv: z.string().min(1).optional().describe('Environment variable holding the token'),
+              repositories: z.array(z.string().min(1)).min(1).describe('Globs over <upstream>/<repository>'),
+            }),
+          )
+          .default([])
+          .describe('Static bearer tokens (Authorization: Bearer …, or as the password of any user name)'),
+        anonymous: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            'Globs over <upstream>/<repository> pullable without credentials (default: everything when no users or tokens are configured, nothing otherwise)',
+          ),
+      })
+      .prefault({})
+      .describe('Pull authentication'),
     server: z
       .strictObject({
+        tls: z
+          .strictObject({
+            certFile: z.string().min(1).describe('PEM certificate chain; reloaded when it changes'),
+            keyFile: z.string().min(1).describe('PEM private key; reloaded when it changes'),
+            clientCAFile: z
+              .string()
+              .min(1)
+              .optional()
+              .describe('CA for client certificates: a verified certificate authenticates as its subject CN'),
+            requireClientCert: z
+              .boolean()
+              .default(false)
+              .describe('Refuse TLS clients without a valid certificate'),
+          })
+          .optional()
+          .describe('Serve HTTPS'),
         shutdownGrace: duration('30s', 'How long graceful shutdown waits for requests in flight'),
         trustProxy: z.boolean().default(false).describe('Take the client address from X-Forwarded-For'),
         maxManifestBytes: size('4MiB', 'Largest manifest accepted from upstream'),

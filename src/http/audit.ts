@@ -29,6 +29,8 @@ export interface AuditFacts {
   mediaType?: string;
   cache?: string;
   decision?: Decision;
+  /** Authenticated identity label, when there is one. */
+  identity?: string;
 }
 
 /**
@@ -92,6 +94,7 @@ export class AuditRecorder {
       time: new Date(Date.now() - elapsedMs).toISOString(),
       requestId: request.id,
       client: request.ip,
+      identity: f.identity,
       userAgent: request.headers['user-agent'],
       method: request.method,
       upstream: f.upstream,

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { parseAccept, RegistryError } from '../oci/index.ts';
 import type { Metrics, RegistryService } from '../service/index.ts';
 import { AuditRecorder } from './audit.ts';
+import type { PullAuth } from './auth.ts';
 import type { AuditFacts, HttpAudit } from './audit.ts';
 import { sendRegistryError, toRegistryError } from './errors.ts';
 import { parseRange } from './range.ts';
@@ -21,6 +22,10 @@ export interface HttpServerOptions {
   trustProxy?: boolean;
   /** The audit trail; without it no audit events are written. */
   audit?: HttpAudit;
+  /** Pull authentication; without it every request is anonymous and allowed. */
+  auth?: PullAuth;
+  /** Serve HTTPS with these (PEM) materials. */
+  https?: { key: Buffer; cert: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean };
 }
 
 /** What one request did, for its log line and metrics. */
@@ -34,6 +39,8 @@ interface RequestFacts {
   bytes?: number;
   /** The audit facts of a manifest or blob request (written before its response completes). */
   audit?: AuditFacts;
+  /** Authenticated identity label (user:…, token:…, cert:…). */
+  identity?: string;
 }
 
 const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
@@ -61,10 +68,12 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     return503OnClosing: true,
+    ...(options.https ? { https: options.https } : {}),
     bodyLimit: 1024,
   });
 
   const recorder = options.audit ? new AuditRecorder(options.audit, log) : undefined;
+  const auth = options.auth?.enabled === true ? options.auth : undefined;
   const countDenial = (err: unknown): void => {
     if (err instanceof RegistryError && err.code === 'DENIED') metrics.denials.inc(denialLabels(err.detail));
   };
@@ -101,6 +110,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       reqId: request.id,
       method: request.method,
       client: request.ip,
+      identity: f.identity,
       route: f.route,
       upstream: f.upstream,
       repository: f.repository,
@@ -151,6 +161,30 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     if (route.kind !== 'base' && route.kind !== 'upload') {
       f.upstream = route.target.upstream;
       f.repository = route.target.repository;
+      if (route.kind === 'manifest' || route.kind === 'blob') {
+        // Provisional audit facts, so that a refusal below is audited too.
+        f.audit = {
+          type: route.kind,
+          upstream: route.target.upstream,
+          repository: route.target.repository,
+          reference:
+            route.kind === 'blob'
+              ? route.digest
+              : route.reference.kind === 'tag'
+                ? route.reference.tag
+                : route.reference.digest,
+        };
+      }
+    }
+    if (auth) {
+      const identity = await auth.authenticate(request);
+      if (identity) {
+        f.identity = identity.label;
+        if (f.audit) f.audit.identity = identity.label;
+      }
+      if (route.kind === 'base') auth.challengeBase(identity);
+      else if (route.kind !== 'upload')
+        auth.authorize(identity, route.target.upstream, route.target.repository);
     }
     switch (route.kind) {
       case 'base':
@@ -181,6 +215,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       repository: route.target.repository,
       reference: f.reference,
     };
+    if (f.identity !== undefined) a.identity = f.identity;
     if (route.reference.kind === 'tag') a.tag = route.reference.tag;
     else {
       a.digest = route.reference.digest;
@@ -231,6 +266,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       reference: route.digest,
       digest: route.digest,
     };
+    if (f.identity !== undefined) a.identity = f.identity;
     const tag = recorder?.tagFor(request, a.upstream, a.repository, route.digest);
     if (tag !== undefined) a.tag = tag;
     f.audit = a;

@@ -44,7 +44,7 @@ export async function startTestProxy(config: Record<string, unknown>, dir?: stri
   const url = handle.address;
   const proxy: TestProxy = {
     url,
-    host: url.replace(/^http:\/\//, ''),
+    host: url.replace(/^https?:\/\//, ''),
     handle,
     config: loaded,
     dir: base,

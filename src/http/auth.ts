@@ -1,0 +1,172 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { TLSSocket } from 'node:tls';
+import bcrypt from 'bcryptjs';
+import type { FastifyRequest } from 'fastify';
+import { RegistryError } from '../oci/index.ts';
+import { globToRegExp } from '../policy/index.ts';
+
+/** Who is pulling: an htpasswd user, a token, a client certificate, or nobody. */
+export interface Identity {
+  /** As written to audit events: `user:<name>`, `token:<name>`, `cert:<subject CN>`. */
+  label: string;
+  /** Globs over `<upstream>/<repository>` this identity may pull. */
+  allowed: RegExp[];
+}
+
+export interface AuthConfig {
+  /** Absolute path of an htpasswd file with bcrypt entries. */
+  htpasswd?: string;
+  users: Record<string, string[]>;
+  tokens: { name: string; token: string; repositories: string[] }[];
+  anonymous?: string[];
+}
+
+/** Successful password checks are remembered this long: bcrypt is slow by design, pulls are many. */
+const VERIFIED_TTL_MS = 5 * 60_000;
+
+const REALM = 'Basic realm="pullwarden", charset="UTF-8"';
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/**
+ * Pull authentication and authorization. Credentials come as HTTP Basic (htpasswd users; a token as
+ * the password of any user name, which is what `docker login`/`podman login`/containerd send), as
+ * `Authorization: Bearer <token>`, or as a verified TLS client certificate. Each identity may pull the
+ * repositories its globs match; `anonymous` globs need no credentials. Secrets never reach logs: only
+ * identity labels do.
+ */
+export class PullAuth {
+  readonly #users: Record<string, RegExp[]>;
+  readonly #tokens: { name: string; digest: Buffer; allowed: RegExp[] }[];
+  readonly #anonymous: RegExp[];
+  readonly #htpasswdPath: string | undefined;
+  #htpasswd = new Map<string, string>();
+  readonly #verified = new Map<string, { label: string; expires: number }>();
+  /** Whether any credentials are configured; without them everything is anonymous (plain proxy). */
+  readonly enabled: boolean;
+
+  private constructor(config: AuthConfig) {
+    this.#users = Object.fromEntries(
+      Object.entries(config.users).map(([u, globs]) => [u, globs.map((g) => globToRegExp(g))]),
+    );
+    this.#tokens = config.tokens.map((t) => ({
+      name: t.name,
+      digest: sha256(t.token),
+      allowed: t.repositories.map((g) => globToRegExp(g)),
+    }));
+    this.enabled =
+      config.htpasswd !== undefined || config.tokens.length > 0 || Object.keys(config.users).length > 0;
+    this.#anonymous = (config.anonymous ?? (this.enabled ? [] : ['**'])).map((g) => globToRegExp(g));
+    this.#htpasswdPath = config.htpasswd;
+  }
+
+  static async load(config: AuthConfig): Promise<PullAuth> {
+    const auth = new PullAuth(config);
+    await auth.reload();
+    return auth;
+  }
+
+  /** Re-read the htpasswd file (on change). Entries must be bcrypt (`$2a$`, `$2b$`, `$2y$`). */
+  async reload(): Promise<void> {
+    if (this.#htpasswdPath === undefined) return;
+    const text = await readFile(this.#htpasswdPath, 'utf8');
+    const next = new Map<string, string>();
+    for (const [i, raw] of text.split('\n').entries()) {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) continue;
+      const colon = line.indexOf(':');
+      const hash = line.slice(colon + 1);
+      if (colon <= 0 || !/^\$2[aby]\$\d\d\$/.test(hash)) {
+        throw new Error(`${this.#htpasswdPath}:${i + 1}: expected "user:<bcrypt hash>" (htpasswd -B)`);
+      }
+      next.set(line.slice(0, colon), hash);
+    }
+    this.#htpasswd = next;
+    this.#verified.clear();
+  }
+
+  /** The identity a request proves, or undefined for an anonymous request; 401 for bad credentials. */
+  async authenticate(request: FastifyRequest): Promise<Identity | undefined> {
+    const header = request.headers.authorization;
+    if (header !== undefined) return this.#fromHeader(header);
+    const socket = request.raw.socket as Partial<TLSSocket>;
+    if (socket.authorized === true && typeof socket.getPeerCertificate === 'function') {
+      const cn = socket.getPeerCertificate().subject?.CN;
+      const name = Array.isArray(cn) ? cn[0] : cn;
+      if (name !== undefined && name !== '') {
+        return { label: `cert:${name}`, allowed: this.#users[name] ?? [] };
+      }
+    }
+    return undefined;
+  }
+
+  async #fromHeader(header: string): Promise<Identity> {
+    const space = header.indexOf(' ');
+    const scheme = header.slice(0, space).toLowerCase();
+    const value = header.slice(space + 1).trim();
+    if (scheme === 'bearer') {
+      const token = this.#token(value);
+      if (token) return token;
+      throw unauthorized('invalid token');
+    }
+    if (scheme !== 'basic') throw unauthorized('unsupported authorization scheme');
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) throw unauthorized('malformed basic credentials');
+    const user = decoded.slice(0, colon);
+    const password = decoded.slice(colon + 1);
+    // A token works as the password of any user name: what `docker login` and hosts configs can hold.
+    const token = this.#token(password);
+    if (token) return token;
+    const key = sha256(`${user}\u0000${password}`).toString('hex');
+    const now = Date.now();
+    const remembered = this.#verified.get(key);
+    if (remembered && remembered.expires > now)
+      return { label: remembered.label, allowed: this.#users[user] ?? [] };
+    const hash = this.#htpasswd.get(user);
+    if (hash === undefined || !(await bcrypt.compare(password, hash)))
+      throw unauthorized('invalid user name or password');
+    if (this.#verified.size > 10_000) this.#verified.clear();
+    this.#verified.set(key, { label: `user:${user}`, expires: now + VERIFIED_TTL_MS });
+    return { label: `user:${user}`, allowed: this.#users[user] ?? [] };
+  }
+
+  #token(value: string): Identity | undefined {
+    const digest = sha256(value);
+    const t = this.#tokens.find((x) => timingSafeEqual(x.digest, digest));
+    return t ? { label: `token:${t.name}`, allowed: t.allowed } : undefined;
+  }
+
+  /**
+   * May this identity (or an anonymous client) pull `<upstream>/<repository>`? Anonymous and not
+   * allowed: 401 with a challenge (clients then send credentials). Authenticated and not allowed: 403.
+   */
+  authorize(identity: Identity | undefined, upstream: string, repository: string): void {
+    const subject = `${upstream}/${repository}`;
+    if (this.#anonymous.some((r) => r.test(subject))) return;
+    if (identity === undefined) throw unauthorized(`authentication required to pull ${subject}`);
+    if (!identity.allowed.some((r) => r.test(subject))) {
+      throw new RegistryError('DENIED', `${identity.label} may not pull ${subject}`, {
+        detail: { reason: 'not-authorized', identity: identity.label, upstream, repository },
+      });
+    }
+  }
+
+  /**
+   * The base endpoint: with auth enabled, a client without credentials is always challenged, so that
+   * `docker login`/`podman login` work and clients learn the scheme; clients without credentials go on
+   * anonymously (containerd, containers/image), and the anonymous globs still apply to them.
+   */
+  challengeBase(identity: Identity | undefined): void {
+    if (this.enabled && identity === undefined) throw unauthorized('authentication required');
+  }
+}
+
+function unauthorized(message: string): RegistryError {
+  return new RegistryError('UNAUTHORIZED', message, { detail: { challenge: REALM } });
+}
+
+export const AUTH_CHALLENGE = REALM;
