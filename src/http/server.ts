@@ -270,13 +270,16 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     const tag = recorder?.tagFor(request, a.upstream, a.repository, route.digest);
     if (tag !== undefined) a.tag = tag;
     f.audit = a;
-    reply
-      .header('Docker-Content-Digest', route.digest)
-      .header('Content-Type', 'application/octet-stream')
-      .header('Accept-Ranges', 'bytes')
-      .header('ETag', `"${route.digest}"`);
+    // Set only on success (after the service answered): an error must not name the blob's digest.
+    const blobHeaders = () =>
+      reply
+        .header('Docker-Content-Digest', route.digest)
+        .header('Content-Type', 'application/octet-stream')
+        .header('Accept-Ranges', 'bytes')
+        .header('ETag', `"${route.digest}"`);
     if (request.method === 'HEAD') {
       const head = await service.headBlob(route.target, route.digest);
+      blobHeaders();
       f.cache = head.cache;
       f.bytes = 0;
       a.cache = head.cache;
@@ -290,6 +293,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     const handle = await service.getBlob(route.target, route.digest);
     f.cache = handle.state;
     a.cache = handle.state;
+    blobHeaders();
     // The handle pins the blob against eviction until the response is over, however it ends.
     reply.raw.once('close', () => handle.release());
     try {

@@ -93,7 +93,7 @@ export class RegistryService {
   readonly #tagFlights = new SingleFlight<TagRecord>();
   readonly #manifestFlights = new SingleFlight<{ mediaType: string; size: number; bytes: Buffer }>();
   readonly #linkFlights = new SingleFlight<void>();
-  readonly #verifiedMemo = new Map<string, Digest>();
+  readonly #verifiedMemo = new Map<string, { digest: Digest; expires: number }>();
 
   constructor(options: RegistryServiceOptions) {
     this.#upstreams = options.upstreams;
@@ -171,7 +171,9 @@ export class RegistryService {
    */
   async #rememberVerified(target: Target, result: ManifestResult): Promise<void> {
     const key = `${target.upstream}/${target.repository}:${result.tagKey}`;
-    if (this.#verifiedMemo.get(key) === result.digest) return;
+    const memo = this.#verifiedMemo.get(key);
+    // Rewritten at least every 10 minutes, so a store that lost its data (Redis flush) heals.
+    if (memo && memo.digest === result.digest && memo.expires > this.#now()) return;
     const record: TagRecord = {
       digest: result.digest,
       mediaType: result.mediaType,
@@ -180,7 +182,7 @@ export class RegistryService {
     };
     await this.#metadata.set('tag-verified', key, record);
     if (this.#verifiedMemo.size >= 50_000) this.#verifiedMemo.clear();
-    this.#verifiedMemo.set(key, result.digest);
+    this.#verifiedMemo.set(key, { digest: result.digest, expires: this.#now() + 600_000 });
   }
 
   /**

@@ -100,7 +100,15 @@ export class TrustGate {
   readonly #now: () => number;
   readonly #decisionMemo = new Map<string, Memo<Decision>>();
   readonly #evidenceMemo = new Map<string, Memo<Evidence>>();
-  readonly #closureWritten = new Set<string>();
+  /**
+   * Closures this process wrote, with when to write them again (ms). Not a plain "written once" set:
+   * the store entries expire (allowTTL * 2 + 1h) or can be lost (a Redis restarted without persistence,
+   * eviction), and a process that remembered "written" forever never rewrote them, so the blobs of an
+   * image it still admits were refused (403 blob-not-admitted) until the process restarted. Expiring
+   * this after allowTTL rewrites the closure at the first manifest request after that, well before
+   * the stored entries expire, and bounds the effect of a lost closure to allowTTL.
+   */
+  readonly #closureWritten = new Map<string, number>();
   readonly #flights = new SingleFlight<Decision>();
 
   constructor(options: {
@@ -294,13 +302,14 @@ export class TrustGate {
 
   /**
    * Remember what an admitted manifest lets through in this repository: its config and layers (blob
-   * gating) or, for an index, its platform manifests. Written once per process per scope; the entries
-   * outlive the decision so that a cached decision always has its closure.
+   * gating) or, for an index, its platform manifests. Written at most once per allowTTL per process
+   * per scope (see #closureWritten); the entries outlive the decision so that a cached decision always
+   * has its closure.
    */
   async #admitClosure(target: GateTarget, manifest: GateManifest, decision: Decision): Promise<void> {
     const scope = this.#scope();
     const key = `${scope}:${target.upstream}/${target.repository}@${manifest.digest}`;
-    if (this.#closureWritten.has(key)) return;
+    if ((this.#closureWritten.get(key) ?? 0) > this.#now()) return;
     const parsed = parseManifest(await manifest.bytes(), manifest.mediaType);
     const ttl = this.#ctx.ttl.allow * 2 + 3_600_000;
     const writes: Promise<void>[] = [];
@@ -333,7 +342,7 @@ export class TrustGate {
     }
     await Promise.all(writes);
     if (this.#closureWritten.size >= MEMO_LIMIT) this.#closureWritten.clear();
-    this.#closureWritten.add(key);
+    this.#closureWritten.set(key, this.#now() + this.#ctx.ttl.allow);
   }
 
   /** Blob gating: only blobs of an admitted manifest's closure (or of trust material) in the repository. */
