@@ -4,6 +4,9 @@ import { check } from './check.ts';
 import { auditQuery, auditVerify } from './audit.ts';
 import { serve } from './serve.ts';
 import { tagsHistory, tagsPin, tagsUnpin } from './tags.ts';
+import { hostsToml } from './hosts-toml.ts';
+import { registriesConf } from './registries-conf.ts';
+import { doctor } from './doctor.ts';
 
 /**
  * Every command, in help order. To add one (`check`, `audit query`, `hosts-toml`), write a Command in
@@ -20,4 +23,7 @@ export const commands: readonly Command[] = [
   tagsHistory,
   tagsPin,
   tagsUnpin,
+  hostsToml,
+  registriesConf,
+  doctor,
 ];

@@ -1,0 +1,219 @@
+/**
+ * Node set-up commands against the real thing: `pullwarden hosts-toml` run as a process writes the
+ * certs.d directory, a real containerd (`ctr image pull --hosts-dir`) pulls through it from a real
+ * distribution registry behind pullwarden, and `pullwarden doctor` checks the same directory.
+ *
+ * The upstream is configured twice: as `upstream.test` (a name, url = the registry) and under its own
+ * `127.0.0.1:<port>`, a name containerd could reach directly (plain HTTP is allowed for loopback), so
+ * a fallback would show up in the registry log as requests with containerd's user agent. The policy
+ * allows `ok/**` and denies the rest.
+ */
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestProxy } from '../support/app.ts';
+import type { TestProxy } from '../support/app.ts';
+import { startContainerd } from '../support/containerd.ts';
+import type { Containerd } from '../support/containerd.ts';
+import { images, writeOciLayout } from '../support/oci-layout.ts';
+import type { WrittenLayout } from '../support/oci-layout.ts';
+import { createPodmanStore } from '../support/podman.ts';
+import { assertE2ePrerequisites, CommandError, run } from '../support/proc.ts';
+import { blobGets, startRegistry } from '../support/registry.ts';
+import type { Registry, RegistryRequest } from '../support/registry.ts';
+import { pushLayout } from '../support/skopeo.ts';
+
+const UPSTREAM = 'upstream.test';
+const CLI = join(import.meta.dirname, '../../src/cli/run.ts');
+
+/** `node src/cli/run.ts ARGS` as a real process. */
+async function pullwarden(args: string[]) {
+  return await run(process.execPath, [CLI, ...args], { allowFailure: true, timeoutMs: 60_000 });
+}
+
+describe('pullwarden hosts-toml, registries-conf and doctor with real containerd and podman', () => {
+  let work: string;
+  let registry: Registry;
+  let containerd: Containerd;
+  let proxy: TestProxy;
+  let config: string;
+  let hostsDir: string;
+  let allowed: WrittenLayout;
+  let denied: WrittenLayout;
+
+  const isContainerd = (r: RegistryRequest) => /^containerd/i.test(r.userAgent);
+  const blobsOf = (layout: WrittenLayout) => {
+    const image = layout.images[0]!;
+    return new Set([image.config.digest, ...image.layers.map((l) => l.digest)]);
+  };
+
+  beforeAll(async () => {
+    assertE2ePrerequisites(['docker-registry', 'skopeo', 'containerd', 'ctr', 'podman'], { needsRoot: true });
+    work = await mkdtemp(join(tmpdir(), 'pw-e2e-setup-'));
+    [registry, containerd] = await Promise.all([startRegistry(), startContainerd()]);
+    proxy = await startTestProxy({
+      upstreams: {
+        [UPSTREAM]: { url: registry.url },
+        [registry.host]: { url: registry.url, aliases: ['direct-registry'] },
+      },
+      defaultUpstream: UPSTREAM,
+      policies: [
+        { name: 'ok-images', match: [`${UPSTREAM}/ok/**`, `${registry.host}/ok/**`], action: 'allow' },
+        { name: 'deny-rest', match: ['**'], action: 'deny' },
+      ],
+    });
+    // The proxy's own config file: the CLI reads the same upstreams.
+    config = join(proxy.dir, 'pullwarden.yaml');
+    [allowed, denied] = await Promise.all([
+      writeOciLayout(join(work, 'allowed'), images.singleArch('setup-allowed'), { tag: 'v1' }),
+      writeOciLayout(join(work, 'denied'), images.singleArch('setup-denied'), { tag: 'v1' }),
+    ]);
+    await Promise.all([
+      pushLayout(allowed, registry.host, 'ok/app:v1'),
+      pushLayout(denied, registry.host, 'blocked/app:v1'),
+    ]);
+    hostsDir = join(work, 'certs.d');
+    const written = await pullwarden([
+      'hosts-toml',
+      '--config',
+      config,
+      '--proxy',
+      proxy.url,
+      '--out',
+      hostsDir,
+    ]);
+    expect(written.code, written.stderr).toBe(0);
+  }, 240_000);
+
+  afterAll(async () => {
+    await containerd?.stop();
+    await proxy?.close();
+    await registry?.stop();
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+  });
+
+  it('writes one directory per upstream: the name, and host:port for a host with a port', async () => {
+    expect((await readdir(hostsDir)).sort()).toEqual([registry.host, UPSTREAM].sort());
+    const text = await readFile(join(hostsDir, registry.host, 'hosts.toml'), 'utf8');
+    expect(text).toContain(`server = "${proxy.url}"`);
+    expect(text).toContain(`[host."${proxy.url}"]`);
+  });
+
+  it('containerd pulls the allowed image through the proxy with the upstream digest', async () => {
+    await registry.clearRequests();
+    const image = await containerd.pull(`${UPSTREAM}/ok/app:v1`, { hostsDir });
+    expect(image.digest).toBe(allowed.digest);
+    const seen = await registry.requests();
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((r) => r.userAgent.startsWith('pullwarden'))).toBe(true);
+    await containerd.removeImages();
+  });
+
+  it('containerd uses the host:port directory for a registry with a port (through the proxy)', async () => {
+    await registry.clearRequests();
+    const image = await containerd.pull(`${registry.host}/ok/app:v1`, { hostsDir });
+    expect(image.digest).toBe(allowed.digest);
+    const seen = await registry.requests();
+    // Without this directory containerd would go to the registry itself (plain HTTP is allowed for
+    // loopback). Only the proxy asked, for the tag (its blob cache already holds the layers).
+    expect(seen.filter(isContainerd)).toEqual([]);
+    expect(seen.some((r) => r.kind === 'manifest' && r.userAgent.startsWith('pullwarden'))).toBe(true);
+    await containerd.removeImages();
+  });
+
+  it('a denied image fails to pull, and none of its blobs is fetched from the upstream by anyone', async () => {
+    await registry.clearRequests();
+    await expect(containerd.pull(`${UPSTREAM}/blocked/app:v1`, { hostsDir })).rejects.toBeInstanceOf(
+      CommandError,
+    );
+    // Under the registry's real name containerd could reach it itself: server = proxy leaves no fallback.
+    await expect(containerd.pull(`${registry.host}/blocked/app:v1`, { hostsDir })).rejects.toBeInstanceOf(
+      CommandError,
+    );
+    expect(await containerd.images()).toEqual([]);
+    const seen = await registry.requests();
+    const deniedBlobs = blobsOf(denied);
+    expect(blobGets(seen).filter((r) => deniedBlobs.has(r.reference ?? ''))).toEqual([]);
+    expect(seen.filter((r) => r.repository === 'blocked/app' && r.kind === 'blob')).toEqual([]);
+    expect(seen.filter(isContainerd)).toEqual([]);
+    const content = await containerd.content();
+    expect(content.filter((d) => deniedBlobs.has(d))).toEqual([]);
+  });
+
+  it('doctor: exit 0 for the generated dir with a refused canary; exit 1 for an allowed one', async () => {
+    const base = ['doctor', '--config', config, '--proxy', proxy.url, '--hosts-dir', hostsDir];
+    const good = await pullwarden([...base, '--canary', `${UPSTREAM}/blocked/app:v1`]);
+    expect(good.code, good.stdout + good.stderr).toBe(0);
+    expect(good.stdout).toContain('refused with 403');
+    const bad = await pullwarden([...base, '--canary', `${UPSTREAM}/ok/app:v1`]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(
+      /^CANARY_ALLOWED +canary upstream\.test\/ok\/app:v1: .*enforcement is not active/m,
+    );
+  });
+
+  it('control: a leaky host_port_ directory shadows host:port, containerd falls back, and doctor says so', async () => {
+    // containerd tries <host>_<port>_ before <host>:<port>; this one has the real registry as server.
+    const [h, p] = registry.host.split(':');
+    const shadow = join(hostsDir, `${h}_${p}_`);
+    await mkdir(shadow);
+    await writeFile(
+      join(shadow, 'hosts.toml'),
+      `server = "${registry.url}"\n\n[host."${proxy.url}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
+    try {
+      await registry.clearRequests();
+      const leaked = await containerd.pull(`${registry.host}/blocked/app:v1`, { hostsDir });
+      expect(leaked.digest).toBe(denied.digest);
+      const seen = await registry.requests();
+      // The proxy refused; containerd then fetched the denied blobs from the registry itself.
+      expect(blobGets(seen).filter(isContainerd).length).toBeGreaterThan(0);
+      await containerd.removeImages();
+
+      const r = await pullwarden([
+        'doctor',
+        '--config',
+        config,
+        '--proxy',
+        proxy.url,
+        '--hosts-dir',
+        hostsDir,
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(
+        new RegExp(`^FALLBACK +${registry.host.replace(/\./g, '\\.')}: .*${h}_${p}_`, 'm'),
+      );
+      expect(r.stdout).toContain(`containerd reads only ${h}_${p}_/`);
+    } finally {
+      await rm(shadow, { recursive: true, force: true });
+    }
+  });
+
+  it('podman pulls through the registries-conf output (alias for host:port); a denied image fails', async () => {
+    const file = join(work, 'registries.conf');
+    const written = await pullwarden([
+      'registries-conf',
+      '--config',
+      config,
+      '--proxy',
+      proxy.url,
+      '--out',
+      file,
+    ]);
+    expect(written.code, written.stderr).toBe(0);
+    expect(await readFile(file, 'utf8')).toContain(`location = "${proxy.host}/direct-registry"`);
+    const store = await createPodmanStore({ registriesConf: file });
+    try {
+      await registry.clearRequests();
+      expect((await store.pull(`${UPSTREAM}/ok/app:v1`)).digest).toBe(allowed.digest);
+      expect((await store.pull(`${registry.host}/ok/app:v1`)).digest).toBe(allowed.digest);
+      await expect(store.pull(`${registry.host}/blocked/app:v1`)).rejects.toBeInstanceOf(CommandError);
+      const seen = await registry.requests();
+      expect(seen.filter((r) => !r.userAgent.startsWith('pullwarden'))).toEqual([]);
+      expect(blobGets(seen).filter((r) => r.repository === 'blocked/app')).toEqual([]);
+    } finally {
+      await store.cleanup();
+    }
+  });
+});
