@@ -10,7 +10,9 @@ import { Metrics } from '../../src/service/metrics.ts';
  * fails the coverage check.
  */
 
-const dashboardPath = fileURLToPath(new URL('../../deploy/grafana/pullwarden-dashboard.json', import.meta.url));
+const dashboardPath = fileURLToPath(
+  new URL('../../deploy/grafana/pullwarden-dashboard.json', import.meta.url),
+);
 
 interface Target {
   expr?: unknown;
@@ -62,8 +64,14 @@ function expressions(dashboard: Dashboard): { where: string; expr: string }[] {
       if (typeof t.expr === 'string') out.push({ where: `panel "${String(p.title)}"`, expr: t.expr });
   for (const v of dashboard.templating?.list ?? []) {
     const q = v.query;
-    const text = typeof q === 'string' ? q : typeof q === 'object' && q !== null ? (q as { query?: unknown }).query : undefined;
-    if (typeof text === 'string' && v.type === 'query') out.push({ where: `variable $${String(v.name)}`, expr: text });
+    const text =
+      typeof q === 'string'
+        ? q
+        : typeof q === 'object' && q !== null
+          ? (q as { query?: unknown }).query
+          : undefined;
+    if (typeof text === 'string' && v.type === 'query')
+      out.push({ where: `variable $${String(v.name)}`, expr: text });
   }
   return out;
 }
@@ -97,7 +105,8 @@ function resolve(used: string, known: Map<string, string>): string | undefined {
 function unknownMetrics(dashboard: Dashboard, known: Map<string, string>): string[] {
   const missing: string[] = [];
   for (const { where, expr } of expressions(dashboard))
-    for (const name of metricNamesIn(expr)) if (resolve(name, known) === undefined) missing.push(`${name} (${where})`);
+    for (const name of metricNamesIn(expr))
+      if (resolve(name, known) === undefined) missing.push(`${name} (${where})`);
   return missing;
 }
 
@@ -190,17 +199,26 @@ describe('grafana dashboard', () => {
     const known = await exported(new Metrics({ defaultMetrics: true }));
     const baseline = unknownMetrics(loadDashboard(), known);
     const broken = loadDashboard();
-    const panel = allPanels(broken).find((p) => p.targets?.some((t) => String(t.expr).includes('pullwarden_tag_moves_total')));
+    const panel = allPanels(broken).find((p) =>
+      p.targets?.some((t) => String(t.expr).includes('pullwarden_tag_moves_total')),
+    );
     expect(panel).toBeDefined();
-    for (const t of panel?.targets ?? []) t.expr = String(t.expr).replaceAll('pullwarden_tag_moves_total', 'pullwarden_tag_changes_total');
+    for (const t of panel?.targets ?? [])
+      t.expr = String(t.expr).replaceAll('pullwarden_tag_moves_total', 'pullwarden_tag_changes_total');
     const after = unknownMetrics(broken, known);
-    expect(after.filter((m) => !baseline.includes(m))).toEqual([expect.stringContaining('pullwarden_tag_changes_total')]);
+    expect(after.filter((m) => !baseline.includes(m))).toEqual([
+      expect.stringContaining('pullwarden_tag_changes_total'),
+    ]);
     // ...and the renamed metric is then reported as having no panel.
     expect(usedMetrics(broken, known).has('pullwarden_tag_moves_total')).toBe(false);
 
     // Histogram suffixes resolve only on histograms.
-    expect(resolve('pullwarden_http_request_duration_seconds_bucket', known)).toBe('pullwarden_http_request_duration_seconds');
-    expect(resolve('pullwarden_audit_write_duration_seconds_count', known)).toBe('pullwarden_audit_write_duration_seconds');
+    expect(resolve('pullwarden_http_request_duration_seconds_bucket', known)).toBe(
+      'pullwarden_http_request_duration_seconds',
+    );
+    expect(resolve('pullwarden_audit_write_duration_seconds_count', known)).toBe(
+      'pullwarden_audit_write_duration_seconds',
+    );
     expect(resolve('pullwarden_http_requests_total_bucket', known)).toBeUndefined();
     expect(resolve('pullwarden_cache_bytes_sum', known)).toBeUndefined();
   });
