@@ -1,45 +1,7 @@
 import { z } from 'zod';
 // The one duration and size grammar of the config file. A deep import on purpose (as in
-// policy/schema.ts): the config module wires this schema into its own, and units.ts imports nothing.
-import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from '../config/units.ts';
-
-/** A duration ("2ms", "1s", "24h" or seconds), in milliseconds after parsing; default in input form. */
-const duration = (dflt: string, description: string) => {
-  const expected = `expected a duration such as "${dflt}" (number + ms, s, m, h or d)`;
-  return z
-    .union([z.string().regex(new RegExp(DURATION_PATTERN), expected), z.number().min(0, expected)], {
-      error: expected,
-    })
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: expected });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .meta({ description: `${description}. Duration: "250ms", "30s", "5m", "24h", "7d" or seconds.` })
-    .prefault(dflt);
-};
-
-/** A size ("64MiB" or bytes), in bytes after parsing. */
-const size = (dflt: string, description: string) => {
-  const expected = `expected a size such as "${dflt}" (number + B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)`;
-  return z
-    .union([z.string().regex(new RegExp(SIZE_PATTERN), expected), z.number().int().min(0, expected)], {
-      error: expected,
-    })
-    .transform((v, ctx) => {
-      const bytes = parseSize(v);
-      if (bytes === undefined || bytes < 4096) {
-        ctx.addIssue({ code: 'custom', message: `${expected}, at least 4KiB` });
-        return z.NEVER;
-      }
-      return bytes;
-    })
-    .meta({ description: `${description}. Size: "64MiB", "1GiB" or bytes.` })
-    .prefault(dflt);
-};
+// policy/schema.ts): the config module wires this schema into its own; zod-units.ts is a leaf.
+import { duration, size } from '../config/zod-units.ts';
 
 export const auditWebhookSchema = z
   .strictObject({
@@ -72,7 +34,7 @@ export const auditWebhookSchema = z
 export const auditSchema = z
   .strictObject({
     dir: z.string().min(1).optional().describe('Audit trail directory (default: <storage.dir>/audit)'),
-    maxFileBytes: size('64MiB', 'Start a new audit file before one grows beyond this'),
+    maxFileBytes: size('64MiB', 'Start a new audit file before one grows beyond this', 4096),
     maxFileAge: duration('24h', 'Start a new audit file when the current one is older than this'),
     failClosed: z
       .boolean()

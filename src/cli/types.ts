@@ -1,6 +1,6 @@
+import type { CheckResult } from '../app.ts';
 import type { Writable } from 'node:stream';
 import type { LoadedConfig } from '../config/index.ts';
-import type { Decision, Policy } from '../policy/index.ts';
 
 /** What `startServer` in src/app.ts hands back: a running server. */
 export interface ServerHandle {
@@ -18,16 +18,8 @@ export interface AppModule {
   checkImage(config: LoadedConfig, reference: string): Promise<CheckResult>;
 }
 
-/** What `pullwarden check` learns about an image reference (see src/app.ts). */
-export interface CheckResult {
-  reference: string;
-  upstream: string;
-  repository: string;
-  digest: string;
-  mediaType: string;
-  decision: Decision | undefined;
-  policy: Policy | undefined;
-}
+/** What `pullwarden check` learns about an image reference. */
+export type { CheckResult } from '../app.ts';
 
 /** Where the process delivers signals; `process` in production, an EventEmitter in tests. */
 export interface SignalSource {

@@ -1,29 +1,10 @@
 import { z } from 'zod';
 // The one duration grammar of the config file. A deep import on purpose: the config module wires these
 // schemas into its own, and units.ts is a leaf (it imports nothing), so there is no cycle.
-import { DURATION_PATTERN, parseDuration } from '../config/units.ts';
+import { duration } from '../config/zod-units.ts';
 import type { Attestor } from '../trust/types.ts';
 import { globProblem } from './match.ts';
 import type { Policy } from './types.ts';
-
-/** A duration ("30s", "5m", "24h" or seconds), in milliseconds after parsing; default in input form. */
-const duration = (dflt: string, description: string) => {
-  const expected = `expected a duration such as "${dflt}" (number + ms, s, m, h or d)`;
-  return z
-    .union([z.string().regex(new RegExp(DURATION_PATTERN), expected), z.number().min(0, expected)], {
-      error: expected,
-    })
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: expected });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .meta({ description: `${description}. Duration: "250ms", "30s", "5m", "24h", "7d" or seconds.` })
-    .prefault(dflt);
-};
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const name = (what: string, example: string) =>
@@ -250,18 +231,7 @@ export const policySchema = z
           .boolean()
           .default(false)
           .describe('Pin the first digest seen; a move is denied until `pullwarden tags pin|unpin`'),
-        minAge: z
-          .union([z.string(), z.number()])
-          .transform((v, ctx) => {
-            const ms = parseDuration(v);
-            if (ms === undefined) {
-              ctx.addIssue({ code: 'custom', message: 'expected a duration such as "24h"' });
-              return z.NEVER;
-            }
-            return ms;
-          })
-          .default(0)
-          .describe('A newly seen digest is not served by tag until it has been known this long'),
+        minAge: duration('0s', 'A newly seen digest is not served by tag until it has been known this long'),
         deny: z
           .array(
             z
