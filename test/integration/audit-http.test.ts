@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -13,9 +12,9 @@ import type { TestProxy } from '../support/app.ts';
 import { makeImage, makeIndex, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
 import { freePort } from '../support/ports.ts';
+import { startServeProcess } from '../support/serve-process.ts';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
-const CLI = join(import.meta.dirname, '../../src/cli/run.ts');
 
 let fake: FakeUpstream | undefined;
 let proxy: TestProxy | undefined;
@@ -112,18 +111,8 @@ describe('audit durability', () => {
         policies: [{ name: 'allow-all', match: ['**'], action: 'allow' }],
       }),
     );
-    child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: 'ignore' });
+    child = await startServeProcess(config, port);
     const base = `http://127.0.0.1:${port}/v2/acme/app`;
-    for (let i = 0; i < 200; i++) {
-      if (
-        await fetch(`http://127.0.0.1:${port}/healthz`).then(
-          (r) => r.ok,
-          () => false,
-        )
-      )
-        break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
     await (await fetch(`${base}/manifests/v1`)).arrayBuffer();
 
     // Many clients, each recording the request ids of the responses it fully received.

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,8 +7,7 @@ import { stringify } from 'yaml';
 import { makeImage, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
 import { freePort } from '../support/ports.ts';
-
-const CLI = join(import.meta.dirname, '../../src/cli/run.ts');
+import { startServeProcess } from '../support/serve-process.ts';
 
 let fake: FakeUpstream | undefined;
 let child: ChildProcess | undefined;
@@ -20,22 +18,6 @@ afterEach(async () => {
   await fake?.close();
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
-
-/** Start `pullwarden serve` as a real process and wait until it answers. */
-async function serve(config: string, port: number): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: 'ignore' });
-  for (let i = 0; i < 200; i++) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (res.ok) return proc;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  proc.kill('SIGKILL');
-  throw new Error('pullwarden did not start');
-}
 
 describe('a process killed in the middle of a cache fill', () => {
   it('never serves the partial blob and cleans the leftovers at the next start', async () => {
@@ -58,7 +40,7 @@ describe('a process killed in the middle of a cache fill', () => {
       }),
     );
     const base = `http://127.0.0.1:${port}/v2/acme/app`;
-    child = await serve(config, port);
+    child = await startServeProcess(config, port);
     expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
 
     // A slow upstream body: the fill is well under way, and far from done, when the process dies.
@@ -78,7 +60,7 @@ describe('a process killed in the middle of a cache fill', () => {
     await new Promise((r) => child!.once('exit', r));
     await reader.read().catch(() => undefined);
 
-    child = await serve(config, port);
+    child = await startServeProcess(config, port);
     expect(await readdir(join(dir, 'data', 'tmp'))).toEqual([]);
     fake.resetCounts();
     const again = await fetch(`${base}/blobs/${layer}`);
