@@ -1,7 +1,7 @@
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseTimeBound, queryAuditDir, verifyAuditDir } from '../../audit/index.ts';
 import type { AuditQuery, AuditRecord } from '../../audit/index.ts';
-import { ConfigError, EMBEDDED_SOURCE, loadConfig } from '../../config/index.ts';
+import { ConfigError, loadConfig } from '../../config/index.ts';
 import type { Command, CliContext } from '../types.ts';
 import { UsageError } from '../types.ts';
 import { configPath } from './config.ts';
@@ -24,10 +24,8 @@ async function auditDir(
     cwd: ctx.cwd,
     resolveSecrets: false,
   });
-  const configured = (loaded as { audit?: { dir?: string } }).audit?.dir;
-  if (configured === undefined) return join(loaded.storage.dir, 'audit');
-  // Relative to the config file, like storage.dir (a no-op when the loader resolved it already).
-  return resolve(loaded.source === EMBEDDED_SOURCE ? ctx.cwd : dirname(loaded.source), configured);
+  // The loader resolves audit.dir against the config file and defaults it to <storage.dir>/audit.
+  return loaded.audit.dir;
 }
 
 /** Print an error as the CLI does: exit 2 for a bad config or an unreadable directory. */

@@ -1,6 +1,7 @@
 import { stringify } from 'yaml';
 import { ConfigError, jsonSchema, loadConfig, redactConfig } from '../../config/index.ts';
-import type { Command } from '../types.ts';
+import type { LoadedConfig } from '../../config/index.ts';
+import type { CliContext, Command } from '../types.ts';
 import { parseCommandArgs } from './parse.ts';
 
 export const configValidate: Command = {
@@ -84,4 +85,27 @@ export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv): st
   if (flag !== undefined) return flag;
   const fromEnv = env['PULLWARDEN_CONFIG'];
   return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
+}
+
+/**
+ * The configuration a command runs on (--config, else $PULLWARDEN_CONFIG, else the embedded defaults),
+ * or undefined after printing why it is invalid (the caller exits 2). `command` names the command in
+ * the message; `resolveSecrets: false` for commands that never use upstream secrets.
+ */
+export async function loadCommandConfig(
+  flag: string | undefined,
+  ctx: CliContext,
+  options: { command?: string; resolveSecrets?: boolean } = {},
+): Promise<LoadedConfig | undefined> {
+  try {
+    return await loadConfig(configPath(flag, ctx.env), ctx.env, {
+      cwd: ctx.cwd,
+      ...(options.resolveSecrets === undefined ? {} : { resolveSecrets: options.resolveSecrets }),
+    });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const who = options.command === undefined ? 'pullwarden' : `pullwarden ${options.command}`;
+    ctx.stderr.write(`${who}: invalid configuration\n${error.message}\n`);
+    return undefined;
+  }
 }

@@ -1,9 +1,8 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { ConfigError, loadConfig } from '../../config/index.ts';
 import type { LoadedConfig } from '../../config/index.ts';
 import type { CliContext, Command, ServerHandle } from '../types.ts';
-import { configPath } from './config.ts';
+import { loadCommandConfig } from './config.ts';
 import { parseCommandArgs } from './parse.ts';
 
 /** Extra time, beyond server.shutdownGrace, before a stuck shutdown is abandoned. */
@@ -30,14 +29,8 @@ export const serve: Command = {
       { min: 0, max: 0, names: '' },
     );
 
-    let config: LoadedConfig;
-    try {
-      config = await loadConfig(configPath(values.config, ctx.env), ctx.env, { cwd: ctx.cwd });
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      ctx.stderr.write(`pullwarden: invalid configuration\n${error.message}\n`);
-      return 2;
-    }
+    const config = await loadCommandConfig(values.config, ctx);
+    if (config === undefined) return 2;
 
     let handle: ServerHandle;
     try {

@@ -1,5 +1,4 @@
 import { pino } from 'pino';
-import { ConfigError, loadConfig } from '../../config/index.ts';
 import type { LoadedConfig } from '../../config/index.ts';
 import { canonicalHost } from '../../http/index.ts';
 import { openMetadataStore } from '../../metadata/index.ts';
@@ -7,7 +6,7 @@ import { normalizeRepository, parseDigest, parseImageReference, RegistryError } 
 import type { Digest } from '../../oci/index.ts';
 import { TagGuard } from '../../service/index.ts';
 import type { CliContext, Command } from '../types.ts';
-import { configPath } from './config.ts';
+import { loadCommandConfig } from './config.ts';
 import { parseCommandArgs } from './parse.ts';
 
 interface TagRef {
@@ -44,14 +43,8 @@ async function withTags(
     { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
     positionals,
   );
-  let config: LoadedConfig;
-  try {
-    config = await loadConfig(configPath(values.config, ctx.env), ctx.env, { cwd: ctx.cwd });
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    ctx.stderr.write(`pullwarden: invalid configuration\n${error.message}\n`);
-    return 2;
-  }
+  const config = await loadCommandConfig(values.config, ctx);
+  if (config === undefined) return 2;
   const options: Parameters<typeof openMetadataStore>[0] = {
     url: config.metadata.url,
     namespace: config.metadata.namespace,
