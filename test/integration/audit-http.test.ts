@@ -1,18 +1,16 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { queryAuditDir, verifyAuditDir } from '../../src/audit/index.ts';
 import type { AuditRecord } from '../../src/audit/index.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { makeImage, makeIndex, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
-import { freePort } from '../support/ports.ts';
-import { startServeProcess } from '../support/serve-process.ts';
+import { startServeProcess, writeServeConfig } from '../support/serve-process.ts';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
 
@@ -97,20 +95,7 @@ describe('audit durability', () => {
     fake = await startFakeUpstream();
     const img = makeImage(fake, 'acme/app', 'v1', { layers: 2, layerSize: 64 * 1024 });
     dir = await mkdtemp(join(tmpdir(), 'pw-audit-kill-'));
-    const port = await freePort();
-    const config = join(dir, 'pullwarden.yaml');
-    await writeFile(
-      config,
-      stringify({
-        listen: `127.0.0.1:${port}`,
-        storage: { dir: join(dir, 'data') },
-        log: { level: 'silent' },
-        upstreams: { [fake.host]: { url: fake.url } },
-        defaultUpstream: fake.host,
-        trust: { refresh: '0s' },
-        policies: [{ name: 'allow-all', match: ['**'], action: 'allow' }],
-      }),
-    );
+    const { config, port } = await writeServeConfig(dir, fake);
     child = await startServeProcess(config, port);
     const base = `http://127.0.0.1:${port}/v2/acme/app`;
     await (await fetch(`${base}/manifests/v1`)).arrayBuffer();

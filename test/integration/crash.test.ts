@@ -1,13 +1,11 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { makeImage, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
-import { freePort } from '../support/ports.ts';
-import { startServeProcess } from '../support/serve-process.ts';
+import { startServeProcess, writeServeConfig } from '../support/serve-process.ts';
 
 let fake: FakeUpstream | undefined;
 let child: ChildProcess | undefined;
@@ -25,20 +23,7 @@ describe('a process killed in the middle of a cache fill', () => {
     const img = makeImage(fake, 'acme/app', '1.0', { layerSize: 8 * 1024 * 1024 });
     const layer = img.layerDigests[0]!;
     dir = await mkdtemp(join(tmpdir(), 'pw-crash-'));
-    const port = await freePort();
-    const config = join(dir, 'pullwarden.yaml');
-    await writeFile(
-      config,
-      stringify({
-        listen: `127.0.0.1:${port}`,
-        storage: { dir: join(dir, 'data') },
-        log: { level: 'silent' },
-        upstreams: { [fake.host]: { url: fake.url } },
-        defaultUpstream: fake.host,
-        trust: { refresh: '0s' },
-        policies: [{ name: 'allow-all', match: ['**'], action: 'allow' }],
-      }),
-    );
+    const { config, port } = await writeServeConfig(dir, fake);
     const base = `http://127.0.0.1:${port}/v2/acme/app`;
     child = await startServeProcess(config, port);
     expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
