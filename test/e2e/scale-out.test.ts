@@ -21,7 +21,6 @@
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,6 +30,7 @@ import { stringify } from 'yaml';
 import { makeImage, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeImage, FakeUpstream, RecordedRequest } from '../support/fake-upstream.ts';
 import { freePort } from '../support/ports.ts';
+import { answersPing, redisCommand } from '../support/redis.ts';
 import { createKeyPair, fakeRegistryWriter, pushClassicSignature, signClassic } from '../support/signer.ts';
 import type { TestKeyPair } from '../support/signer.ts';
 
@@ -106,45 +106,6 @@ function persistentRedis(dir: string, port: number): PersistentRedis {
       clearTimeout(timer);
     },
   };
-}
-
-/** Sends one inline command to Redis and returns the first reply line. */
-function redisCommand(url: string, command: string): Promise<string> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = createConnection({ host: hostname, port: Number(port) });
-    let reply = '';
-    socket.setTimeout(5000, () => socket.destroy(new Error(`redis: no answer to ${command}`)));
-    socket.once('error', reject);
-    socket.once('connect', () => socket.write(`${command}\r\n`));
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      reply += chunk;
-      if (reply.includes('\r\n')) {
-        socket.destroy();
-        resolve(reply.slice(0, reply.indexOf('\r\n')));
-      }
-    });
-  });
-}
-
-function answersPing(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
-    let reply = '';
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      reply += chunk;
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
-    });
-  });
 }
 
 // ------------------------------------------------------------------------------------- replicas
@@ -533,7 +494,7 @@ describe('scale-out: two pullwarden processes sharing one Redis', () => {
     await pastTagTTL();
     expect(await get(b!, 'pinned/app', 'manifests', 'v2')).toMatchObject({ digest: x2.manifestDigest });
 
-    expect(await redisCommand(redis.url, 'FLUSHALL')).toBe('+OK');
+    expect(await redisCommand(Number(new URL(redis.url).port), 'FLUSHALL')).toBe('+OK');
 
     // Pins and tag history are gone: the immutable tag re-pins at its next pull, to what the upstream
     // says now. This is why the Redis of a fleet must persist its data.

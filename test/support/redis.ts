@@ -115,21 +115,29 @@ async function waitForPong(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
-function answersPing(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
+/** Sends one inline command to a Redis on 127.0.0.1 and resolves with the first reply line. */
+export function redisCommand(port: number, command: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     let reply = '';
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`redis: no answer to ${command}`)));
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write(`${command}\r\n`));
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       reply += chunk;
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
+      if (reply.includes('\r\n')) {
+        socket.destroy();
+        resolve(reply.slice(0, reply.indexOf('\r\n')));
+      }
     });
   });
+}
+
+/** Whether a Redis answers PING on `port` (+PONG, or -NOAUTH when a password is set). */
+export function answersPing(port: number): Promise<boolean> {
+  return redisCommand(port, 'PING', 1000).then(
+    (reply) => reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'),
+    () => false,
+  );
 }
