@@ -158,7 +158,13 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
   }
 
   let trust = await buildTrustContext(config, logger);
-  const gate = new TrustGate({ context: trust.context, metadata, logger, metrics });
+  const gate = new TrustGate({
+    context: trust.context,
+    metadata,
+    logger,
+    metrics,
+    maxTrustMaterialBlobBytes: config.server.maxTrustMaterialBlobBytes,
+  });
   const audit: MultiAuditSink = await openAuditSink(config.audit, {
     dir: config.audit.dir,
     log: logger.child({ module: 'audit' }),

@@ -203,6 +203,10 @@ export const configSchema = z
         shutdownGrace: duration('30s', 'How long graceful shutdown waits for requests in flight'),
         trustProxy: z.boolean().default(false).describe('Take the client address from X-Forwarded-For'),
         maxManifestBytes: size('4MiB', 'Largest manifest accepted from upstream'),
+        maxTrustMaterialBlobBytes: size(
+          '1MiB',
+          'Largest blob served because only signature or attestation manifests name it, counted as received',
+        ),
       })
       .prefault({}),
   })

@@ -4,7 +4,8 @@ import type { TransformCallback } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditSink, CacheState, RecentTags } from '../audit/index.ts';
-import { isRegistryError, parseManifest, referencedDigests, RegistryError } from '../oci/index.ts';
+import { isRegistryError, referencedDigests, RegistryError } from '../oci/index.ts';
+import type { ParsedManifest } from '../oci/index.ts';
 import type { Decision, DecisionResult } from '../policy/index.ts';
 import type { SignerIdentity } from '../trust/index.ts';
 
@@ -55,16 +56,10 @@ export class AuditRecorder {
    * Remember what a tag led to (the manifest and, when its bytes are at hand, everything it refers to),
    * so the digest requests that follow carry the tag: a pull reads as one story.
    */
-  remember(request: FastifyRequest, f: AuditFacts, bytes: Buffer | undefined): void {
+  remember(request: FastifyRequest, f: AuditFacts, parsed: ParsedManifest | undefined): void {
     if (f.tag === undefined || f.digest === undefined) return;
-    const digests = [f.digest];
-    if (bytes && f.mediaType !== undefined) {
-      try {
-        digests.push(...referencedDigests(parseManifest(bytes, f.mediaType)));
-      } catch {
-        // Not parseable: the manifest digest alone is remembered.
-      }
-    }
+    // The service's one parse of the manifest; without it (a cached HEAD) the digest alone.
+    const digests = [f.digest, ...(parsed ? referencedDigests(parsed) : [])];
     this.#audit.recentTags.remember(f.upstream, f.repository, f.tag, digests, request.ip);
   }
 

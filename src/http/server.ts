@@ -236,7 +236,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     a.cache = result.cache;
     if (result.decision) a.decision = result.decision;
     if (recorder) {
-      recorder.remember(request, a, result.bytes);
+      recorder.remember(request, a, result.parsed);
       await recorder.record(recorder.event(request, reply.elapsedTime, a, { status: 200, bytes: f.bytes }));
     }
     reply

@@ -1,7 +1,7 @@
 import { RegistryError } from './errors.ts';
-import { isDigest } from './digest.ts';
+import { isDigest, truncate } from './digest.ts';
 import type { Digest } from './digest.ts';
-import { isIndexMediaType, MediaType } from './media-types.ts';
+import { isIndexMediaType, isManifestMediaType, MediaType } from './media-types.ts';
 
 /** distribution caps manifests at 4 MiB; we refuse larger ones before buffering them. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -18,7 +18,7 @@ export interface Descriptor {
 /** What a manifest points at: child manifests (for an index) or config + layer blobs. */
 export interface ParsedManifest {
   mediaType: string;
-  kind: 'index' | 'manifest' | 'other';
+  kind: 'index' | 'manifest';
   manifests: Descriptor[];
   config?: Descriptor;
   layers: Descriptor[];
@@ -28,7 +28,9 @@ export interface ParsedManifest {
 
 function asDescriptor(value: unknown, where: string): Descriptor {
   if (typeof value !== 'object' || value === null) {
-    throw new RegistryError('MANIFEST_INVALID', `${where}: descriptor is not an object`);
+    throw new RegistryError('MANIFEST_INVALID', `${where}: descriptor is not an object`, {
+      detail: { reason: 'invalid-descriptor' },
+    });
   }
   const v = value as Record<string, unknown>;
   if (typeof v.digest !== 'string' || !isDigest(v.digest)) {
@@ -56,41 +58,113 @@ function descriptors(value: unknown, where: string): Descriptor[] {
   return value.map((v, i) => asDescriptor(v, `${where}[${i}]`));
 }
 
+/** Why a manifest was refused: names the disagreement so an operator can see what the upstream sent. */
+function invalid(reason: string, message: string, mediaType: string): RegistryError {
+  return new RegistryError('MANIFEST_INVALID', message, { detail: { reason, mediaType } });
+}
+
 /**
- * Parse the parts of a manifest the proxy follows. The bytes themselves are never re-serialized:
- * callers keep and serve the original buffer.
+ * Parse a manifest exactly the way a client will read it, and refuse it when what it claims to be and
+ * what it is disagree. Three things must agree (the class of CVE-2021-41190, where a body that is
+ * both an index and an image manifest is read as one by the proxy and as the other by the node):
+ *
+ * - the media type it is served with (the upstream's `Content-Type`) must be a manifest media type;
+ * - the body's own `mediaType`, when present, must equal it;
+ * - the shape must be that of the type: an index has `manifests` and neither `config` nor `layers`;
+ *   an image manifest has `config` and `layers` and no `manifests`; schema1 has `fsLayers`.
+ *
+ * The bytes themselves are never re-serialized: callers keep and serve the original buffer. Parse once
+ * per request and hand the {@link ParsedManifest} along.
  */
 export function parseManifest(bytes: Uint8Array, mediaType: string): ParsedManifest {
+  if (!isManifestMediaType(mediaType)) {
+    throw invalid(
+      'not-a-manifest-media-type',
+      `"${truncate(mediaType)}" is not a manifest media type`,
+      mediaType,
+    );
+  }
   let json: unknown;
   try {
     json = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (cause) {
-    throw new RegistryError('MANIFEST_INVALID', 'manifest is not valid JSON', { cause });
+    throw new RegistryError('MANIFEST_INVALID', 'manifest is not valid JSON', {
+      cause,
+      detail: { reason: 'not-json', mediaType },
+    });
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new RegistryError('MANIFEST_INVALID', 'manifest is not a JSON object');
+    throw invalid('not-an-object', 'manifest is not a JSON object', mediaType);
   }
   const m = json as Record<string, unknown>;
-  const effective = typeof m.mediaType === 'string' && m.mediaType !== '' ? m.mediaType : mediaType;
-  const isIndex = isIndexMediaType(effective) || (Array.isArray(m.manifests) && m.layers === undefined);
-  const out: ParsedManifest = {
-    mediaType: effective,
-    kind: isIndex ? 'index' : m.config !== undefined || Array.isArray(m.layers) ? 'manifest' : 'other',
-    manifests: isIndex ? descriptors(m.manifests, 'manifests') : [],
-    layers: isIndex ? [] : descriptors(m.layers, 'layers'),
-  };
-  if (!isIndex && m.config !== undefined) out.config = asDescriptor(m.config, 'config');
-  if (m.subject !== undefined) out.subject = asDescriptor(m.subject, 'subject');
-  if (typeof m.artifactType === 'string') out.artifactType = m.artifactType;
-  // Docker schema1 manifests carry fsLayers with blobSum instead of descriptors.
-  if (effective === MediaType.dockerManifestV1Signed || effective === MediaType.dockerManifestV1) {
-    const fs = Array.isArray(m.fsLayers) ? (m.fsLayers as { blobSum?: unknown }[]) : [];
-    out.kind = 'manifest';
-    out.layers = fs
-      .filter((l): l is { blobSum: Digest } => typeof l.blobSum === 'string' && isDigest(l.blobSum))
-      .map((l) => ({ mediaType: '', digest: l.blobSum, size: -1 }));
+  if (m.mediaType !== undefined && m.mediaType !== mediaType) {
+    throw invalid(
+      'media-type-mismatch',
+      `manifest served as ${mediaType} says it is ${typeof m.mediaType === 'string' ? truncate(m.mediaType) : 'not a string'}`,
+      mediaType,
+    );
+  }
+  const has = (field: string): boolean => m[field] !== undefined;
+  if (mediaType === MediaType.dockerManifestV1Signed || mediaType === MediaType.dockerManifestV1) {
+    if (m.schemaVersion !== 1 || !Array.isArray(m.fsLayers) || has('manifests') || has('layers')) {
+      throw invalid('shape-mismatch', `manifest served as ${mediaType} is not a schema1 manifest`, mediaType);
+    }
+    // Docker schema1 manifests carry fsLayers with blobSum instead of descriptors; nothing else counts.
+    const layers = (m.fsLayers as unknown[]).map((l, i) => {
+      const sum = typeof l === 'object' && l !== null ? (l as { blobSum?: unknown }).blobSum : undefined;
+      if (typeof sum !== 'string' || !isDigest(sum)) {
+        throw invalid('invalid-descriptor', `fsLayers[${i}]: invalid blobSum`, mediaType);
+      }
+      return { mediaType: '', digest: sum, size: -1 };
+    });
+    return { mediaType, kind: 'manifest', manifests: [], layers };
+  }
+  if (m.schemaVersion !== 2) {
+    throw invalid(
+      'shape-mismatch',
+      `manifest served as ${mediaType} does not have schemaVersion 2`,
+      mediaType,
+    );
+  }
+  const out: ParsedManifest = isIndexMediaType(mediaType)
+    ? indexShape(m, mediaType)
+    : imageShape(m, mediaType);
+  if (has('subject')) out.subject = asDescriptor(m.subject, 'subject');
+  if (has('artifactType')) {
+    if (typeof m.artifactType !== 'string') {
+      throw invalid('invalid-field', 'artifactType is not a string', mediaType);
+    }
+    out.artifactType = m.artifactType;
   }
   return out;
+}
+
+function indexShape(m: Record<string, unknown>, mediaType: string): ParsedManifest {
+  if (!Array.isArray(m.manifests) || m.config !== undefined || m.layers !== undefined) {
+    throw invalid(
+      'shape-mismatch',
+      `manifest served as ${mediaType} must have "manifests" and neither "config" nor "layers"`,
+      mediaType,
+    );
+  }
+  return { mediaType, kind: 'index', manifests: descriptors(m.manifests, 'manifests'), layers: [] };
+}
+
+function imageShape(m: Record<string, unknown>, mediaType: string): ParsedManifest {
+  if (m.config === undefined || !Array.isArray(m.layers) || m.manifests !== undefined) {
+    throw invalid(
+      'shape-mismatch',
+      `manifest served as ${mediaType} must have "config" and "layers" and no "manifests"`,
+      mediaType,
+    );
+  }
+  return {
+    mediaType,
+    kind: 'manifest',
+    manifests: [],
+    config: asDescriptor(m.config, 'config'),
+    layers: descriptors(m.layers, 'layers'),
+  };
 }
 
 /** Every blob and child manifest digest a manifest refers to. */

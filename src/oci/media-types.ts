@@ -47,3 +47,29 @@ export function parseAccept(header: string | string[] | undefined): string[] {
   }
   return out;
 }
+
+/**
+ * Whether a client with this Accept list can take a manifest of `mediaType` when it asked by tag. No
+ * Accept, `*\/*` or a matching `type/*` take anything. OCI and Docker schema2 are one structure under
+ * two names (image manifest: config + layers; index: manifests), and every client that reads one reads
+ * the other, so a client that accepts the OCI image manifest also takes a Docker schema2 manifest and
+ * vice versa (and likewise for index and manifest list): pullwarden serves what the upstream has,
+ * byte-exact, never a conversion. An index is never served to a client that accepts no index type.
+ */
+export function acceptsManifest(accept: readonly string[], mediaType: string): boolean {
+  if (accept.length === 0) return true;
+  const family = manifestFamily(mediaType);
+  return accept.some(
+    (a) =>
+      a === '*/*' ||
+      a === mediaType ||
+      (a.endsWith('/*') && mediaType.startsWith(a.slice(0, -1))) ||
+      (family !== undefined && manifestFamily(a) === family),
+  );
+}
+
+function manifestFamily(mediaType: string): 'index' | 'image' | undefined {
+  if (isIndexMediaType(mediaType)) return 'index';
+  if (mediaType === MediaType.ociManifest || mediaType === MediaType.dockerManifest) return 'image';
+  return undefined;
+}

@@ -100,3 +100,33 @@ export function parseImageReference(input: string, defaultHost = 'docker.io'): I
   if (tag === undefined && digest === undefined) ref.tag = 'latest';
   return ref;
 }
+
+// distribution-spec "Referrers Tag Schema": `<alg>-<ref>`, with <alg> limited to 32 characters and
+// <ref> to 64 (truncated): a sha512 subject's tag keeps the first 64 hex characters so it stays a tag.
+const REFERRERS_TAG_RE = /^(sha256|sha512)-([a-f0-9]{64})$/;
+// cosign's classic tags of a subject digest: `<alg>-<hex>.sig` / `.att` / `.sbom`.
+const COSIGN_TAG_RE = /^(sha256|sha512)-([a-f0-9]{64}|[a-f0-9]{128})\.(sig|att|sbom)$/;
+
+/** The referrers tag schema tag of a subject digest (the one fallback when the referrers API is absent). */
+export function referrersTag(subject: Digest): string {
+  const colon = subject.indexOf(':');
+  return `${subject.slice(0, colon).slice(0, 32)}-${subject.slice(colon + 1).slice(0, 64)}`;
+}
+
+/** cosign's classic tag of a subject digest: `<alg>-<hex>.<suffix>`. */
+export function cosignTag(subject: Digest, suffix: 'sig' | 'att' | 'sbom'): string {
+  return `${subject.replace(':', '-')}.${suffix}`;
+}
+
+/**
+ * What a tag is when it names a subject digest: a referrers tag schema index, or a cosign `.sig`/
+ * `.att`/`.sbom` tag. Other tags are `undefined`. Only these tags may lead to trust material.
+ */
+export function subjectTagKind(tag: string): 'referrers' | 'sig' | 'att' | 'sbom' | undefined {
+  if (REFERRERS_TAG_RE.test(tag)) return 'referrers';
+  const m = COSIGN_TAG_RE.exec(tag);
+  if (!m) return undefined;
+  // A truncated sha512 hex only exists in the referrers schema; cosign uses the whole digest.
+  if ((m[1] === 'sha256') !== (m[2]?.length === 64)) return undefined;
+  return m[3] as 'sig' | 'att' | 'sbom';
+}

@@ -1,4 +1,4 @@
-export { RegistryService, effectiveAccept } from './registry-service.ts';
+export { RegistryService } from './registry-service.ts';
 export type {
   BlobHeadResult,
   ManifestCacheState,
@@ -10,6 +10,6 @@ export type {
 export { Metrics } from './metrics.ts';
 export { SingleFlight } from './single-flight.ts';
 export { TrustGate, isTrustMaterial } from './trust-gate.ts';
-export type { GateManifest, GateTarget, TrustContext } from './trust-gate.ts';
+export type { GateManifest, GateTarget, ManifestContent, TrustContext } from './trust-gate.ts';
 export { TagGuard, tagKey } from './tag-guard.ts';
 export type { TagHistoryEntry, TagMove, TagPin } from './tag-guard.ts';

@@ -1,22 +1,26 @@
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import {
+  acceptsManifest,
   defaultManifestAccept,
-  digestHex,
-  isIndexMediaType,
+  digestAlgorithm,
+  digestOf,
+  isTag,
   MediaType,
   parseManifest,
   referencedDigests,
   RegistryError,
 } from '../oci/index.ts';
-import type { Digest, ManifestReference } from '../oci/index.ts';
+import type { Descriptor, Digest, ManifestReference, ParsedManifest } from '../oci/index.ts';
 import type { BlobHandle, BlobStore } from '../cache/index.ts';
 import type { MetadataStore, TagRecord } from '../metadata/index.ts';
 import type { Upstream } from '../upstream/index.ts';
+import { listReferrers } from '../trust/index.ts';
 import { SingleFlight } from './single-flight.ts';
 import type { Metrics } from './metrics.ts';
 import type { Decision } from '../policy/index.ts';
-import type { GateManifest, TrustGate } from './trust-gate.ts';
+import type { GateManifest, ManifestContent, TrustGate } from './trust-gate.ts';
 import type { TagGuard } from './tag-guard.ts';
 
 /** One configured upstream with the cache rules that apply to it. */
@@ -48,8 +52,8 @@ export interface ManifestResult {
   tag?: string;
   /** The trust decision that let it through (absent when no gate is configured). */
   decision?: Decision;
-  /** Internal: the tag's cache key (tag, plus the Accept variant). */
-  tagKey?: string;
+  /** The one parse of the manifest in this request, when its bytes were at hand. */
+  parsed?: ParsedManifest;
 }
 
 export interface BlobHeadResult {
@@ -91,8 +95,14 @@ export class RegistryService {
   readonly #gate: TrustGate | undefined;
   readonly #tags: TagGuard | undefined;
   readonly #tagFlights = new SingleFlight<TagRecord>();
-  readonly #manifestFlights = new SingleFlight<{ mediaType: string; size: number; bytes: Buffer }>();
+  readonly #manifestFlights = new SingleFlight<{
+    mediaType: string;
+    size: number;
+    bytes: Buffer;
+    parsed: ParsedManifest;
+  }>();
   readonly #linkFlights = new SingleFlight<void>();
+  readonly #cappedFlights = new SingleFlight<void>();
   readonly #verifiedMemo = new Map<string, { digest: Digest; expires: number }>();
 
   constructor(options: RegistryServiceOptions) {
@@ -131,9 +141,10 @@ export class RegistryService {
 
   /**
    * Resolve a manifest reference to a digest and (for GET) its bytes. By tag: within tagTTL from the
-   * metadata store with no upstream request; otherwise one upstream HEAD; when the upstream fails, the
-   * last known digest is served for up to staleIfError. By digest: from the cache or one upstream GET
-   * whose bytes are hashed before they are stored.
+   * metadata store with no upstream request; otherwise one upstream HEAD and (when the digest is new)
+   * one GET by digest, so that a tag only ever points at a digest whose bytes were fetched, hashed and
+   * parsed; when the upstream fails, the last verified digest is served for up to staleIfError. By
+   * digest: from the cache or one upstream GET whose bytes are hashed before they are stored.
    */
   async resolveManifest(
     target: Target,
@@ -144,25 +155,36 @@ export class RegistryService {
     const result = await this.#locateManifest(entry, target, reference, options);
     if (this.#gate) {
       // The decision comes before the first byte: a denied manifest never reaches the client.
-      const manifest: GateManifest = {
-        digest: result.digest,
-        mediaType: result.mediaType,
-        bytes: async () => {
-          if (result.bytes) return result.bytes;
-          const full = await this.#manifestByDigest(entry, target, result.digest, {
-            ...options,
-            withBody: true,
-          });
-          if (!full.bytes) throw new RegistryError('UNKNOWN', `manifest ${result.digest} has no bytes`);
-          return full.bytes;
-        },
-      };
-      if (result.tag !== undefined) manifest.tag = result.tag;
+      const manifest = this.#gateManifest(entry, target, result);
       result.decision = await this.#gate.admitManifest(entry.upstream, target, manifest);
-      if (result.tagKey !== undefined && result.cache !== 'stale')
-        await this.#rememberVerified(target, result);
+      if (result.tag !== undefined && result.cache !== 'stale') await this.#rememberVerified(target, result);
     }
     return result;
+  }
+
+  /**
+   * The manifest as the gate sees it: its content is read (and parsed, once) only when the decision
+   * needs it, and the parse is kept on the result so that nothing downstream parses again.
+   */
+  #gateManifest(entry: UpstreamEntry, target: Target, result: ManifestResult): GateManifest {
+    let content: Promise<ManifestContent> | undefined;
+    const manifest: GateManifest = {
+      digest: result.digest,
+      mediaType: result.mediaType,
+      content: () => {
+        content ??= (async () => {
+          if (result.bytes && result.parsed) return { bytes: result.bytes, parsed: result.parsed };
+          const full = await this.#manifestByDigest(entry, target, result.digest, { withBody: true });
+          if (!full.bytes || !full.parsed) {
+            throw new RegistryError('UNKNOWN', `manifest ${result.digest} has no bytes`);
+          }
+          return { bytes: full.bytes, parsed: full.parsed };
+        })();
+        return content;
+      },
+    };
+    if (result.tag !== undefined) manifest.tag = result.tag;
+    return manifest;
   }
 
   /**
@@ -170,7 +192,7 @@ export class RegistryService {
    * fails (never a digest that was only resolved, and perhaps denied). Written when it changes.
    */
   async #rememberVerified(target: Target, result: ManifestResult): Promise<void> {
-    const key = `${target.upstream}/${target.repository}:${result.tagKey}`;
+    const key = `${target.upstream}/${target.repository}:${result.tag}`;
     const memo = this.#verifiedMemo.get(key);
     // Rewritten at least every 10 minutes, so a store that lost its data (Redis flush) heals.
     if (memo && memo.digest === result.digest && memo.expires > this.#now()) return;
@@ -197,14 +219,7 @@ export class RegistryService {
     const options = { accept: [] as string[], withBody: true };
     const result = await this.#locateManifest(entry, target, reference, options);
     if (!this.#gate) return { digest: result.digest, mediaType: result.mediaType, decision: undefined };
-    const bytes = result.bytes;
-    if (!bytes) throw new RegistryError('UNKNOWN', `manifest ${result.digest} has no bytes`);
-    const manifest: GateManifest = {
-      digest: result.digest,
-      mediaType: result.mediaType,
-      bytes: () => Promise.resolve(bytes),
-    };
-    if (result.tag !== undefined) manifest.tag = result.tag;
+    const manifest = this.#gateManifest(entry, target, result);
     const decision = await this.#gate.evaluate(entry.upstream, target, manifest);
     return { digest: result.digest, mediaType: result.mediaType, decision };
   }
@@ -216,10 +231,11 @@ export class RegistryService {
     options: { accept: readonly string[]; withBody: boolean },
   ): Promise<ManifestResult> {
     if (reference.kind === 'digest') {
+      // By digest the client named the bytes it wants: served as they are, whatever it accepts.
       return this.#manifestByDigest(entry, target, reference.digest, options);
     }
-    const resolved = await this.#resolveTag(entry, target, reference.tag, options.accept);
-    const { cache, tagKey } = resolved;
+    const resolved = await this.#resolveTag(entry, target, reference.tag);
+    const { cache } = resolved;
     const record = this.#tags
       ? await this.#tags.enforce(
           this.#gate?.context.engine.match(target.upstream, target.repository),
@@ -229,13 +245,30 @@ export class RegistryService {
           resolved.record,
         )
       : resolved.record;
+    if (!acceptsManifest(options.accept, record.mediaType)) {
+      // What the tag is cannot be converted (conversion changes the digest and breaks signatures),
+      // so a client that cannot read it is told so, as distribution does for an OCI manifest asked
+      // for without OCI in Accept.
+      throw new RegistryError(
+        'MANIFEST_UNKNOWN',
+        `${target.repository}:${reference.tag} is a ${record.mediaType}, which the client does not accept`,
+        {
+          detail: {
+            reason: 'media-type-not-accepted',
+            tag: reference.tag,
+            digest: record.digest,
+            mediaType: record.mediaType,
+            accept: options.accept,
+          },
+        },
+      );
+    }
     const result: ManifestResult = {
       digest: record.digest,
       mediaType: record.mediaType,
       size: record.size,
       cache,
       tag: reference.tag,
-      tagKey,
     };
     if (
       options.withBody ||
@@ -245,6 +278,7 @@ export class RegistryService {
       // a GET by digest, is answered from the cache; the trust decision needs the bytes anyway.
       const byDigest = await this.#manifestByDigest(entry, target, record.digest, options);
       if (options.withBody && byDigest.bytes) result.bytes = byDigest.bytes;
+      if (byDigest.parsed) result.parsed = byDigest.parsed;
       if (cache !== 'stale' && byDigest.cache === 'miss') result.cache = 'miss';
     }
     return result;
@@ -254,40 +288,45 @@ export class RegistryService {
     entry: UpstreamEntry,
     target: Target,
     tag: string,
-    clientAccept: readonly string[],
-  ): Promise<{ record: TagRecord; cache: ManifestCacheState; tagKey: string }> {
-    const accept = effectiveAccept(clientAccept);
-    const tagKey = tagCacheKey(tag, accept);
-    const cached = await this.#metadata.getTag(target.upstream, target.repository, tagKey);
+  ): Promise<{ record: TagRecord; cache: ManifestCacheState }> {
+    const cached = await this.#metadata.getTag(target.upstream, target.repository, tag);
     const now = this.#now();
     if (cached && now - cached.checkedAt < entry.tagTTL) {
       this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'hit' });
-      return { record: cached, cache: 'hit', tagKey };
+      return { record: cached, cache: 'hit' };
     }
-    const flightKey = `${target.upstream}\u0000${target.repository}\u0000${tagKey}`;
+    const flightKey = `${target.upstream}\u0000${target.repository}\u0000${tag}`;
     try {
       const record = await this.#tagFlights.run(flightKey, async () => {
-        const head = await entry.upstream.headManifest(target.repository, tag, { accept });
+        // Resolved with every media type pullwarden serves, never with the client's list: a registry
+        // that converts on the fly (distribution 2.8 answers a schema2 tag with a schema1 conversion
+        // when schema2 is not accepted) would give a digest that exists only for that Accept, and it
+        // would stand for the tag for every client for tagTTL. What the client can take is decided
+        // afterwards, from what the tag really is.
+        const head = await entry.upstream.headManifest(target.repository, tag, {
+          accept: defaultManifestAccept,
+        });
+        // The tag points at a digest only once its bytes were fetched, hashed and parsed.
+        const fetched = await this.#manifestByDigest(entry, target, head.digest, { withBody: false });
         const fresh: TagRecord = {
           digest: head.digest,
-          mediaType: head.mediaType,
-          size: head.size,
+          mediaType: fetched.mediaType,
+          size: fetched.size,
           checkedAt: this.#now(),
         };
-        await this.#metadata.setTag(target.upstream, target.repository, tagKey, fresh);
-        // History follows the plain tag (not every Accept variant of it).
-        if (tagKey === tag) await this.#tags?.observe(target.upstream, target.repository, tag, fresh);
+        await this.#metadata.setTag(target.upstream, target.repository, tag, fresh);
+        await this.#tags?.observe(target.upstream, target.repository, tag, fresh);
         return fresh;
       });
       this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'miss' });
-      return { record, cache: 'miss', tagKey };
+      return { record, cache: 'miss' };
     } catch (err) {
       if (cached && isUpstreamFailure(err) && now - cached.checkedAt < entry.tagTTL + entry.staleIfError) {
         // With a gate, only the last digest that passed it may be served stale.
         const stale = this.#gate
           ? await this.#metadata.get<TagRecord>(
               'tag-verified',
-              `${target.upstream}/${target.repository}:${tagKey}`,
+              `${target.upstream}/${target.repository}:${tag}`,
             )
           : cached;
         if (stale) {
@@ -303,7 +342,7 @@ export class RegistryService {
             },
             'upstream failed: serving the last verified digest for the tag (stale)',
           );
-          return { record: stale, cache: 'stale', tagKey };
+          return { record: stale, cache: 'stale' };
         }
       }
       throw err;
@@ -314,7 +353,7 @@ export class RegistryService {
     entry: UpstreamEntry,
     target: Target,
     digest: Digest,
-    options: { accept: readonly string[]; withBody: boolean },
+    options: { withBody: boolean },
   ): Promise<ManifestResult> {
     const known = await this.#metadata.getManifest(target.upstream, target.repository, digest);
     if (known) {
@@ -325,14 +364,16 @@ export class RegistryService {
       const bytes = await this.#blobs.readBytes(digest, this.#maxManifestBytes);
       if (bytes) {
         this.#metrics?.cacheRequests.inc({ kind: 'manifest', result: 'hit' });
-        return { digest, mediaType: known.mediaType, size: bytes.length, bytes, cache: 'hit' };
+        // Checked when it was stored; parsed again here because this request needs its content.
+        const parsed = this.#parse(target, digest, bytes, known.mediaType);
+        return { digest, mediaType: known.mediaType, size: bytes.length, bytes, parsed, cache: 'hit' };
       }
       // Evicted from the blob store: fetch again below.
     }
     const flightKey = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
     const fetched = await this.#manifestFlights.run(flightKey, async () => {
       const m = await entry.upstream.getManifest(target.repository, digest, {
-        accept: effectiveAccept(options.accept),
+        accept: defaultManifestAccept,
       });
       if (m.digest !== digest) {
         // The upstream client checks this too; a mismatch must never reach the cache.
@@ -347,20 +388,18 @@ export class RegistryService {
           `manifest ${digest} is larger than ${this.#maxManifestBytes} bytes`,
         );
       }
+      // Parsed the way the client will parse it before anything is stored: a manifest whose media
+      // type, Content-Type and shape disagree never enters the cache.
+      const parsed = this.#parse(target, digest, m.bytes, m.mediaType);
       await this.#blobs.putBytes(digest, m.bytes);
       // Remember what the manifest refers to, so blobs of this repository are known to belong to it.
-      let links: Digest[] = [];
-      try {
-        links = referencedDigests(parseManifest(m.bytes, m.mediaType));
-      } catch (err) {
-        this.#log.debug({ digest, err: errSummary(err) }, 'manifest not parsed for blob links');
-      }
+      const links = referencedDigests(parsed);
       if (links.length > 0) await this.#metadata.addBlobLinks(target.upstream, target.repository, links);
       await this.#metadata.setManifest(target.upstream, target.repository, digest, {
         mediaType: m.mediaType,
         size: m.bytes.length,
       });
-      return { mediaType: m.mediaType, size: m.bytes.length, bytes: m.bytes };
+      return { mediaType: m.mediaType, size: m.bytes.length, bytes: m.bytes, parsed };
     });
     this.#metrics?.cacheRequests.inc({ kind: 'manifest', result: 'miss' });
     const result: ManifestResult = {
@@ -368,27 +407,53 @@ export class RegistryService {
       mediaType: fetched.mediaType,
       size: fetched.size,
       cache: 'miss',
+      parsed: fetched.parsed,
     };
     if (options.withBody) result.bytes = fetched.bytes;
     return result;
   }
 
+  /** {@link parseManifest}, with the upstream and digest added to a refusal. */
+  #parse(target: Target, digest: Digest, bytes: Buffer, mediaType: string): ParsedManifest {
+    try {
+      return parseManifest(bytes, mediaType);
+    } catch (err) {
+      if (!(err instanceof RegistryError)) throw err;
+      this.#log.warn(
+        { upstream: target.upstream, repository: target.repository, digest, err: errSummary(err) },
+        'manifest refused',
+      );
+      throw new RegistryError(
+        err.code,
+        `upstream ${target.upstream} sent manifest ${digest} of ${target.repository} that is refused: ${err.message}`,
+        {
+          cause: err,
+          detail: {
+            ...(typeof err.detail === 'object' && err.detail !== null ? err.detail : {}),
+            upstream: target.upstream,
+            repository: target.repository,
+            digest,
+          },
+        },
+      );
+    }
+  }
+
   /**
    * A readable handle on a blob: from the cache, joined to a fill in progress, or a new fill that makes
-   * exactly one upstream GET. A blob already cached for another repository is served here only after
-   * the upstream confirms this repository has it (one HEAD, then remembered): the cache is shared,
-   * access is not.
+   * exactly one upstream GET. The cache is shared, access is not: a blob cached for another repository
+   * (or another upstream) is served here only once this upstream has proven it has it, by an admitted
+   * closure in this repository or by its own bytes (a GET, hashed) — never by a HEAD, which anyone can
+   * answer with 200.
    */
   async getBlob(target: Target, digest: Digest): Promise<BlobHandle> {
     const entry = this.upstreamFor(target.upstream);
     const admission = await this.#gate?.assertBlobAdmitted(target, digest);
-    if (admission?.maxSize !== undefined) {
-      // Admitted only through trust material: check the size before a byte is fetched or cached.
-      const known =
-        (await this.#blobs.stat(digest)) ?? (await entry.upstream.headBlob(target.repository, digest));
-      this.#gate?.assertBlobSize(target, digest, admission, known.size);
-    }
-    const linked = await this.#metadata.hasBlobLink(target.upstream, target.repository, digest);
+    if (admission?.maxSize !== undefined) await this.#fetchCapped(entry, target, digest, admission);
+    // With a gate, an admitted closure in this repository of this upstream is the proof of membership.
+    const linked =
+      admission !== undefined ||
+      (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest));
     const handle = await this.#blobs.getOrFill(digest, () =>
       entry.upstream.getBlob(target.repository, digest),
     );
@@ -399,7 +464,7 @@ export class RegistryService {
           // Our own upstream GET for this repository succeeded: that is the proof of membership.
           await this.#metadata.addBlobLinks(target.upstream, target.repository, [digest]);
         } else {
-          // Cached, or a fill started for another repository: ask the upstream before serving.
+          // Cached, or a fill started for another repository: this upstream must show the bytes.
           await this.#confirmBlobLink(entry, target, digest);
         }
       } catch (err) {
@@ -410,12 +475,57 @@ export class RegistryService {
     return handle;
   }
 
-  /** One upstream HEAD per (repository, digest) however many requests need the same confirmation. */
+  /**
+   * Proof by bytes that this upstream has a blob in this repository: one GET, hashed and discarded
+   * (the cached copy is what is served), however many requests need the same confirmation.
+   */
   async #confirmBlobLink(entry: UpstreamEntry, target: Target, digest: Digest): Promise<void> {
     const key = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
     await this.#linkFlights.run(key, async () => {
       if (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest)) return;
-      await entry.upstream.headBlob(target.repository, digest);
+      const answer = await entry.upstream.getBlob(target.repository, digest);
+      const hash = createHash(digestAlgorithm(digest));
+      // for-await destroys the body if hashing stops early (an error), so no socket is left open.
+      for await (const chunk of answer.body) hash.update(chunk as Buffer);
+      if (`${digestAlgorithm(digest)}:${hash.digest('hex')}` !== digest) {
+        throw new RegistryError(
+          'UNAVAILABLE',
+          `upstream ${target.upstream} sent bytes for ${target.repository}@${digest} that do not match the digest`,
+        );
+      }
+      await this.#metadata.addBlobLinks(target.upstream, target.repository, [digest]);
+    });
+  }
+
+  /**
+   * A blob admitted only through trust material: fetched whole (it is small), counting the bytes as
+   * they arrive and refusing it the moment they pass the cap — the upstream's Content-Length (or a
+   * HEAD) is its word, not a measurement. Cached (hashed) only when it fits and matches.
+   */
+  async #fetchCapped(
+    entry: UpstreamEntry,
+    target: Target,
+    digest: Digest,
+    admission: { maxSize?: number },
+  ): Promise<void> {
+    const cached = await this.#blobs.stat(digest);
+    if (cached) {
+      this.#gate?.assertBlobSize(target, digest, admission, cached.size);
+      return;
+    }
+    const max = admission.maxSize ?? 0;
+    const key = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
+    await this.#cappedFlights.run(key, async () => {
+      const answer = await entry.upstream.getBlob(target.repository, digest);
+      const bytes = await readAtMost(answer.body, max);
+      this.#gate?.assertBlobSize(target, digest, admission, bytes?.length);
+      if (!bytes || digestOf(bytes, digestAlgorithm(digest)) !== digest) {
+        throw new RegistryError(
+          'UNAVAILABLE',
+          `upstream ${target.upstream} sent bytes for ${target.repository}@${digest} that do not match the digest`,
+        );
+      }
+      await this.#blobs.putBytes(digest, bytes);
       await this.#metadata.addBlobLinks(target.upstream, target.repository, [digest]);
     });
   }
@@ -424,30 +534,72 @@ export class RegistryService {
   async headBlob(target: Target, digest: Digest): Promise<BlobHeadResult> {
     const entry = this.upstreamFor(target.upstream);
     const admission = await this.#gate?.assertBlobAdmitted(target, digest);
+    if (admission?.maxSize !== undefined) {
+      // Trust material: the size a HEAD would report is measured, by the bytes (see #fetchCapped).
+      const before = await this.#blobs.stat(digest);
+      await this.#fetchCapped(entry, target, digest, admission);
+      const after = await this.#blobs.stat(digest);
+      if (after) {
+        this.#metrics?.cacheRequests.inc({ kind: 'blob-head', result: before ? 'hit' : 'miss' });
+        return { size: after.size, cache: before ? 'hit' : 'miss' };
+      }
+    }
     const cached = await this.#blobs.stat(digest);
     if (cached && (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest))) {
-      if (admission) this.#gate?.assertBlobSize(target, digest, admission, cached.size);
       this.#metrics?.cacheRequests.inc({ kind: 'blob-head', result: 'hit' });
       return { size: cached.size, cache: 'hit' };
     }
     const head = await entry.upstream.headBlob(target.repository, digest);
-    if (admission) this.#gate?.assertBlobSize(target, digest, admission, head.size);
     this.#metrics?.cacheRequests.inc({ kind: 'blob-head', result: 'miss' });
     return { size: head.size, cache: 'miss' };
   }
 
-  /** The upstream's tag list, passed through (tag lists are not cached: they are not on the pull path). */
+  /**
+   * The repository's tags, paginated here (OCI distribution-spec "Listing Tags": lexical order, `n`
+   * and `last`, `Link: <…>; rel="next"` when more remain): many registries ignore `n` and `last`, so
+   * they are never passed upstream. The upstream's own pages are followed to collect the whole list.
+   * Tag lists are not cached: they are not on the pull path.
+   */
   async listTags(
     target: Target,
     query: { n?: number; last?: string },
   ): Promise<{ body: Buffer; link?: string }> {
     const entry = this.upstreamFor(target.upstream);
-    return entry.upstream.listTags(target.repository, query);
+    const all = await this.#allTags(entry, target.repository);
+    const { last } = query;
+    const after = last === undefined ? all : all.filter((t) => t > last);
+    const page = query.n === undefined ? after : after.slice(0, query.n);
+    const body = Buffer.from(JSON.stringify({ name: target.repository, tags: page }));
+    const lastTag = page.at(-1);
+    if (query.n === undefined || page.length >= after.length || lastTag === undefined) return { body };
+    const next = new URLSearchParams({ n: String(query.n), last: lastTag });
+    return { body, link: `</v2/${target.repository}/tags/list?${next.toString()}>; rel="next"` };
+  }
+
+  async #allTags(entry: UpstreamEntry, repository: string): Promise<string[]> {
+    const tags = new Set<string>();
+    let query: { n?: number; last?: string } = {};
+    for (let page = 0; ; page++) {
+      if (page >= MAX_TAG_PAGES) {
+        throw new RegistryError(
+          'UNAVAILABLE',
+          `upstream ${entry.upstream.host} lists the tags of ${repository} in more than ${MAX_TAG_PAGES} pages`,
+        );
+      }
+      const answer = await entry.upstream.listTags(repository, query);
+      for (const tag of tagsOf(answer.body, entry.upstream.host)) tags.add(tag);
+      const next = answer.link === undefined ? undefined : nextTagsQuery(answer.link);
+      // A next page that does not move forward would loop: the list is complete as far as we can tell.
+      if (next?.last === undefined || next.last === query.last) break;
+      query = next;
+    }
+    // Code-point order, as distribution sorts (and as `last` compares).
+    return [...tags].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
   /**
    * The referrers of a digest as an OCI image index. Upstreams without the referrers API (distribution
-   * 2.8, most registries today) are answered from the referrers tag schema `sha256-<hex>`, filtered here.
+   * 2.8, most registries today) are answered from the referrers tag schema, filtered here.
    */
   async getReferrers(
     target: Target,
@@ -455,88 +607,92 @@ export class RegistryService {
     artifactType: string | undefined,
   ): Promise<{ body: Buffer; filtersApplied: boolean }> {
     const entry = this.upstreamFor(target.upstream);
-    const answer = await entry.upstream.getReferrers(target.repository, digest, artifactType);
-    if (answer) {
-      const applied =
-        answer.filtersApplied
-          ?.split(',')
-          .map((s) => s.trim())
-          .includes('artifactType') ?? false;
-      if (artifactType === undefined || applied) return { body: answer.body, filtersApplied: applied };
-      return { body: filterIndex(answer.body, artifactType), filtersApplied: true };
+    const listing = await listReferrers(entry.upstream, target.repository, digest, {
+      ...(artifactType === undefined ? {} : { artifactType }),
+    });
+    if (!listing) {
+      return { body: Buffer.from(JSON.stringify(emptyIndex())), filtersApplied: artifactType !== undefined };
     }
-    const schemaTag = `sha256-${digestHex(digest)}`;
-    let bytes: Buffer;
-    try {
-      const m = await entry.upstream.getManifest(target.repository, schemaTag, {
-        accept: [MediaType.ociIndex],
-      });
-      bytes = m.bytes;
-    } catch (err) {
-      if (err instanceof RegistryError && (err.code === 'MANIFEST_UNKNOWN' || err.code === 'NAME_UNKNOWN')) {
-        return {
-          body: Buffer.from(JSON.stringify(emptyIndex())),
-          filtersApplied: artifactType !== undefined,
-        };
-      }
-      throw err;
+    if (listing.source === 'referrers' && (artifactType === undefined || listing.filtersApplied)) {
+      return { body: listing.body, filtersApplied: listing.filtersApplied };
     }
-    if (artifactType === undefined) return { body: normalizeIndex(bytes), filtersApplied: false };
-    return { body: filterIndex(bytes, artifactType), filtersApplied: true };
+    if (artifactType === undefined) return { body: normalizeIndex(listing.index), filtersApplied: false };
+    return { body: filterIndex(listing.index, artifactType), filtersApplied: true };
   }
 }
 
-function emptyIndex(): { schemaVersion: 2; mediaType: string; manifests: unknown[] } {
+/** Most upstream pages of a tag list followed (a hostile upstream could link forever). */
+const MAX_TAG_PAGES = 100;
+
+function tagsOf(body: Buffer, host: string): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new RegistryError('UNAVAILABLE', `upstream ${host} sent a tag list that is not JSON`);
+  }
+  const tags =
+    typeof parsed === 'object' && parsed !== null ? (parsed as { tags?: unknown }).tags : undefined;
+  // distribution answers `"tags": null` for a repository without tags.
+  if (tags === null || tags === undefined) return [];
+  if (!Array.isArray(tags))
+    throw new RegistryError('UNAVAILABLE', `upstream ${host} sent a malformed tag list`);
+  return tags.filter((t): t is string => typeof t === 'string' && isTag(t));
+}
+
+/** `n` and `last` of an upstream's `Link: <…?last=x&n=y>; rel="next"`. */
+function nextTagsQuery(link: string): { n?: number; last?: string } | undefined {
+  const m = /<([^>]*)>\s*;\s*rel="?next"?/.exec(link);
+  if (!m) return undefined;
+  const target = m[1] ?? '';
+  const q = target.indexOf('?');
+  const params = new URLSearchParams(q >= 0 ? target.slice(q + 1) : '');
+  const out: { n?: number; last?: string } = {};
+  const n = Number(params.get('n'));
+  if (Number.isSafeInteger(n) && n > 0) out.n = n;
+  const last = params.get('last');
+  if (last !== null && last !== '') out.last = last;
+  return out;
+}
+
+/** A body of at most `max` bytes, or undefined (and the body destroyed) once it passes `max`. */
+async function readAtMost(body: Readable, max: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      total += buf.length;
+      if (total > max) return undefined;
+      chunks.push(buf);
+    }
+  } finally {
+    if (!body.destroyed) body.destroy();
+  }
+  return Buffer.concat(chunks);
+}
+
+function emptyIndex(): { schemaVersion: 2; mediaType: string; manifests: Descriptor[] } {
   return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
 }
 
-function indexManifests(bytes: Buffer): Record<string, unknown>[] {
-  try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as { manifests?: unknown };
-    return Array.isArray(parsed.manifests)
-      ? parsed.manifests.filter((m): m is Record<string, unknown> => typeof m === 'object' && m !== null)
-      : [];
-  } catch {
-    throw new RegistryError('UNAVAILABLE', 'upstream referrers index is not valid JSON');
-  }
+/** The referrers tag schema index as the referrers API answers: a plain OCI index of its entries. */
+function normalizeIndex(index: ParsedManifest): Buffer {
+  return Buffer.from(JSON.stringify({ ...emptyIndex(), manifests: index.manifests }));
 }
 
-function normalizeIndex(bytes: Buffer): Buffer {
-  return Buffer.from(JSON.stringify({ ...emptyIndex(), manifests: indexManifests(bytes) }));
-}
-
-function filterIndex(bytes: Buffer, artifactType: string): Buffer {
-  const manifests = indexManifests(bytes).filter((m) => m.artifactType === artifactType);
+function filterIndex(index: ParsedManifest, artifactType: string): Buffer {
+  const manifests = index.manifests.filter((m) => m.artifactType === artifactType);
   return Buffer.from(JSON.stringify({ ...emptyIndex(), manifests }));
 }
 
-/** The Accept list sent upstream: the client's, or every manifest type we can serve byte-exact. */
-export function effectiveAccept(clientAccept: readonly string[]): readonly string[] {
-  const useful = clientAccept.filter((t) => t !== '*/*' && t.includes('/'));
-  return useful.length > 0 ? useful : defaultManifestAccept;
-}
-
 /**
- * A tag's answer depends on what the client accepts (an old client that does not accept indexes gets a
- * platform manifest). Clients that accept an index share the plain key; others get their own.
+ * Failures that justify serving a stale tag: the upstream is down, slow or rate limiting us. An
+ * internal error (UNKNOWN, or anything that is not a RegistryError) is our own fault: serving stale
+ * would hide it for staleIfError, so it is reported instead.
  */
-function tagCacheKey(tag: string, accept: readonly string[]): string {
-  // Every client that takes an index (containerd, CRI-O, podman, skopeo, Docker) shares the plain key,
-  // and with it the tag's history and rules; only clients without index support get a variant.
-  if (accept.some(isIndexMediaType)) return tag;
-  const h = createHash('sha256')
-    .update([...accept].sort().join(','))
-    .digest('hex')
-    .slice(0, 16);
-  return `${tag}#${h}`;
-}
-
-/** Failures that justify serving a stale tag: the upstream is down, slow or rate limiting us. */
 function isUpstreamFailure(err: unknown): boolean {
-  return (
-    err instanceof RegistryError &&
-    (err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS' || err.code === 'UNKNOWN')
-  );
+  return err instanceof RegistryError && (err.code === 'UNAVAILABLE' || err.code === 'TOOMANYREQUESTS');
 }
 
 function errSummary(err: unknown): { code?: string; message: string } {

@@ -1,10 +1,15 @@
 import type { Logger } from 'pino';
-import { parseManifest, RegistryError } from '../oci/index.ts';
+import { RegistryError, subjectTagKind } from '../oci/index.ts';
 import type { Digest, ParsedManifest } from '../oci/index.ts';
 import type { MetadataStore } from '../metadata/index.ts';
 import { decisionDetail, formatDenyMessage } from '../policy/index.ts';
 import type { Decision, PolicyEngine } from '../policy/index.ts';
-import { discoverEvidence } from '../trust/index.ts';
+import {
+  discoverEvidence,
+  DSSE_MEDIA_TYPE,
+  SIGSTORE_BUNDLE_ARTIFACT_TYPE,
+  SIMPLESIGNING_MEDIA_TYPE,
+} from '../trust/index.ts';
 import type { Evidence, SignatureVerifier } from '../trust/index.ts';
 import type { Upstream } from '../upstream/index.ts';
 import type { Metrics } from './metrics.ts';
@@ -31,12 +36,19 @@ export interface GateTarget {
   repository: string;
 }
 
-/** The manifest being decided, with a way to read its bytes only when the decision needs them. */
+/** A manifest's bytes with the one parse of them made for this request. */
+export interface ManifestContent {
+  bytes: Buffer;
+  parsed: ParsedManifest;
+}
+
+/** The manifest being decided, with a way to read its content only when the decision needs it. */
 export interface GateManifest {
   digest: Digest;
   mediaType: string;
-  bytes: () => Promise<Buffer>;
-  /** The tag that resolved to it, for log lines and reasons. */
+  /** Read (and parse) once: repeated calls return the same promise. */
+  content: () => Promise<ManifestContent>;
+  /** The tag that resolved to it: decides whether it can be trust material, and names it in reasons. */
   tag?: string;
 }
 
@@ -44,34 +56,48 @@ export interface GateManifest {
 // whose layers are all of these cannot be unpacked into a filesystem, so serving it unverified (as
 // trust material that `cosign verify` and admission controllers read through the proxy) runs nothing.
 const TRUST_LAYER_TYPES = new Set([
-  'application/vnd.dev.cosign.simplesigning.v1+json',
-  'application/vnd.dsse.envelope.v1+json',
+  SIMPLESIGNING_MEDIA_TYPE,
+  DSSE_MEDIA_TYPE,
   'application/vnd.in-toto+json',
   'application/vnd.dev.sigstore.bundle+json;version=0.1',
   'application/vnd.dev.sigstore.bundle+json;version=0.2',
   'application/vnd.dev.sigstore.bundle+json;version=0.3',
-  'application/vnd.dev.sigstore.bundle.v0.3+json',
+  SIGSTORE_BUNDLE_ARTIFACT_TYPE,
 ]);
 
-export function isTrustMaterial(m: ParsedManifest): boolean {
+/**
+ * Whether a manifest is trust material, decided by what it is and where it was reached, never by what
+ * it calls itself (anyone who can push can label layers `simplesigning`):
+ *
+ * - an index reached by its referrers tag schema tag (`sha256-<hex>`), every entry naming its
+ *   artifactType: serving it admits none of its entries, each is decided on its own when requested;
+ * - an image manifest whose layers are all signature, attestation or bundle media types, and which is
+ *   a referrer of a subject digest (it has `subject`) or was reached by a cosign tag of a digest
+ *   (`sha256-<hex>.sig` / `.att` / `.sbom`).
+ *
+ * Its config and layers then become fetchable in that repository, each capped by the bytes received.
+ */
+export function isTrustMaterial(m: ParsedManifest, tag: string | undefined): boolean {
+  const reachedAs = tag === undefined ? undefined : subjectTagKind(tag);
   if (m.kind === 'index') {
-    // The referrers tag schema (`sha256-<hex>`): an index of artifacts, each naming its artifactType.
-    // Serving it admits none of its children; each is decided on its own when requested.
-    return m.manifests.every((d) => d.artifactType !== undefined && d.artifactType !== '');
+    return (
+      reachedAs === 'referrers' &&
+      m.manifests.every((d) => d.artifactType !== undefined && d.artifactType !== '')
+    );
   }
-  return (
-    m.kind === 'manifest' && m.layers.length > 0 && m.layers.every((l) => TRUST_LAYER_TYPES.has(l.mediaType))
-  );
+  const referrer = m.subject !== undefined || (reachedAs !== undefined && reachedAs !== 'referrers');
+  return referrer && m.layers.length > 0 && m.layers.every((l) => TRUST_LAYER_TYPES.has(l.mediaType));
 }
 
 /** Policy name recorded for trust material (signature, attestation and referrer manifests). */
 export const TRUST_MATERIAL_POLICY = '(trust material)';
 
 /**
- * Largest blob served because trust material names it: signature payloads, DSSE envelopes and bundles
- * are small, so a "signature" manifest cannot be used to make a large layer fetchable.
+ * Default largest blob served because trust material names it (`server.maxTrustMaterialBlobBytes`):
+ * signature payloads, DSSE envelopes and bundles are small, so a "signature" manifest cannot be used
+ * to make a large layer fetchable.
  */
-const MAX_TRUST_MATERIAL_BLOB = 1024 * 1024;
+export const DEFAULT_MAX_TRUST_MATERIAL_BLOB = 1024 * 1024;
 
 /** What an admitted blob record says: `maxSize` for blobs admitted through trust material. */
 interface BlobAdmission {
@@ -110,6 +136,7 @@ export class TrustGate {
    */
   readonly #closureWritten = new Map<string, number>();
   readonly #flights = new SingleFlight<Decision>();
+  readonly #maxTrustMaterialBlob: number;
 
   constructor(options: {
     context: TrustContext;
@@ -117,8 +144,11 @@ export class TrustGate {
     logger: Logger;
     metrics?: Metrics;
     now?: () => number;
+    /** Largest blob admitted through trust material (default {@link DEFAULT_MAX_TRUST_MATERIAL_BLOB}). */
+    maxTrustMaterialBlobBytes?: number;
   }) {
     this.#ctx = options.context;
+    this.#maxTrustMaterialBlob = options.maxTrustMaterialBlobBytes ?? DEFAULT_MAX_TRUST_MATERIAL_BLOB;
     this.#metadata = options.metadata;
     this.#log = options.logger.child({ module: 'trust-gate' });
     this.#metrics = options.metrics;
@@ -242,8 +272,8 @@ export class TrustGate {
   }
 
   async #evaluate(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
-    const parsed = parseManifest(await manifest.bytes(), manifest.mediaType);
-    if (isTrustMaterial(parsed)) {
+    const { parsed } = await manifest.content();
+    if (isTrustMaterial(parsed, manifest.tag)) {
       return {
         result: 'allow',
         policy: TRUST_MATERIAL_POLICY,
@@ -310,7 +340,7 @@ export class TrustGate {
     const scope = this.#scope();
     const key = `${scope}:${target.upstream}/${target.repository}@${manifest.digest}`;
     if ((this.#closureWritten.get(key) ?? 0) > this.#now()) return;
-    const parsed = parseManifest(await manifest.bytes(), manifest.mediaType);
+    const { parsed } = await manifest.content();
     const ttl = this.#ctx.ttl.allow * 2 + 3_600_000;
     const writes: Promise<void>[] = [];
     const trustMaterial = decision.policy === TRUST_MATERIAL_POLICY;
@@ -333,7 +363,7 @@ export class TrustGate {
           (async () => {
             const existing = await this.#metadata.get<BlobAdmission | number>('admitted-blob', blobKey);
             if (existing !== undefined) return;
-            await this.#metadata.set('admitted-blob', blobKey, { maxSize: MAX_TRUST_MATERIAL_BLOB }, ttl);
+            await this.#metadata.set('admitted-blob', blobKey, { maxSize: this.#maxTrustMaterialBlob }, ttl);
           })(),
         );
       } else {

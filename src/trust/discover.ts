@@ -17,8 +17,8 @@
  */
 import type { Readable } from 'node:stream';
 import {
+  cosignTag,
   digestAlgorithm,
-  digestHex,
   digestOf,
   isRegistryError,
   MediaType,
@@ -45,6 +45,7 @@ import {
   parseBundle,
   placeholderBundle,
 } from './convert.ts';
+import { listReferrers } from './referrers.ts';
 import type { Evidence, EvidenceSource, FoundSignature } from './types.ts';
 
 export interface DiscoverOptions {
@@ -307,21 +308,14 @@ function interesting(d: Descriptor): boolean {
   );
 }
 
-/** The referrers API, falling back to the referrers tag schema. */
+/** The referrers API, falling back to the referrers tag schema (one implementation: listReferrers). */
 async function referrers(ctx: Ctx): Promise<void> {
-  ctx.roundTrips++;
   // No artifactType filter: one request covers bundles and cosign's OCI 1.1 artifacts (as cosign's
   // GetBundles asks), and registries that ignore the filter answer the same anyway.
-  const answer = await ctx.upstream.getReferrers(ctx.repository, ctx.subject, undefined, ctx.request);
-  let source: EvidenceSource;
-  let index: ParsedManifest;
-  if (answer !== undefined) {
-    source = 'referrers';
-    index = parseManifest(answer.body, answer.mediaType);
-  } else {
-    source = 'tag-schema';
-    index = (await manifest(ctx, `${digestAlgorithm(ctx.subject)}-${digestHex(ctx.subject)}`)).parsed;
-  }
+  const listing = await listReferrers(ctx.upstream, ctx.repository, ctx.subject, { request: ctx.request });
+  ctx.roundTrips += listing?.requests ?? 2;
+  if (listing === undefined) throw new NothingThere();
+  const { source, index } = listing;
   const wanted = limited(ctx, index.manifests.filter(interesting), source);
   await settle(
     wanted.map(async (d) => {
@@ -341,10 +335,7 @@ async function referrers(ctx: Ctx): Promise<void> {
 
 async function classicTag(ctx: Ctx, suffix: 'sig' | 'att'): Promise<void> {
   const source: EvidenceSource = suffix === 'sig' ? 'cosign-sig' : 'cosign-att';
-  const { fetched, parsed } = await manifest(
-    ctx,
-    `${digestAlgorithm(ctx.subject)}-${digestHex(ctx.subject)}.${suffix}`,
-  );
+  const { fetched, parsed } = await manifest(ctx, cosignTag(ctx.subject, suffix));
   const layers = limited(ctx, parsed.layers, `${source} ${fetched.digest}`);
   await settle(
     layers.map(async (layer) => {

@@ -1,6 +1,8 @@
 export type * from './types.ts';
 export { discoverEvidence } from './discover.ts';
 export type { DiscoverOptions } from './discover.ts';
+export { listReferrers } from './referrers.ts';
+export type { ReferrersListing } from './referrers.ts';
 export { loadPublicKey, publicGoodTrustedRoot, TrustMaterialStore } from './store.ts';
 export type {
   KeyConfig,
