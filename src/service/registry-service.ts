@@ -442,18 +442,17 @@ export class RegistryService {
   /**
    * A readable handle on a blob: from the cache, joined to a fill in progress, or a new fill that makes
    * exactly one upstream GET. The cache is shared, access is not: a blob cached for another repository
-   * (or another upstream) is served here only once this upstream has proven it has it, by an admitted
-   * closure in this repository or by its own bytes (a GET, hashed) — never by a HEAD, which anyone can
-   * answer with 200.
+   * (or another upstream) is served here only once this upstream has shown it in this repository, by a
+   * manifest fetched from it that names the blob or by its own bytes (a GET, hashed) — never by a
+   * HEAD, which anyone can answer with 200.
    */
   async getBlob(target: Target, digest: Digest): Promise<BlobHandle> {
     const entry = this.upstreamFor(target.upstream);
     const admission = await this.#gate?.assertBlobAdmitted(target, digest);
     if (admission?.maxSize !== undefined) await this.#fetchCapped(entry, target, digest, admission);
-    // With a gate, an admitted closure in this repository of this upstream is the proof of membership.
-    const linked =
-      admission !== undefined ||
-      (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest));
+    // Linked = a manifest fetched from this upstream for this repository names it, or this upstream
+    // already sent its bytes for this repository (a fill, or a hashed confirmation).
+    const linked = await this.#metadata.hasBlobLink(target.upstream, target.repository, digest);
     const handle = await this.#blobs.getOrFill(digest, () =>
       entry.upstream.getBlob(target.repository, digest),
     );

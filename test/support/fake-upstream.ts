@@ -69,6 +69,8 @@ export type RequestMatcher =
  * - `{ status }`: an OCI error answer; `retryAfter` sets `Retry-After` (seconds, or a date string).
  * - `{ delayHeadersMs }`: wait before answering normally.
  * - `{ delayBodyMs, chunkBytes }`: headers at once, then the body in chunks with a pause before each.
+ * - `{ headers }`: answer normally, with these headers replacing the real ones (a lying upstream: a
+ *   HEAD whose `Content-Length` is not the blob's size, a manifest with a wrong `Content-Type`).
  */
 export type Fault =
   | 'reset-before-headers'
@@ -77,7 +79,8 @@ export type Fault =
   | 'wrong-bytes'
   | { status: number; retryAfter?: number | string; code?: string }
   | { delayHeadersMs: number }
-  | { delayBodyMs: number; chunkBytes?: number };
+  | { delayBodyMs: number; chunkBytes?: number }
+  | { headers: OutgoingHttpHeaders };
 
 export interface FakeUpstreamOptions {
   /**
@@ -98,6 +101,8 @@ export interface FakeUpstreamOptions {
   referrersApi?: boolean;
   /** Leave `Docker-Content-Digest` off manifest answers (HEAD and GET). */
   omitDigestHeader?: boolean;
+  /** Answer `tags/list` with every tag, ignoring `n` and `last` (as many registries do). */
+  ignoreTagPagination?: boolean;
 }
 
 export interface FaultOptions {
@@ -352,6 +357,13 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     const r = repos.get(record.repo ?? '');
     if (r === undefined) return ociError(404, 'NAME_UNKNOWN', 'repository name not known to registry');
     let all = [...r.tags.keys()].sort();
+    if (options.ignoreTagPagination === true) {
+      return {
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from(JSON.stringify({ name: record.repo, tags: all })),
+      };
+    }
     const last = u.searchParams.get('last');
     if (last !== null) all = all.filter((t) => t > last);
     const nParam = u.searchParams.get('n');
@@ -474,6 +486,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
         if (!(await pause(fault.delayHeadersMs)) || res.destroyed) return;
       }
       answer ??= route(req, record);
+      if (typeof fault === 'object' && 'headers' in fault) {
+        answer = { ...answer, headers: { ...answer.headers, ...fault.headers } };
+      }
       record.status = answer.status;
       await send(req, res, answer, fault);
     } catch (err) {
