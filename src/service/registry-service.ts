@@ -482,11 +482,21 @@ export class RegistryService {
     const key = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
     await this.#linkFlights.run(key, async () => {
       if (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest)) return;
+      const cached = await this.#blobs.stat(digest);
       const answer = await entry.upstream.getBlob(target.repository, digest);
       const hash = createHash(digestAlgorithm(digest));
-      // for-await destroys the body if hashing stops early (an error), so no socket is left open.
-      for await (const chunk of answer.body) hash.update(chunk as Buffer);
-      if (`${digestAlgorithm(digest)}:${hash.digest('hex')}` !== digest) {
+      let received = 0;
+      // Leaving the loop early destroys the body, so no socket is left open. Past the size of the
+      // bytes we hold, the upstream's can no longer match: stop reading rather than hash forever.
+      for await (const chunk of answer.body) {
+        received += (chunk as Buffer).length;
+        if (cached !== undefined && received > cached.size) break;
+        hash.update(chunk as Buffer);
+      }
+      const matches =
+        (cached === undefined || received === cached.size) &&
+        `${digestAlgorithm(digest)}:${hash.digest('hex')}` === digest;
+      if (!matches) {
         throw new RegistryError(
           'UNAVAILABLE',
           `upstream ${target.upstream} sent bytes for ${target.repository}@${digest} that do not match the digest`,
