@@ -215,6 +215,34 @@ describe('referrers and tag lists', () => {
     expect(await res.json()).toMatchObject({ manifests: [{ digest: img.manifestDigest }] });
   });
 
+  it('serves what a tag is to clients that accept it, and 404 to one that cannot read it', async () => {
+    const img = makeImage(fake, 'acme/kinds', 'v1', { format: 'docker' });
+    const tag = (accept?: string): Promise<Response> =>
+      fetch(`${proxy.url}/v2/acme/kinds/manifests/v1`, accept === undefined ? {} : { headers: { accept } });
+    for (const accept of [
+      undefined,
+      '*/*',
+      OCI_MANIFEST,
+      'application/vnd.docker.distribution.manifest.v2+json',
+    ]) {
+      const res = await tag(accept);
+      await res.arrayBuffer();
+      expect(res.status, accept).toBe(200);
+      expect(res.headers.get('docker-content-digest')).toBe(img.manifestDigest);
+    }
+    // Resolved once, with the full Accept list, whatever the clients sent.
+    expect(fake.count({ kind: 'manifest', method: 'HEAD', repo: 'acme/kinds' })).toBe(1);
+    for (const r of fake.requests.filter((q) => q.kind === 'manifest' && q.repo === 'acme/kinds')) {
+      expect(r.accept).toContain(OCI_INDEX);
+      expect(r.accept).toContain('application/vnd.docker.distribution.manifest.v2+json');
+    }
+    const refused = await tag(OCI_INDEX);
+    expect(refused.status).toBe(404);
+    expect(await refused.json()).toMatchObject({
+      errors: [{ code: 'MANIFEST_UNKNOWN', detail: { reason: 'media-type-not-accepted' } }],
+    });
+  });
+
   it('applies n and last itself, with a Link to the next page, when the upstream ignores them', async () => {
     const img = makeImage(fake, 'acme/tags', 'a');
     for (const t of ['b', 'c', 'd', 'e']) fake.tag('acme/tags', t, img.manifestDigest);
