@@ -13,6 +13,15 @@ import { duration, size } from './zod-units.ts';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
 
+// A host glob of redirects.allow / auth.realms: a DNS name with `*` wildcards or an IP literal
+// (IPv6 in brackets), with an optional port. Matched by the upstream module's host matcher.
+const hostGlob = z
+  .string()
+  .regex(
+    /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9*._-]+)(:\d{1,5})?$/,
+    'expected a host glob such as "*.cloudfront.net", "cdn.example.com:8443" or "10.0.0.5" (no scheme, no path)',
+  );
+
 const LISTEN_RE = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/;
 
 export const upstreamSchema = z.strictObject({
@@ -58,6 +67,28 @@ export const upstreamSchema = z.strictObject({
     .default(false)
     .describe('Accept any TLS certificate (testing only; digests are still checked)'),
   caFile: z.string().min(1).optional().describe('PEM CA bundle for a private registry'),
+  redirects: z
+    .strictObject({
+      allow: z
+        .array(hostGlob)
+        .default([])
+        .describe(
+          'Hosts a redirect (blob to CDN) may lead to even when they resolve to a loopback, link-local or private address; any public address is allowed without being listed',
+        ),
+    })
+    .prefault({})
+    .describe('Where redirects from this upstream may lead (checked against the address connected to)'),
+  auth: z
+    .strictObject({
+      realms: z
+        .array(hostGlob)
+        .default([])
+        .describe(
+          "Token realm hosts besides the upstream's own host (docker.io's auth.docker.io is built in); credentials go to no other realm",
+        ),
+    })
+    .prefault({})
+    .describe('Token service of this upstream'),
   aliases: z
     .array(
       z

@@ -29,6 +29,8 @@ import {
   parseRetryAfter,
   readLimited,
 } from './http-util.ts';
+import { AddressRefusedError, compileHostMatcher, guardedConnector } from './address-guard.ts';
+import type { LookupFunction } from './address-guard.ts';
 import { TokenCache } from './token-cache.ts';
 import type { IssuedToken } from './token-cache.ts';
 import type {
@@ -59,7 +61,8 @@ export type UndiciUpstreamConfig = Pick<
   | 'connections'
   | 'insecureSkipTLSVerify'
   | 'caFile'
->;
+> &
+  Partial<Pick<UpstreamConfig, 'redirects' | 'auth'>>;
 
 /** The pino methods this module logs with (object first, then a lower-case message). */
 export interface UpstreamLogger {
@@ -97,6 +100,11 @@ export interface UndiciUpstreamOptions {
   retryDelayMs?: number;
   /** `User-Agent` sent upstream. */
   userAgent?: string;
+  /**
+   * Name resolution for origins other than the upstream's own (redirect targets, token realms);
+   * `dns.lookup` by default. Every address it returns is checked before a connection is made.
+   */
+  lookup?: LookupFunction;
 }
 
 interface Exchange {
@@ -133,6 +141,10 @@ const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
 const ERROR_BODY_BYTES = 16 * 1024;
+// Token realms on another host that a registry is known to use. Docker Hub's registry-1.docker.io
+// sends clients to auth.docker.io; every other big registry (GHCR, Quay, GCR, ECR Public, Harbor)
+// keeps its realm on its own host.
+const WELL_KNOWN_REALMS: Record<string, readonly string[]> = { 'registry-1.docker.io': ['auth.docker.io'] };
 // distribution-spec token auth: "When omitted, this defaults to 60 seconds".
 const DEFAULT_TOKEN_SECONDS = 60;
 // Content types registries put on manifests when they do not know better (schema1, old Quay, S3
@@ -146,9 +158,12 @@ const silentLogger: UpstreamLogger = { debug() {}, info() {}, warn() {}, error()
  * blob CDN), the distribution token-auth flow with a per-scope token cache, basic auth, retries of
  * connection failures, manual blob redirects, and the mapping of upstream answers to `RegistryError`.
  *
- * Credentials go to exactly two places: the configured registry origin and the token realm it
- * announces. A blob redirect to another origin (Docker Hub → Cloudflare, S3 signed URLs) is followed
- * without `Authorization`: the signature is in the URL, and some CDNs reject or log the header.
+ * Credentials go to exactly two places: the configured registry origin and a token realm on the
+ * upstream's own host or in `auth.realms`; any other realm is refused (and not remembered). A blob
+ * redirect to another origin (Docker Hub → Cloudflare, S3 signed URLs) is followed without
+ * `Authorization`: the signature is in the URL, and some CDNs reject or log the header. A redirect
+ * never reaches a loopback, link-local or private address unless its host is in `redirects.allow`:
+ * the connector checks the address each connection is actually made to (see address-guard.ts).
  */
 export class UndiciUpstream implements Upstream {
   readonly host: string;
@@ -166,6 +181,8 @@ export class UndiciUpstream implements Upstream {
   #bearer: { realm: URL; service: string | undefined } | undefined;
   /** The registry asked for basic auth once; send it up front from then on. */
   #basic = false;
+  readonly #realmAllowed: (hostname: string, port: number) => boolean;
+  readonly #redirectAllowed: (hostname: string, port: number) => boolean;
 
   constructor(options: UndiciUpstreamOptions) {
     const { host, config } = options;
@@ -189,15 +206,29 @@ export class UndiciUpstream implements Upstream {
     // of a registry are often public services even when the registry itself is not.
     const ca =
       config.caFile === undefined ? undefined : [...rootCertificates, readFileSync(config.caFile, 'utf8')];
+    this.#realmAllowed = compileHostMatcher([
+      ...(WELL_KNOWN_REALMS[base.hostname] ?? []),
+      ...(config.auth?.realms ?? []),
+    ]);
+    this.#redirectAllowed = compileHostMatcher(config.redirects?.allow ?? []);
+    const ownHostname = unbracket(base.hostname);
+    const ownPort = portOf(base);
     this.#agent = new Agent({
       connections: config.connections,
-      connectTimeout: config.connectTimeout,
       headersTimeout: config.headersTimeout,
       bodyTimeout: config.bodyTimeout,
-      connect: {
-        rejectUnauthorized: !config.insecureSkipTLSVerify,
-        ...(ca === undefined ? {} : { ca }),
-      },
+      // The upstream's own URL may well be private (a registry in the cluster); what it sends us to
+      // (redirect targets) is checked unless the operator allowed the host. Allowed realms are trusted
+      // like the upstream: they were named in the config, and #realm refuses every other one.
+      connect: guardedConnector({
+        tls: { rejectUnauthorized: !config.insecureSkipTLSVerify, ...(ca === undefined ? {} : { ca }) },
+        timeout: config.connectTimeout,
+        trustedHost: (hostname, port) =>
+          (hostname === ownHostname && port === ownPort) ||
+          this.#redirectAllowed(hostname, port) ||
+          this.#realmAllowed(hostname, port),
+        ...(options.lookup === undefined ? {} : { lookup: options.lookup }),
+      }),
     });
   }
 
@@ -506,6 +537,20 @@ export class UndiciUpstream implements Upstream {
     if (bearer !== undefined) {
       const realm = this.#realm(bearer.params.realm);
       const service = bearer.params.service;
+      const previous = this.#bearer?.realm;
+      if (previous === undefined) {
+        this.#log.info({ upstream: this.host, realm: realm.origin + realm.pathname }, 'upstream token realm');
+      } else if (previous.href !== realm.href) {
+        // Credentials now go somewhere else: an operator should be able to see when and where.
+        this.#log.warn(
+          {
+            upstream: this.host,
+            from: previous.origin + previous.pathname,
+            to: realm.origin + realm.pathname,
+          },
+          'upstream token realm changed',
+        );
+      }
       this.#bearer = { realm, service };
       // Ask for the scope the registry named when it named one (it knows best), cache it under ours.
       const wanted = bearer.params.scope ?? scope;
@@ -527,6 +572,22 @@ export class UndiciUpstream implements Upstream {
 
   /** Validate a token realm from a challenge: http(s) only, and never a downgrade from https. */
   #realm(value: string | undefined): URL {
+    const realm = this.#parseRealm(value);
+    const own = realm.host === this.#base.host;
+    if (!own && !this.#realmAllowed(unbracket(realm.hostname), portOf(realm))) {
+      this.#log.warn(
+        { upstream: this.host, realm: realm.origin },
+        'refused token realm: not on the upstream host and not in auth.realms',
+      );
+      throw new RegistryError(
+        'UNAVAILABLE',
+        `upstream ${this.host} announced token realm ${realm.origin}, which is neither on ${this.#base.host} nor in upstreams.${this.host}.auth.realms; refused (no credentials sent)`,
+      );
+    }
+    return realm;
+  }
+
+  #parseRealm(value: string | undefined): URL {
     let realm: URL | undefined;
     try {
       realm = value === undefined ? undefined : new URL(value);
@@ -712,6 +773,24 @@ export class UndiciUpstream implements Upstream {
   #transportError(ex: Pick<Exchange, 'what'>, err: unknown): RegistryError {
     const code = errorCode(err);
     let message: string;
+    const refused = findRefusal(err);
+    if (refused !== undefined) {
+      this.#log.warn(
+        {
+          upstream: this.host,
+          what: ex.what,
+          to: refused.host,
+          address: refused.address,
+          reason: refused.reason,
+        },
+        'refused redirect to a non-public address',
+      );
+      return new RegistryError(
+        'UNAVAILABLE',
+        `upstream ${this.host} redirected ${ex.what} to ${refused.host}, a ${refused.reason} address (${refused.address}); refused. If that host is yours, add it to upstreams.${this.host}.redirects.allow`,
+        { cause: err, detail: { reason: 'redirect-refused', host: refused.host } },
+      );
+    }
     if (code === 'UND_ERR_HEADERS_TIMEOUT') {
       message = `upstream ${this.host} sent no response within ${this.#config.headersTimeout} ms (${ex.what})`;
     } else if (code === 'UND_ERR_BODY_TIMEOUT') {
@@ -754,6 +833,23 @@ export class UndiciUpstream implements Upstream {
     }
     return new RegistryError('UNAVAILABLE', `upstream ${this.host} answered ${status} for ${ex.what}`, extra);
   }
+}
+
+/** The {@link AddressRefusedError} in an error's cause chain (undici may wrap connector errors). */
+function findRefusal(err: unknown): AddressRefusedError | undefined {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    if (e instanceof AddressRefusedError) return e;
+    e = typeof e === 'object' && 'cause' in e ? e.cause : undefined;
+  }
+  return undefined;
+}
+
+function unbracket(hostname: string): string {
+  return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+}
+
+function portOf(url: URL): number {
+  return url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
 }
 
 /** The code of the first error in an OCI error body, if it is a known code. Consumes the body. */

@@ -352,7 +352,15 @@ describe('upstream authentication', () => {
       redirectBlobs: true,
     });
     proxy = await startTestProxy({
-      upstreams: { [fake.host]: { url: fake.url, username: 'robot', password: 's3cret' } },
+      upstreams: {
+        // The fake's CDN is on 127.0.0.1 too: allowed by name, as an operator allows an internal CDN.
+        [fake.host]: {
+          url: fake.url,
+          username: 'robot',
+          password: 's3cret',
+          redirects: { allow: [new URL(fake.cdnUrl).host] },
+        },
+      },
       policies: ALLOW_ALL,
     });
     const img = makeImage(fake, 'acme/private', '1.0');

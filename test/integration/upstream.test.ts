@@ -312,9 +312,12 @@ describe('UndiciUpstream failures', () => {
   });
 });
 
+// The fake's CDN listens on 127.0.0.1 like everything in tests: a redirect there must be allowed.
+const cdnAllowed: Partial<UndiciUpstreamConfig> = { redirects: { allow: ['127.0.0.1'] } };
+
 describe('UndiciUpstream blobs', () => {
   it('follows a blob redirect to another origin without the Authorization header', async () => {
-    const { fake, upstream } = await setup({ auth: 'bearer', redirectBlobs: true });
+    const { fake, upstream } = await setup({ auth: 'bearer', redirectBlobs: true }, cdnAllowed);
     const image = makeImage(fake, 'library/nginx', '1.27', { layers: 1, layerSize: 256 * 1024 });
     const digest = image.layerDigests[0] as Digest;
 
@@ -333,7 +336,7 @@ describe('UndiciUpstream blobs', () => {
   });
 
   it('answers headBlob with the size and no body', async () => {
-    const { fake, upstream } = await setup({ redirectBlobs: true });
+    const { fake, upstream } = await setup({ redirectBlobs: true }, cdnAllowed);
     const image = makeImage(fake, 'app', 'v1', { layerSize: 4096 });
 
     expect(await upstream.headBlob('app', image.layerDigests[0] as Digest)).toEqual({ size: 4096 });

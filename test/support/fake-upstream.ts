@@ -71,6 +71,8 @@ export type RequestMatcher =
  * - `{ delayBodyMs, chunkBytes }`: headers at once, then the body in chunks with a pause before each.
  * - `{ headers }`: answer normally, with these headers replacing the real ones (a lying upstream: a
  *   HEAD whose `Content-Length` is not the blob's size, a manifest with a wrong `Content-Type`).
+ * - `{ redirect }`: answer with a redirect to that `Location`, as a hostile
+ *   upstream would to point the proxy at an internal address (`redirectStatus`, default 307).
  */
 export type Fault =
   | 'reset-before-headers'
@@ -80,7 +82,8 @@ export type Fault =
   | { status: number; retryAfter?: number | string; code?: string }
   | { delayHeadersMs: number }
   | { delayBodyMs: number; chunkBytes?: number }
-  | { headers: OutgoingHttpHeaders };
+  | { headers: OutgoingHttpHeaders }
+  | { redirect: string; redirectStatus?: number };
 
 export interface FakeUpstreamOptions {
   /**
@@ -103,6 +106,12 @@ export interface FakeUpstreamOptions {
   omitDigestHeader?: boolean;
   /** Answer `tags/list` with every tag, ignoring `n` and `last` (as many registries do). */
   ignoreTagPagination?: boolean;
+}
+
+/** What the fake announces as its bearer token realm can be changed at run time (a hostile upstream). */
+export interface FakeRealmControl {
+  /** Announce `realm` in bearer challenges instead of `<url>/token`; undefined restores the own realm. */
+  setRealm(realm: string | undefined): void;
 }
 
 export interface FaultOptions {
@@ -140,6 +149,8 @@ export interface FakeUpstream {
   untag(repo: string, tag: string): void;
   /** Issued bearer tokens that are still valid (for asserting token reuse). */
   readonly issuedTokens: number;
+  /** Announce another bearer token realm (see {@link FakeRealmControl}). */
+  setRealm: FakeRealmControl['setRealm'];
   close(): Promise<void>;
 }
 
@@ -206,6 +217,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const username = options.username ?? (options.auth === 'basic' ? 'user' : undefined);
   const password = options.password ?? (options.auth === 'basic' ? 'secret' : undefined);
   const expiresIn = options.tokenExpiresIn ?? 300;
+  let realmOverride: string | undefined;
 
   const repo = (name: string): Repo => {
     let r = repos.get(name);
@@ -291,7 +303,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       });
       if (granted) return undefined;
     }
-    const params = [`realm="${url}/token"`, 'service="fake-registry"'];
+    const params = [`realm="${realmOverride ?? `${url}/token`}"`, 'service="fake-registry"'];
     if (scope !== undefined) params.push(`scope="${scope}"`);
     return ociError(401, 'UNAUTHORIZED', 'authentication required', {
       'www-authenticate': `Bearer ${params.join(',')}`,
@@ -475,12 +487,20 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       if (typeof fault === 'object' && 'status' in fault) {
         const headers: OutgoingHttpHeaders = {};
         if (fault.retryAfter !== undefined) headers['retry-after'] = String(fault.retryAfter);
+        // An injected 401 on a bearer registry challenges again, as a registry that revoked a token does.
+        if (fault.status === 401 && options.auth === 'bearer') {
+          headers['www-authenticate'] =
+            `Bearer realm="${realmOverride ?? `${url}/token`}",service="fake-registry"`;
+        }
         answer = ociError(
           fault.status,
           fault.code ?? (fault.status === 429 ? 'TOOMANYREQUESTS' : 'UNKNOWN'),
           'injected fault',
           headers,
         );
+      }
+      if (typeof fault === 'object' && 'redirect' in fault) {
+        answer = { status: fault.redirectStatus ?? 307, headers: { location: fault.redirect } };
       }
       if (typeof fault === 'object' && 'delayHeadersMs' in fault) {
         if (!(await pause(fault.delayHeadersMs)) || res.destroyed) return;
@@ -587,6 +607,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     },
     untag: (name, tag) => {
       repos.get(name)?.tags.delete(tag);
+    },
+    setRealm: (realm) => {
+      realmOverride = realm;
     },
     get issuedTokens() {
       return [...tokens.values()].filter((t) => t.expiresAt > Date.now()).length;
