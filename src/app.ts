@@ -20,7 +20,7 @@ import type { Decision, Policy } from './policy/index.ts';
 import { normalizeRepository, parseImageReference } from './oci/index.ts';
 import type { ManifestReference } from './oci/index.ts';
 import { TrustMaterialStore } from './trust/index.ts';
-import { buildHttpServer, canonicalHost, PullAuth } from './http/index.ts';
+import { buildHttpServer, buildMetricsServer, canonicalHost, PullAuth } from './http/index.ts';
 import { openMetadataStore } from './metadata/index.ts';
 import type { MetadataStore } from './metadata/index.ts';
 import { Metrics, RegistryService, TagGuard, TrustGate } from './service/index.ts';
@@ -240,6 +240,12 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     metrics,
     defaultUpstream: config.defaultUpstream,
     trustProxy: config.server.trustProxy,
+    timeouts: {
+      headers: config.server.headersTimeout,
+      request: config.server.requestTimeout,
+      keepAlive: config.server.keepAliveTimeout,
+    },
+    metricsEndpoint: config.metrics.listen !== undefined ? 'off' : config.metrics.auth ? 'auth' : 'open',
     audit: {
       sink: audit,
       failClosed: config.audit.failClosed,
@@ -312,6 +318,8 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
 export interface ServerHandle {
   /** `http://host:port` the server listens on. */
   address: string;
+  /** `http://host:port` of the separate metrics listener, when `metrics.listen` is set. */
+  metricsAddress?: string;
   app: App;
   /** Re-read the config file and apply its policy (SIGHUP). A broken file keeps the last good policy. */
   reload(): Promise<void>;
@@ -328,16 +336,32 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
     await app.close();
     throw err;
   }
-  const addr = app.http.server.address();
-  const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
-  const shownHost = host.includes(':') ? `[${host}]` : host;
-  const address = `${config.server.tls ? 'https' : 'http'}://${shownHost}:${bound}`;
+  const address = boundAddress(app.http, host, port, config.server.tls ? 'https' : 'http');
+  let metricsServer: FastifyInstance | undefined;
+  let metricsAddress: string | undefined;
+  if (config.metrics.listen !== undefined) {
+    const m = splitListen(config.metrics.listen);
+    metricsServer = buildMetricsServer({ metrics: app.metrics, logger: app.logger });
+    try {
+      await metricsServer.listen({ host: m.host, port: m.port });
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+    metricsAddress = boundAddress(metricsServer, m.host, m.port, 'http');
+  } else if (!app.auth.enabled || !config.metrics.auth) {
+    app.logger.warn(
+      {},
+      '/metrics is served to anyone who can reach the registry port; set metrics.listen to move it',
+    );
+  }
   app.logger.info(
     {
       address,
       upstreams: Object.keys(config.upstreams),
       source: config.source,
       policyHash: app.gate.context.engine.hash,
+      ...(metricsAddress === undefined ? {} : { metrics: metricsAddress }),
     },
     'pullwarden listening',
   );
@@ -417,15 +441,25 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
   }
   return {
     address,
+    ...(metricsAddress === undefined ? {} : { metricsAddress }),
     app,
     reload,
     close: async () => {
       watcher?.close();
       for (const w of watchers) w.close();
       await chain;
+      await metricsServer?.close();
       await app.close();
     },
   };
+}
+
+/** `scheme://host:port` a Fastify instance is bound to (the real port when `port` was 0). */
+function boundAddress(server: FastifyInstance, host: string, port: number, scheme: string): string {
+  const addr = server.server.address();
+  const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return `${scheme}://${shownHost}:${bound}`;
 }
 
 export interface CheckResult {

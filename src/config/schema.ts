@@ -238,8 +238,33 @@ export const configSchema = z
           '1MiB',
           'Largest blob served because only signature or attestation manifests name it, counted as received',
         ),
+        headersTimeout: duration('10s', 'A client must send its request headers within this'),
+        requestTimeout: duration(
+          '30s',
+          'A client must send its whole request (headers and any body) within this; responses are not limited',
+        ),
+        keepAliveTimeout: duration('72s', 'An idle keep-alive client connection is closed after this'),
       })
       .prefault({}),
+    metrics: z
+      .strictObject({
+        listen: z
+          .string()
+          .regex(LISTEN_RE, 'expected "host:port", e.g. "127.0.0.1:9090" or "0.0.0.0:9090"')
+          .refine((v) => Number(LISTEN_RE.exec(v)?.[2] ?? 0) <= 65_535, 'expected a port between 0 and 65535')
+          .optional()
+          .describe(
+            'Serve /metrics on this separate address only (the registry port then answers 404 for it)',
+          ),
+        auth: z
+          .boolean()
+          .default(true)
+          .describe(
+            'On the registry port, /metrics needs credentials that /v2 accepts (when pull auth is configured)',
+          ),
+      })
+      .prefault({})
+      .describe('Prometheus metrics endpoint'),
   })
   .superRefine((config, ctx) => {
     if (config.trust !== undefined && config.policies !== undefined) {
@@ -250,6 +275,21 @@ export const configSchema = z
           message: problem.message,
         });
       }
+    }
+    const server = config.server;
+    if (server !== undefined && server.headersTimeout > server.requestTimeout) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', 'headersTimeout'],
+        message: 'expected headersTimeout no longer than requestTimeout',
+      });
+    }
+    if (server !== undefined && (server.headersTimeout === 0 || server.requestTimeout === 0)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', server.headersTimeout === 0 ? 'headersTimeout' : 'requestTimeout'],
+        message: 'expected a duration above 0 (0 would let a client hold a connection forever)',
+      });
     }
     const hosts = Object.keys(config.upstreams ?? {});
     if (config.defaultUpstream !== undefined && !hosts.includes(config.defaultUpstream)) {

@@ -1,5 +1,5 @@
-export { buildHttpServer, splitUrl } from './server.ts';
-export type { HttpServerOptions } from './server.ts';
+export { buildHttpServer, buildMetricsServer, splitUrl } from './server.ts';
+export type { HttpServerOptions, HttpTimeouts } from './server.ts';
 export { parseRegistryPath, canonicalHost } from './routing.ts';
 export type { RegistryRoute, RoutingConfig } from './routing.ts';
 export { parseRange } from './range.ts';

@@ -26,6 +26,39 @@ export interface HttpServerOptions {
   auth?: PullAuth;
   /** Serve HTTPS with these (PEM) materials. */
   https?: { key: Buffer; cert: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean };
+  /** Client-side timeouts in ms (`server.headersTimeout`, `requestTimeout`, `keepAliveTimeout`). */
+  timeouts?: HttpTimeouts;
+  /**
+   * `/metrics` on this listener: `'off'` (served on `metrics.listen` instead: 404 here), `'auth'`
+   * (needs credentials `/v2` accepts, when pull auth is configured) or `'open'`. Default `'auth'`.
+   */
+  metricsEndpoint?: 'off' | 'auth' | 'open';
+}
+
+/** Limits on how slowly a client may send a request, and how long an idle connection stays open. */
+export interface HttpTimeouts {
+  /** Until the request headers are complete. */
+  headers: number;
+  /** Until the whole request (headers and any body) is received; responses are not limited. */
+  request: number;
+  /** Idle keep-alive connection between two requests. */
+  keepAlive: number;
+}
+
+const DEFAULT_TIMEOUTS: HttpTimeouts = { headers: 10_000, request: 30_000, keepAlive: 72_000 };
+
+/**
+ * Node options for the timeouts. Node checks them every `connectionsCheckingInterval` (default 30 s),
+ * which would let a slow client run far past a short limit; check at a fraction of the shortest one.
+ */
+function nodeTimeouts(t: HttpTimeouts) {
+  const shortest = Math.min(t.headers, t.request);
+  return {
+    headersTimeout: t.headers,
+    requestTimeout: t.request,
+    keepAliveTimeout: t.keepAlive,
+    connectionsCheckingInterval: Math.max(100, Math.min(5_000, Math.floor(shortest / 4))),
+  };
 }
 
 /** What one request did, for its log line and metrics. */
@@ -57,8 +90,16 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
   const log = options.logger.child({ module: 'http' });
   const facts = new WeakMap<FastifyRequest, RequestFacts>();
 
+  const timeouts = nodeTimeouts(options.timeouts ?? DEFAULT_TIMEOUTS);
+  const metricsMode = options.metricsEndpoint ?? 'auth';
   const app = Fastify({
     loggerInstance,
+    // A client that trickles its request (1 byte every few seconds) holds a socket and a parser for
+    // nothing: headers and the whole request must arrive within these limits. Responses (a blob
+    // download) are not limited by them.
+    requestTimeout: timeouts.requestTimeout,
+    keepAliveTimeout: timeouts.keepAliveTimeout,
+    http: timeouts,
     // One log line per request is written in onResponse, with the registry facts attached.
     logController: new LogController({ disableRequestLogging: true }),
     // The automatic HEAD route would run the GET handler and drain its stream: a HEAD on a blob would
@@ -68,7 +109,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     return503OnClosing: true,
-    ...(options.https ? { https: options.https } : {}),
+    ...(options.https ? { https: { ...options.https, ...timeouts } } : {}),
     bodyLimit: 1024,
   });
 
@@ -77,6 +118,20 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
   const countDenial = (err: unknown): void => {
     if (err instanceof RegistryError && err.code === 'DENIED') metrics.denials.inc(denialLabels(err.detail));
   };
+
+  app.addHook('onRequest', (request, reply, done) => {
+    // No response of a registry is meant to be rendered by a browser; never let one guess a type.
+    void reply.header('X-Content-Type-Options', 'nosniff');
+    // A pull-through proxy is read-only: a write on /v2 is refused before its body is read (Fastify
+    // would otherwise parse it first), and the connection closes rather than drain a body we refused.
+    if (WRITE_METHODS.has(request.method) && request.url.startsWith('/v2')) {
+      facts.set(request, { route: 'write' });
+      void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
+      sendRegistryError(unsupported(), request, reply, log);
+      return;
+    }
+    done();
+  });
 
   app.setErrorHandler(async (err, request, reply) => {
     const a = facts.get(request)?.audit;
@@ -146,6 +201,13 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
 
   app.get('/metrics', async (request, reply) => {
     facts.set(request, { route: 'metrics' });
+    // Metrics name policies, upstreams and repositories: not for whoever can reach the registry port.
+    if (metricsMode === 'off') throw new RegistryError('NAME_UNKNOWN', 'unknown path');
+    if (metricsMode === 'auth' && auth) {
+      const identity = await auth.authenticate(request);
+      if (identity) facts.set(request, { route: 'metrics', identity: identity.label });
+      auth.challengeBase(identity);
+    }
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
@@ -358,16 +420,41 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
 
   app.route({ method: ['GET', 'HEAD'], url: '/v2', handler: handleRead });
   app.route({ method: ['GET', 'HEAD'], url: '/v2/*', handler: handleRead });
-  // A pull-through proxy is read-only: pushes, deletes and uploads are refused as distribution does.
+  // Writes never get here (the onRequest hook answers them); the route keeps them out of the 404 path.
   app.route({
-    method: ['PUT', 'POST', 'PATCH', 'DELETE'],
+    method: [...WRITE_METHODS],
     url: '/v2/*',
-    handler: (request, reply) => {
-      facts.set(request, { route: 'write' });
-      reply.header(API_VERSION_HEADER, API_VERSION);
+    handler: () => {
       throw unsupported();
     },
   });
+  return app;
+}
+
+const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
+
+/**
+ * A listener that serves only `/metrics` (and `/healthz`), for `metrics.listen`: a port that can stay
+ * inside the cluster network or on loopback while the registry port faces the nodes.
+ */
+export function buildMetricsServer(options: { metrics: Metrics; logger: Logger }): FastifyInstance {
+  const loggerInstance: FastifyBaseLogger = options.logger;
+  const app = Fastify({
+    loggerInstance,
+    logController: new LogController({ disableRequestLogging: true }),
+    requestTimeout: DEFAULT_TIMEOUTS.request,
+    keepAliveTimeout: DEFAULT_TIMEOUTS.keepAlive,
+    http: nodeTimeouts(DEFAULT_TIMEOUTS),
+    bodyLimit: 1024,
+  });
+  app.addHook('onRequest', (_request, reply, done) => {
+    void reply.header('X-Content-Type-Options', 'nosniff');
+    done();
+  });
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()),
+  );
+  app.get('/healthz', (_request, reply) => reply.send({ status: 'ok' }));
   return app;
 }
 

@@ -1,0 +1,177 @@
+/**
+ * A hostile client against the HTTP face: slow requests, write methods with large bodies, sniffable
+ * responses and the metrics endpoint.
+ */
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTestProxy } from '../support/app.ts';
+import type { TestProxy } from '../support/app.ts';
+import { makeImage, startFakeUpstream } from '../support/fake-upstream.ts';
+import type { FakeUpstream } from '../support/fake-upstream.ts';
+import { writeFile } from 'node:fs/promises';
+
+const ALLOW_ALL = [{ name: 'allow-all', match: ['**'], action: 'allow' }];
+
+let fake: FakeUpstream | undefined;
+let proxy: TestProxy | undefined;
+const dirs: string[] = [];
+
+afterEach(async () => {
+  await proxy?.close();
+  await fake?.close();
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+  proxy = undefined;
+  fake = undefined;
+});
+
+async function start(extra: Record<string, unknown> = {}): Promise<TestProxy> {
+  fake = await startFakeUpstream();
+  proxy = await startTestProxy({
+    upstreams: { [fake.host]: { url: fake.url } },
+    defaultUpstream: fake.host,
+    policies: ALLOW_ALL,
+    ...extra,
+  });
+  return proxy;
+}
+
+/** A raw TCP connection to the proxy that records what comes back and when it closes. */
+async function rawSocket(
+  url: string,
+): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
+  const { hostname, port } = new URL(url);
+  const socket = connect({ host: hostname, port: Number(port) });
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let data = '';
+  socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, received: () => data, closed };
+}
+
+describe('slow and oversized requests', () => {
+  it('cuts a request body that trickles in at 1 byte every 5 s (requestTimeout)', async () => {
+    const p = await start({ server: { headersTimeout: '1s', requestTimeout: '2s' } });
+    const { socket, closed } = await rawSocket(p.url);
+    socket.write(
+      'GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n',
+    );
+    let sent = 0;
+    let open = true;
+    void closed.then(() => (open = false));
+    while (open && sent < 100) {
+      socket.write('x');
+      sent++;
+      await Promise.race([sleep(5_000), closed]);
+    }
+    await closed;
+    // The server closed the connection long before the client finished its body.
+    expect(sent).toBeLessThan(5);
+  }, 30_000);
+
+  it('cuts request headers that trickle in (headersTimeout)', async () => {
+    const p = await start({ server: { headersTimeout: '1s', requestTimeout: '2s' } });
+    const { socket, received, closed } = await rawSocket(p.url);
+    socket.write('GET /v2/ HTTP/1.1\r\nHost: x\r\n');
+    let sent = 0;
+    let open = true;
+    void closed.then(() => (open = false));
+    while (open && sent < 100) {
+      socket.write(`X-Slow-${sent}: y\r\n`);
+      sent++;
+      await Promise.race([sleep(5_000), closed]);
+    }
+    await closed;
+    expect(sent).toBeLessThan(5);
+    expect(received()).toMatch(/^HTTP\/1\.1 408/);
+  }, 30_000);
+
+  for (const method of ['PUT', 'POST', 'PATCH', 'DELETE']) {
+    it(`answers ${method} on /v2 with 405 UNSUPPORTED at once, without reading the body`, async () => {
+      const p = await start();
+      const { socket, received, closed } = await rawSocket(p.url);
+      // Headers announce 10 MiB that never come: the answer must not wait for them.
+      socket.write(
+        `${method} /v2/acme/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 10485760\r\n\r\n`,
+      );
+      await closed;
+      const text = received();
+      expect(text).toMatch(/^HTTP\/1\.1 405/);
+      expect(text).toContain('"code":"UNSUPPORTED"');
+      expect(text.toLowerCase()).toContain('x-content-type-options: nosniff');
+    }, 15_000);
+  }
+});
+
+describe('response headers', () => {
+  it('sends X-Content-Type-Options: nosniff on every answer, errors included', async () => {
+    const p = await start();
+    makeImage(fake!, 'acme/app', '1.0');
+    for (const path of [
+      '/v2/',
+      '/v2/acme/app/manifests/1.0',
+      '/v2/acme/app/manifests/missing',
+      '/v2/../etc',
+      '/nowhere',
+      '/healthz',
+      '/readyz',
+      '/metrics',
+    ]) {
+      const res = await fetch(`${p.url}${path}`);
+      await res.arrayBuffer();
+      expect(res.headers.get('x-content-type-options'), path).toBe('nosniff');
+    }
+  });
+});
+
+describe('/metrics', () => {
+  async function withToken(extra: Record<string, unknown> = {}): Promise<TestProxy> {
+    const dir = await mkdtemp(join(tmpdir(), 'pw-metrics-'));
+    dirs.push(dir);
+    const tokenFile = join(dir, 'token');
+    await writeFile(tokenFile, 'prometheus-secret\n');
+    return start({
+      auth: {
+        tokens: [{ name: 'prometheus', tokenFile, repositories: ['**'] }],
+      },
+      ...extra,
+    });
+  }
+
+  it('needs the same credentials as /v2 when pull auth is configured', async () => {
+    const p = await withToken();
+    const anonymous = await fetch(`${p.url}/metrics`);
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.text()).not.toContain('pullwarden_');
+    const wrong = await fetch(`${p.url}/metrics`, { headers: { authorization: 'Bearer nope' } });
+    expect(wrong.status).toBe(401);
+    const ok = await fetch(`${p.url}/metrics`, { headers: { authorization: 'Bearer prometheus-secret' } });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain('pullwarden_http_requests_total');
+  });
+
+  it('can be opened on the registry port with metrics.auth: false', async () => {
+    const p = await withToken({ metrics: { auth: false } });
+    expect((await fetch(`${p.url}/metrics`)).status).toBe(200);
+  });
+
+  it('moves to metrics.listen, and the registry port no longer serves it', async () => {
+    const p = await withToken({ metrics: { listen: '127.0.0.1:0' } });
+    const main = await fetch(`${p.url}/metrics`, { headers: { authorization: 'Bearer prometheus-secret' } });
+    expect(main.status).toBe(404);
+    expect(await main.text()).not.toContain('pullwarden_');
+    const address = p.handle.metricsAddress;
+    expect(address).toBeDefined();
+    const res = await fetch(`${address}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(await res.text()).toContain('pullwarden_http_requests_total');
+    // The metrics port serves metrics only, never the registry.
+    expect((await fetch(`${address}/v2/`)).status).toBe(404);
+  });
+});
