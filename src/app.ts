@@ -218,6 +218,10 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     tokens: config.auth.tokens,
     ...(config.auth.htpasswd === undefined ? {} : { htpasswd: config.auth.htpasswd }),
     ...(config.auth.anonymous === undefined ? {} : { anonymous: config.auth.anonymous }),
+    ...(config.auth.verifyWorkers === undefined ? {} : { verifyWorkers: config.auth.verifyWorkers }),
+    verifyQueue: config.auth.verifyQueue,
+    maxFailures: config.auth.maxFailures,
+    failureWindowMs: config.auth.failureWindow,
   };
   const auth = await PullAuth.load(authConfig);
   const tls = config.server.tls;
@@ -308,6 +312,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
       await http.close();
       clearTimeout(grace);
       await blobs.close();
+      await auth.close();
       await Promise.allSettled([...upstreams.values()].map((u) => u.upstream.close()));
       await audit.close();
       await metadata.close();

@@ -210,6 +210,26 @@ export const configSchema = z
           .describe(
             'Globs over <upstream>/<repository> pullable without credentials (default: everything when no users or tokens are configured, nothing otherwise)',
           ),
+        verifyWorkers: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .optional()
+          .describe('Worker threads for password checks (default: CPUs - 1, between 1 and 4)'),
+        verifyQueue: z
+          .number()
+          .int()
+          .min(1)
+          .default(64)
+          .describe('Password checks that may wait for a worker; beyond, requests get 503 with Retry-After'),
+        maxFailures: z
+          .number()
+          .int()
+          .min(0)
+          .default(10)
+          .describe('Failed logins per client address within failureWindow before 429 (0: no limit)'),
+        failureWindow: duration('1m', 'The window maxFailures counts in'),
       })
       .prefault({})
       .describe('Pull authentication'),

@@ -1,10 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { TLSSocket } from 'node:tls';
-import bcrypt from 'bcryptjs';
 import type { FastifyRequest } from 'fastify';
 import { RegistryError } from '../oci/index.ts';
 import { globToRegExp } from '../policy/index.ts';
+import { FailureLimiter } from './failure-limiter.ts';
+import { PasswordPool } from './password-pool.ts';
 
 /** Who is pulling: an htpasswd user, a token, a client certificate, or nobody. */
 export interface Identity {
@@ -20,6 +21,19 @@ export interface AuthConfig {
   users: Record<string, string[]>;
   tokens: { name: string; token: string; repositories: string[] }[];
   anonymous?: string[];
+  /** Password check worker threads (default: CPUs - 1, 1 to 4). */
+  verifyWorkers?: number;
+  /** Password checks waiting for a worker beyond which requests get 503 (default 64). */
+  verifyQueue?: number;
+  /** Failed attempts per client address and window before 429 (default 10; 0 = no limit). */
+  maxFailures?: number;
+  /** The window of `maxFailures`, in ms (default 60 s). */
+  failureWindowMs?: number;
+}
+
+/** bcrypt cost of a `$2b$10$…` hash. */
+function bcryptCost(hash: string): number {
+  return Number(/^\$2[aby]\$(\d\d)\$/.exec(hash)?.[1] ?? 10);
 }
 
 /** Successful password checks are remembered this long: bcrypt is slow by design, pulls are many. */
@@ -45,6 +59,10 @@ export class PullAuth {
   readonly #htpasswdPath: string | undefined;
   #htpasswd = new Map<string, string>();
   readonly #verified = new Map<string, { label: string; expires: number }>();
+  readonly #pool: PasswordPool;
+  readonly #failures: FailureLimiter;
+  /** bcrypt cost an unknown user's dummy comparison uses: the highest of the file. */
+  #dummyCost = 10;
   /** Whether any credentials are configured; without them everything is anonymous (plain proxy). */
   readonly enabled: boolean;
 
@@ -61,6 +79,24 @@ export class PullAuth {
       config.htpasswd !== undefined || config.tokens.length > 0 || Object.keys(config.users).length > 0;
     this.#anonymous = (config.anonymous ?? (this.enabled ? [] : ['**'])).map((g) => globToRegExp(g));
     this.#htpasswdPath = config.htpasswd;
+    this.#pool = new PasswordPool({
+      maxQueue: config.verifyQueue ?? 64,
+      ...(config.verifyWorkers === undefined ? {} : { workers: config.verifyWorkers }),
+    });
+    this.#failures = new FailureLimiter({
+      max: config.maxFailures ?? 10,
+      windowMs: config.failureWindowMs ?? 60_000,
+    });
+  }
+
+  /** Password checks queued or running, and done so far (unknown users included). */
+  verifications(): { pending: number; completed: number } {
+    return { pending: this.#pool.pending, completed: this.#pool.completed };
+  }
+
+  /** Stop the password check workers. */
+  async close(): Promise<void> {
+    await this.#pool.close();
   }
 
   static async load(config: AuthConfig): Promise<PullAuth> {
@@ -85,13 +121,14 @@ export class PullAuth {
       next.set(line.slice(0, colon), hash);
     }
     this.#htpasswd = next;
+    this.#dummyCost = next.size === 0 ? 10 : Math.max(...[...next.values()].map(bcryptCost));
     this.#verified.clear();
   }
 
   /** The identity a request proves, or undefined for an anonymous request; 401 for bad credentials. */
   async authenticate(request: FastifyRequest): Promise<Identity | undefined> {
     const header = request.headers.authorization;
-    if (header !== undefined) return this.#fromHeader(header);
+    if (header !== undefined) return this.#fromHeader(header, request.ip);
     const socket = request.raw.socket as Partial<TLSSocket>;
     if (socket.authorized === true && typeof socket.getPeerCertificate === 'function') {
       const cn = socket.getPeerCertificate().subject?.CN;
@@ -103,13 +140,15 @@ export class PullAuth {
     return undefined;
   }
 
-  async #fromHeader(header: string): Promise<Identity> {
+  async #fromHeader(header: string, client: string): Promise<Identity> {
     const space = header.indexOf(' ');
     const scheme = header.slice(0, space).toLowerCase();
     const value = header.slice(space + 1).trim();
     if (scheme === 'bearer') {
       const token = this.#token(value);
       if (token) return token;
+      this.#refuseIfLimited(client);
+      this.#failures.fail(client);
       throw unauthorized('invalid token');
     }
     if (scheme !== 'basic') throw unauthorized('unsupported authorization scheme');
@@ -126,12 +165,31 @@ export class PullAuth {
     const remembered = this.#verified.get(key);
     if (remembered && remembered.expires > now)
       return { label: remembered.label, allowed: this.#users[user] ?? [] };
+    // Past its failure budget a client gets no more password checks (each costs a worker tens of ms).
+    this.#refuseIfLimited(client);
     const hash = this.#htpasswd.get(user);
-    if (hash === undefined || !(await bcrypt.compare(password, hash)))
+    // An unknown user is compared against a dummy hash of the same cost: no faster "no such user".
+    const ok = await this.#pool.compare(
+      password,
+      hash,
+      hash === undefined ? this.#dummyCost : bcryptCost(hash),
+    );
+    if (!ok) {
+      this.#failures.fail(client);
       throw unauthorized('invalid user name or password');
+    }
     if (this.#verified.size > 10_000) this.#verified.clear();
     this.#verified.set(key, { label: `user:${user}`, expires: now + VERIFIED_TTL_MS });
     return { label: `user:${user}`, allowed: this.#users[user] ?? [] };
+  }
+
+  #refuseIfLimited(client: string): void {
+    const wait = this.#failures.blockedFor(client);
+    if (wait !== undefined) {
+      throw new RegistryError('TOOMANYREQUESTS', 'too many failed authentication attempts; try again later', {
+        retryAfter: wait,
+      });
+    }
   }
 
   #token(value: string): Identity | undefined {
