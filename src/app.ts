@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { openAuditSink, RecentTags } from './audit/index.ts';
 import type { MultiAuditSink } from './audit/index.ts';
-import { FsBlobStore } from './cache/index.ts';
+import { DiskHeadroom, FsBlobStore } from './cache/index.ts';
 import { EMBEDDED_SOURCE, loadConfig } from './config/index.ts';
 import type { LoadedConfig } from './config/index.ts';
 import { PolicyEngine } from './policy/index.ts';
@@ -32,6 +32,8 @@ export interface App {
   service: RegistryService;
   metrics: Metrics;
   blobs: FsBlobStore;
+  /** Free space of the storage filesystem, for every writer on it (cache fills, the audit trail). */
+  headroom: DiskHeadroom;
   metadata: MetadataStore;
   logger: Logger;
   gate: TrustGate;
@@ -113,9 +115,20 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
   const metrics = new Metrics({ defaultMetrics: options.defaultMetrics ?? true });
   await mkdir(config.storage.dir, { recursive: true });
 
+  // One headroom for the storage filesystem: cache fills stop at the reserve so that the audit trail
+  // (and the metadata database) on the same disk still have room.
+  const headroom = new DiskHeadroom({
+    path: config.storage.dir,
+    reserve: config.storage.reserve,
+    onError: (err) => logger.warn({ err }, 'could not read free disk space'),
+  });
+  await headroom.start();
   const blobs = new FsBlobStore({
     dir: config.storage.dir,
     maxBytes: config.storage.maxBytes,
+    maxBlobSize: config.storage.maxBlobSize,
+    abandonedFillGraceMs: config.storage.abandonedFillGrace,
+    headroom,
     logger: logger.child({ module: 'cache' }),
   });
   await blobs.init();
@@ -259,6 +272,14 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
         if (!ok) metrics.auditWriteFailures.inc();
       },
     },
+    warnings: () => {
+      const disk = headroom.state();
+      return disk.low
+        ? [
+            `disk: ${disk.free} bytes free on ${config.storage.dir}, below storage.reserve (${disk.reserve} bytes): cache fills are refused`,
+          ]
+        : [];
+    },
     ready: async () => {
       if (closing) throw new Error('shutting down');
       await access(config.storage.dir, constants.W_OK);
@@ -270,6 +291,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     },
   });
   metrics.observeCache(() => blobs.stats());
+  metrics.observeDisk(() => headroom.state());
 
   let running = config;
   return {
@@ -277,6 +299,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     service,
     metrics,
     blobs,
+    headroom,
     metadata,
     logger,
     gate,
@@ -312,6 +335,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
       await http.close();
       clearTimeout(grace);
       await blobs.close();
+      headroom.stop();
       await auth.close();
       await Promise.allSettled([...upstreams.values()].map((u) => u.upstream.close()));
       await audit.close();

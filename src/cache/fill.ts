@@ -13,6 +13,12 @@ export class Fill implements ReadSource {
   /** Resolves once the upstream answered 200; rejects with the upstream's (or the temp file's) error. */
   readonly started: Promise<undefined>;
   #expectedSize: number | undefined;
+  /** Bytes this fill holds against the cache limit while it runs (Content-Length, or bytes so far). */
+  reserved = 0;
+  /** Set by the store while the body streams: stops the fill (every reader left, disk low). */
+  abort: ((err: Error) => void) | undefined;
+  /** Runs while no handle is open on the fill; the fill is abandoned when it fires. */
+  abandonTimer: NodeJS.Timeout | undefined;
 
   #written = 0;
   #verifiedSize: number | undefined;

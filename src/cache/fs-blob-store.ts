@@ -22,6 +22,7 @@ import { digestAlgorithm, digestHex, digestOf, isDigest, RegistryError } from '.
 import type { Digest } from '../oci/index.ts';
 import type { UpstreamBlob } from '../upstream/index.ts';
 import { BlobReadStream, toError } from './blob-read-stream.ts';
+import type { DiskHeadroom } from './disk-headroom.ts';
 import type { ReadSource } from './blob-read-stream.ts';
 import { Fill } from './fill.ts';
 import type { BlobHandle, BlobStore, BlobStoreStats, ByteRange, CacheState } from './types.ts';
@@ -37,8 +38,17 @@ export interface CacheLogger {
 export interface FsBlobStoreOptions {
   /** Cache directory; created when missing. */
   dir: string;
-  /** Size limit for complete blobs; least recently used blobs without open handles are evicted above it. */
+  /**
+   * Size limit of the cache: complete blobs plus what running fills hold (their Content-Length, or
+   * the bytes so far without one). Least recently used blobs without open handles are evicted above it.
+   */
   maxBytes: number;
+  /** Largest blob a fill accepts (by Content-Length before the first byte, and by bytes counted). */
+  maxBlobSize?: number;
+  /** How long a fill goes on after its last reader left, for others to join (default 30 s). */
+  abandonedFillGraceMs?: number;
+  /** Free-space headroom of the storage filesystem: below its reserve, fills are refused. */
+  headroom?: DiskHeadroom;
   logger?: CacheLogger;
 }
 
@@ -80,7 +90,12 @@ export class FsBlobStore implements BlobStore {
   readonly #blobsDir: string;
   readonly #tmpDir: string;
   readonly #maxBytes: number;
+  readonly #maxBlobSize: number;
+  readonly #graceMs: number;
+  readonly #headroom: DiskHeadroom | undefined;
   readonly #log: CacheLogger;
+  /** Bytes running fills hold against maxBytes. */
+  #reserved = 0;
 
   /** Complete blobs; Map iteration order is the LRU order (least recently used first). */
   readonly #index = new Map<Digest, IndexEntry>();
@@ -100,6 +115,9 @@ export class FsBlobStore implements BlobStore {
     this.#blobsDir = join(options.dir, 'blobs');
     this.#tmpDir = join(options.dir, 'tmp');
     this.#maxBytes = options.maxBytes;
+    this.#maxBlobSize = options.maxBlobSize ?? Number.POSITIVE_INFINITY;
+    this.#graceMs = options.abandonedFillGraceMs ?? 30_000;
+    this.#headroom = options.headroom;
     this.#log = options.logger ?? silentLogger;
   }
 
@@ -250,7 +268,12 @@ export class FsBlobStore implements BlobStore {
   }
 
   stats(): BlobStoreStats {
-    return { bytes: this.#bytes, blobs: this.#index.size, fillsInFlight: this.#fills.size };
+    return {
+      bytes: this.#bytes,
+      blobs: this.#index.size,
+      fillsInFlight: this.#fills.size,
+      reservedBytes: this.#reserved,
+    };
   }
 
   /** Stop starting fills and wait for running ones (and background unlinks) to end. Readers are not waited for. */
@@ -297,6 +320,11 @@ export class FsBlobStore implements BlobStore {
 
   #handle(digest: Digest, state: CacheState, size: number | undefined, source: ReadSource): BlobHandle {
     this.#refs.set(digest, (this.#refs.get(digest) ?? 0) + 1);
+    const joined = this.#fills.get(digest);
+    if (joined?.abandonTimer !== undefined) {
+      clearTimeout(joined.abandonTimer);
+      joined.abandonTimer = undefined;
+    }
     let released = false;
     return {
       digest,
@@ -319,11 +347,70 @@ export class FsBlobStore implements BlobStore {
         if (released) return;
         released = true;
         const refs = (this.#refs.get(digest) ?? 1) - 1;
-        if (refs <= 0) this.#refs.delete(digest);
-        else this.#refs.set(digest, refs);
-        if (this.#bytes > this.#maxBytes) this.#evict();
+        if (refs <= 0) {
+          this.#refs.delete(digest);
+          this.#scheduleAbandon(digest);
+        } else this.#refs.set(digest, refs);
+        if (this.#bytes + this.#reserved > this.#maxBytes) this.#evict();
       },
     };
+  }
+
+  /**
+   * Every reader of a running fill left: give others `graceMs` to join (a client retrying, another
+   * node), then stop downloading what nobody waits for.
+   */
+  #scheduleAbandon(digest: Digest): void {
+    const fill = this.#fills.get(digest);
+    if (fill === undefined || fill.abort === undefined) return;
+    clearTimeout(fill.abandonTimer);
+    fill.abandonTimer = setTimeout(() => {
+      fill.abandonTimer = undefined;
+      if (this.#refs.has(digest) || this.#fills.get(digest) !== fill) return;
+      this.#log.info({ digest, written: fill.written() }, 'blob cache fill abandoned: every reader left');
+      fill.abort?.(new RegistryError('UNAVAILABLE', 'blob cache fill abandoned: every reader left'));
+    }, this.#graceMs);
+    fill.abandonTimer.unref();
+  }
+
+  /**
+   * Whether a fill of `size` bytes (undefined: unknown) may start: within maxBlobSize and maxBytes,
+   * with disk headroom, and with room in the cache once unpinned blobs are evicted. Reserves the room.
+   */
+  #admitFill(fill: Fill, size: number | undefined): RegistryError | undefined {
+    const { digest } = fill;
+    const limit = Math.min(this.#maxBlobSize, this.#maxBytes);
+    if (size !== undefined && size > limit) {
+      const which = this.#maxBlobSize <= this.#maxBytes ? 'storage.maxBlobSize' : 'storage.maxBytes';
+      return new RegistryError(
+        'DENIED',
+        `blob ${digest} is ${size} bytes, more than ${which} (${limit} bytes); not fetched`,
+        { detail: { reason: 'blob-too-large', digest, size, limit } },
+      );
+    }
+    const headroom = this.#headroom;
+    if (headroom !== undefined && !headroom.fits(size ?? 0)) {
+      const { free, reserve } = headroom.state();
+      return diskLow(free, reserve);
+    }
+    fill.reserved = size ?? 0;
+    this.#reserved += fill.reserved;
+    this.#evict();
+    if (this.#bytes + this.#reserved > this.#maxBytes) {
+      this.#release(fill);
+      return new RegistryError(
+        'UNAVAILABLE',
+        'blob cache is full of blobs in use or being filled (storage.maxBytes); try again shortly',
+        { retryAfter: 5, detail: { reason: 'cache-full' } },
+      );
+    }
+    return undefined;
+  }
+
+  /** Give back what a fill held against maxBytes. */
+  #release(fill: Fill): void {
+    this.#reserved -= fill.reserved;
+    fill.reserved = 0;
   }
 
   /** Mark a blob most recently used (in memory always; on disk at most once a minute). */
@@ -363,6 +450,18 @@ export class FsBlobStore implements BlobStore {
       await unlink(fill.tmpPath).catch(noop);
       return;
     }
+    const refused = this.#admitFill(fill, upstream.size);
+    if (refused !== undefined) {
+      // Decided on the headers: not one byte of the body is read.
+      this.#fills.delete(digest);
+      upstream.body.destroy();
+      fill.failStart(refused);
+      this.#log.warn({ digest, size: upstream.size, err: refused.message }, 'blob cache fill refused');
+      await fh.close().catch(noop);
+      await unlink(fill.tmpPath).catch(noop);
+      return;
+    }
+    fill.abort = (err) => upstream.body.destroy(err);
     fill.markStarted(upstream.size);
     this.#log.debug({ digest, size: upstream.size }, 'blob cache fill started');
     try {
@@ -374,6 +473,7 @@ export class FsBlobStore implements BlobStore {
           if (upstream.size !== undefined && fill.written() + chunk.length > upstream.size) {
             throw sizeMismatch(digest, upstream.size);
           }
+          this.#checkGrowth(fill, chunk.length);
           hash.update(chunk);
           let offset = 0;
           try {
@@ -409,6 +509,10 @@ export class FsBlobStore implements BlobStore {
       }
       // Verified: readers may now finish, from the temp file or, after the rename, the final path.
       fill.markVerified();
+      fill.abort = undefined;
+      clearTimeout(fill.abandonTimer);
+      // The reservation becomes the blob's own size in the index.
+      this.#release(fill);
       try {
         await this.#commit(digest, fill.tmpPath, fill.written());
       } catch (err) {
@@ -418,6 +522,9 @@ export class FsBlobStore implements BlobStore {
       this.#log.info({ digest, size: fill.written() }, 'blob cache fill complete');
     } catch (err) {
       this.#fills.delete(digest);
+      fill.abort = undefined;
+      clearTimeout(fill.abandonTimer);
+      this.#release(fill);
       const error =
         err instanceof RegistryError
           ? err
@@ -427,6 +534,37 @@ export class FsBlobStore implements BlobStore {
       upstream.body.destroy();
       await fh?.close().catch(noop);
       await unlink(fill.tmpPath).catch(noop);
+    }
+  }
+
+  /**
+   * Before a chunk is written: the blob stays within maxBlobSize, the cache within maxBytes (a fill
+   * without Content-Length grows its reservation as it goes), and the disk above its reserve.
+   */
+  #checkGrowth(fill: Fill, bytes: number): void {
+    const next = fill.written() + bytes;
+    if (next > this.#maxBlobSize) {
+      throw new RegistryError(
+        'DENIED',
+        `blob ${fill.digest} is larger than storage.maxBlobSize (${this.#maxBlobSize} bytes)`,
+        { detail: { reason: 'blob-too-large', digest: fill.digest, limit: this.#maxBlobSize } },
+      );
+    }
+    if (next > fill.reserved) {
+      this.#reserved += next - fill.reserved;
+      fill.reserved = next;
+      if (this.#bytes + this.#reserved > this.#maxBytes) this.#evict();
+      if (this.#bytes + this.#reserved > this.#maxBytes) {
+        throw new RegistryError('UNAVAILABLE', 'blob cache is full (storage.maxBytes) while filling', {
+          retryAfter: 5,
+          detail: { reason: 'cache-full', digest: fill.digest },
+        });
+      }
+    }
+    if (this.#headroom !== undefined) {
+      this.#headroom.consume(bytes);
+      const h = this.#headroom.state();
+      if (h.low) throw diskLow(h.free, h.reserve);
     }
   }
 
@@ -453,9 +591,9 @@ export class FsBlobStore implements BlobStore {
 
   /** Evict least recently used blobs until under the limit, skipping blobs with handles or fills. */
   #evict(keep?: Digest): void {
-    if (this.#bytes <= this.#maxBytes) return;
+    if (this.#bytes + this.#reserved <= this.#maxBytes) return;
     for (const [digest, entry] of this.#index) {
-      if (this.#bytes <= this.#maxBytes) break;
+      if (this.#bytes + this.#reserved <= this.#maxBytes) break;
       if (digest === keep || this.#refs.has(digest) || this.#fills.has(digest)) continue;
       this.#index.delete(digest);
       this.#bytes -= entry.size;
@@ -479,6 +617,14 @@ export class FsBlobStore implements BlobStore {
     this.#log.warn({ path }, 'removing unexpected file from blob cache');
     await rm(path, { recursive: true, force: true });
   }
+}
+
+function diskLow(free: number, reserve: number): RegistryError {
+  return new RegistryError(
+    'UNAVAILABLE',
+    `disk free space (${free} bytes) is below storage.reserve (${reserve} bytes): cache fills are refused to keep room for the audit trail`,
+    { retryAfter: 30, detail: { reason: 'disk-reserve', free, reserve } },
+  );
 }
 
 function sizeMismatch(digest: Digest, expected: number): RegistryError {

@@ -34,6 +34,8 @@ export interface BlobStoreStats {
   bytes: number;
   blobs: number;
   fillsInFlight: number;
+  /** Bytes running fills hold against the size limit. */
+  reservedBytes: number;
 }
 
 /** Content-addressed blob storage with single-flight fills. Nothing enters it unhashed. */

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { isRegistryHost } from '../oci/index.ts';
 import { didYouMean } from './suggest.ts';
 import { duration, size } from './zod-units.ts';
+import { parseSize, SIZE_PATTERN } from './units.ts';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
 
@@ -119,7 +120,40 @@ export const configSchema = z
           .min(1)
           .default('./pullwarden-data')
           .describe('Blob cache directory (and the embedded metadata database)'),
-        maxBytes: size('50GiB', 'Least-recently-used blobs are evicted beyond this'),
+        maxBytes: size(
+          '50GiB',
+          'Least-recently-used blobs are evicted beyond this; running fills count with their Content-Length',
+        ),
+        maxBlobSize: size(
+          '20GiB',
+          'Larger blobs are refused (403) before their first byte, by Content-Length and by bytes counted',
+        ),
+        abandonedFillGrace: duration(
+          '30s',
+          'A fill whose every reader left goes on this long for others to join, then stops',
+        ),
+        reserve: z
+          .union([z.string(), z.number().int().min(0)])
+          .default('1GiB')
+          .transform((v, ctx) => {
+            const percent = typeof v === 'string' ? /^(\d+(?:\.\d+)?)%$/.exec(v.trim()) : null;
+            if (percent) {
+              const fraction = Number(percent[1]) / 100;
+              if (fraction < 1) return { fraction };
+            } else if (typeof v === 'number' || new RegExp(SIZE_PATTERN).test(v)) {
+              const bytes = parseSize(v);
+              if (bytes !== undefined) return { bytes };
+            }
+            ctx.addIssue({
+              code: 'custom',
+              message: 'expected a size such as "1GiB" or a percentage of the filesystem such as "5%"',
+            });
+            return z.NEVER;
+          })
+          .meta({
+            description:
+              'Free space to keep on the storage filesystem: below it cache fills are refused (503) so the audit trail keeps room. Size ("1GiB") or percentage ("5%")',
+          }),
       })
       .prefault({})
       .describe('Local content-addressed blob cache'),

@@ -19,6 +19,8 @@ export interface HttpServerOptions {
   defaultUpstream: string | undefined;
   /** Resolves when the process can serve pulls; rejects with the reason otherwise (for /readyz). */
   ready: () => Promise<void>;
+  /** Conditions that do not stop pulls but need an operator (disk below its reserve), for /readyz. */
+  warnings?: () => string[];
   trustProxy?: boolean;
   /** The audit trail; without it no audit events are written. */
   audit?: HttpAudit;
@@ -191,7 +193,9 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     facts.set(request, { route: 'health' });
     try {
       await options.ready();
-      return { status: 'ready' };
+      // Still ready (cached content is served), but say what is degraded.
+      const warnings = options.warnings?.() ?? [];
+      return warnings.length === 0 ? { status: 'ready' } : { status: 'warning', warnings };
     } catch (err) {
       return reply
         .code(503)

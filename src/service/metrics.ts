@@ -129,6 +129,40 @@ export class Metrics {
     },
   });
 
+  #diskState: (() => { free: number; reserve: number; low: boolean }) | undefined;
+
+  readonly storageFree = new Gauge({
+    name: 'pullwarden_storage_free_bytes',
+    help: 'Free bytes on the storage filesystem (as last read, less bytes written since)',
+    registers: [this.registry],
+    collect: () => {
+      if (this.#diskState) this.storageFree.set(this.#diskState().free);
+    },
+  });
+
+  readonly storageReserve = new Gauge({
+    name: 'pullwarden_storage_reserve_bytes',
+    help: 'Free bytes storage.reserve keeps; below it cache fills are refused',
+    registers: [this.registry],
+    collect: () => {
+      if (this.#diskState) this.storageReserve.set(this.#diskState().reserve);
+    },
+  });
+
+  readonly storageLow = new Gauge({
+    name: 'pullwarden_storage_headroom_low',
+    help: '1 while free space is below storage.reserve (cache fills refused), else 0',
+    registers: [this.registry],
+    collect: () => {
+      if (this.#diskState) this.storageLow.set(this.#diskState().low ? 1 : 0);
+    },
+  });
+
+  /** Where the disk gauges read their values from. */
+  observeDisk(state: () => { free: number; reserve: number; low: boolean }): void {
+    this.#diskState = state;
+  }
+
   /** Where the cache gauges read their values from. */
   observeCache(stats: () => { bytes: number; blobs: number; fillsInFlight: number }): void {
     this.#cacheStats = stats;

@@ -175,3 +175,42 @@ describe('/metrics', () => {
     expect((await fetch(`${address}/v2/`)).status).toBe(404);
   });
 });
+
+describe('disk headroom (storage.reserve)', () => {
+  it('refuses cache fills below the reserve with 503 and a reason, keeps auditing, and warns on /readyz and /metrics', async () => {
+    // No test machine has 99.9 % of its disk free: the reserve is not met.
+    const p = await start({ storage: { dir: join(await tmpDir(), 'data'), reserve: '99.9%' } });
+    const img = makeImage(fake!, 'acme/app', '1.0');
+    const manifest = await fetch(`${p.url}/v2/acme/app/manifests/1.0`);
+    expect(manifest.status).toBe(200);
+    fake!.resetCounts();
+
+    const blob = await fetch(`${p.url}/v2/acme/app/blobs/${img.layerDigests[0]}`);
+
+    expect(blob.status).toBe(503);
+    expect(blob.headers.get('retry-after')).toBe('30');
+    const body = (await blob.json()) as { errors: { code: string; message: string }[] };
+    expect(body.errors[0]?.message).toContain('storage.reserve');
+    const ready = await fetch(`${p.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({
+      status: 'warning',
+      warnings: [expect.stringContaining('storage.reserve')],
+    });
+    const metrics = await (await fetch(`${p.url}/metrics`)).text();
+    expect(metrics).toContain('pullwarden_storage_headroom_low 1');
+    expect(metrics).toMatch(/pullwarden_storage_free_bytes \d+/);
+  });
+
+  it('reports ready without warnings when the reserve is met', async () => {
+    const p = await start({ storage: { dir: join(await tmpDir(), 'data'), reserve: '1MiB' } });
+    expect(await (await fetch(`${p.url}/readyz`)).json()).toEqual({ status: 'ready' });
+    expect(await (await fetch(`${p.url}/metrics`)).text()).toContain('pullwarden_storage_headroom_low 0');
+  });
+});
+
+async function tmpDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'pw-headroom-'));
+  dirs.push(d);
+  return d;
+}

@@ -105,7 +105,7 @@ describe('FsBlobStore hits and misses', () => {
     second.release();
     expect(fetch).toHaveBeenCalledTimes(1);
     expect(await store.stat(digest)).toEqual({ size: bytes.length });
-    expect(store.stats()).toEqual({ bytes: bytes.length, blobs: 1, fillsInFlight: 0 });
+    expect(store.stats()).toEqual({ bytes: bytes.length, blobs: 1, fillsInFlight: 0, reservedBytes: 0 });
     const hex = digest.slice('sha256:'.length);
     expect(await filesUnder(join(dir, 'blobs'))).toEqual([
       join(dir, 'blobs', 'sha256', hex.slice(0, 2), hex),
@@ -535,7 +535,7 @@ describe('FsBlobStore restart', () => {
 
     const second = await openStore();
     expect(await second.stat(digest)).toEqual({ size: bytes.length });
-    expect(second.stats()).toEqual({ bytes: bytes.length, blobs: 1, fillsInFlight: 0 });
+    expect(second.stats()).toEqual({ bytes: bytes.length, blobs: 1, fillsInFlight: 0, reservedBytes: 0 });
     const fetch = upstreamOf(bytes);
     const handle = await second.getOrFill(digest, fetch);
     expect(handle.state).toBe('hit');
