@@ -39,6 +39,9 @@ function bcryptCost(hash: string): number {
 /** Successful password checks are remembered this long: bcrypt is slow by design, pulls are many. */
 const VERIFIED_TTL_MS = 5 * 60_000;
 
+/** A wrong credential is answered from memory this long (a client retrying it costs no bcrypt run). */
+const REJECTED_TTL_MS = 60_000;
+
 const REALM = 'Basic realm="pullwarden", charset="UTF-8"';
 
 function sha256(value: string): Buffer {
@@ -59,6 +62,10 @@ export class PullAuth {
   readonly #htpasswdPath: string | undefined;
   #htpasswd = new Map<string, string>();
   readonly #verified = new Map<string, { label: string; expires: number }>();
+  /** Credentials that just failed, by key, until when: a retrying client costs no bcrypt run. */
+  readonly #rejected = new Map<string, number>();
+  /** Bumped by reload: a check that started before a reload must not fill the caches after it. */
+  #generation = 0;
   readonly #pool: PasswordPool;
   readonly #failures: FailureLimiter;
   /** bcrypt cost an unknown user's dummy comparison uses: the highest of the file. */
@@ -123,6 +130,8 @@ export class PullAuth {
     this.#htpasswd = next;
     this.#dummyCost = next.size === 0 ? 10 : Math.max(...[...next.values()].map(bcryptCost));
     this.#verified.clear();
+    this.#rejected.clear();
+    this.#generation++;
   }
 
   /** The identity a request proves, or undefined for an anonymous request; 401 for bad credentials. */
@@ -148,7 +157,7 @@ export class PullAuth {
       const token = this.#token(value);
       if (token) return token;
       this.#refuseIfLimited(client);
-      this.#failures.fail(client);
+      this.#failures.fail(client, sha256(`token\u0000${value}`).toString('hex'));
       throw unauthorized('invalid token');
     }
     if (scheme !== 'basic') throw unauthorized('unsupported authorization scheme');
@@ -165,8 +174,12 @@ export class PullAuth {
     const remembered = this.#verified.get(key);
     if (remembered && remembered.expires > now)
       return { label: remembered.label, allowed: this.#users[user] ?? [] };
+    // A credential that just failed fails again without another bcrypt run (clients retry).
+    const rejected = this.#rejected.get(key);
+    if (rejected !== undefined && rejected > now) throw unauthorized('invalid user name or password');
     // Past its failure budget a client gets no more password checks (each costs a worker tens of ms).
     this.#refuseIfLimited(client);
+    const generation = this.#generation;
     const hash = this.#htpasswd.get(user);
     // An unknown user is compared against a dummy hash of the same cost: no faster "no such user".
     const ok = await this.#pool.compare(
@@ -175,11 +188,17 @@ export class PullAuth {
       hash === undefined ? this.#dummyCost : bcryptCost(hash),
     );
     if (!ok) {
-      this.#failures.fail(client);
+      this.#failures.fail(client, key);
+      if (generation === this.#generation) {
+        if (this.#rejected.size > 10_000) this.#rejected.clear();
+        this.#rejected.set(key, now + REJECTED_TTL_MS);
+      }
       throw unauthorized('invalid user name or password');
     }
-    if (this.#verified.size > 10_000) this.#verified.clear();
-    this.#verified.set(key, { label: `user:${user}`, expires: now + VERIFIED_TTL_MS });
+    if (generation === this.#generation) {
+      if (this.#verified.size > 10_000) this.#verified.clear();
+      this.#verified.set(key, { label: `user:${user}`, expires: now + VERIFIED_TTL_MS });
+    }
     return { label: `user:${user}`, allowed: this.#users[user] ?? [] };
   }
 

@@ -1,6 +1,8 @@
 /**
- * Failed authentication attempts per client address in a fixed window: past `max` failures, the
- * address is refused (429 + Retry-After) until its window ends, without another password check.
+ * Failed authentication attempts per client address in a fixed window: past `max` distinct wrong
+ * credentials, the address is refused (429 + Retry-After) until its window ends, without another
+ * password check. Distinct, because real clients repeat one wrong credential several times per pull
+ * (containerd retries each request): that is a typo, not guessing, and must not lock a node out.
  * Memory is bounded: at `maxEntries` addresses, expired windows go first, then the oldest.
  */
 export class FailureLimiter {
@@ -8,7 +10,7 @@ export class FailureLimiter {
   readonly #windowMs: number;
   readonly #maxEntries: number;
   readonly #now: () => number;
-  readonly #entries = new Map<string, { failures: number; resetAt: number }>();
+  readonly #entries = new Map<string, { failures: Set<string>; resetAt: number }>();
 
   constructor(options: { max: number; windowMs: number; maxEntries?: number; now?: () => number }) {
     this.#max = options.max;
@@ -27,21 +29,23 @@ export class FailureLimiter {
       this.#entries.delete(client);
       return undefined;
     }
-    return entry.failures >= this.#max ? Math.max(1, Math.ceil((entry.resetAt - now) / 1000)) : undefined;
+    return entry.failures.size >= this.#max
+      ? Math.max(1, Math.ceil((entry.resetAt - now) / 1000))
+      : undefined;
   }
 
-  /** Count a failed attempt of `client`. */
-  fail(client: string): void {
+  /** Count a failed attempt of `client` with the credential whose (hashed) key is `credential`. */
+  fail(client: string, credential: string): void {
     if (this.#max === 0) return;
     const now = this.#now();
     const entry = this.#entries.get(client);
     if (entry !== undefined && entry.resetAt > now) {
-      entry.failures++;
+      if (entry.failures.size < this.#max) entry.failures.add(credential);
       return;
     }
     if (this.#entries.size >= this.#maxEntries) this.#prune(now);
     this.#entries.delete(client);
-    this.#entries.set(client, { failures: 1, resetAt: now + this.#windowMs });
+    this.#entries.set(client, { failures: new Set([credential]), resetAt: now + this.#windowMs });
   }
 
   #prune(now: number): void {

@@ -52,6 +52,14 @@ const head = (p: TestProxy, authorization: string) =>
   fetch(`${p.url}/v2/acme/app/manifests/v1`, { method: 'HEAD', headers: { authorization } });
 
 describe('password checks under load', () => {
+  it('does not lock out a client that retries one wrong password (a typo, as containerd retries), and checks it once', async () => {
+    const p = await start({ maxFailures: 3 });
+    const auth = p.handle.app.auth;
+    for (let i = 0; i < 10; i++) expect((await head(p, basic('robot', 'typo'))).status).toBe(401);
+    expect(auth.verifications().completed).toBe(1);
+    expect((await head(p, basic('robot', 's3cret'))).status).toBe(200);
+  });
+
   it('keeps answering cached pulls while wrong passwords queue up on the worker pool', async () => {
     const p = await start({ maxFailures: 0, verifyWorkers: 1, verifyQueue: 1000 }, 12);
     expect((await head(p, 'Bearer tok-123')).status).toBe(200); // warm: tag and decision cached
