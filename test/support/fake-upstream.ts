@@ -108,12 +108,6 @@ export interface FakeUpstreamOptions {
   ignoreTagPagination?: boolean;
 }
 
-/** What the fake announces as its bearer token realm can be changed at run time (a hostile upstream). */
-export interface FakeRealmControl {
-  /** Announce `realm` in bearer challenges instead of `<url>/token`; undefined restores the own realm. */
-  setRealm(realm: string | undefined): void;
-}
-
 export interface FaultOptions {
   /** How many matching requests get the fault (default: all of them, until `clearFaults`). */
   times?: number;
@@ -149,8 +143,11 @@ export interface FakeUpstream {
   untag(repo: string, tag: string): void;
   /** Issued bearer tokens that are still valid (for asserting token reuse). */
   readonly issuedTokens: number;
-  /** Announce another bearer token realm (see {@link FakeRealmControl}). */
-  setRealm: FakeRealmControl['setRealm'];
+  /**
+   * Announce `realm` in bearer challenges instead of `<url>/token` (a hostile upstream pointing the
+   * proxy's credentials elsewhere); undefined restores the own realm.
+   */
+  setRealm(realm: string | undefined): void;
   close(): Promise<void>;
 }
 
