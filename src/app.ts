@@ -19,7 +19,7 @@ import { PolicyEngine } from './policy/index.ts';
 import type { Decision, Policy } from './policy/index.ts';
 import { normalizeRepository, parseImageReference } from './oci/index.ts';
 import type { ManifestReference } from './oci/index.ts';
-import { TrustMaterialStore } from './trust/index.ts';
+import { CachingAttestationReader, KevCatalog, TrustMaterialStore } from './trust/index.ts';
 import { buildHttpServer, buildMetricsServer, canonicalHost, PullAuth } from './http/index.ts';
 import { openMetadataStore } from './metadata/index.ts';
 import type { MetadataStore } from './metadata/index.ts';
@@ -51,7 +51,8 @@ export interface App {
 async function buildTrustContext(
   config: LoadedConfig,
   logger: Logger,
-): Promise<{ context: TrustContext; store: TrustMaterialStore }> {
+  reader: CachingAttestationReader,
+): Promise<{ context: TrustContext; store: TrustMaterialStore; kev: KevCatalog | undefined }> {
   const hasPublicGood = Object.values(config.trust.roots).some((r) => 'sigstore' in r);
   const store = await TrustMaterialStore.load(
     { roots: config.trust.roots, keys: config.trust.keys },
@@ -66,11 +67,27 @@ async function buildTrustContext(
     },
   );
   const engine = new PolicyEngine(config.policies, config.trust);
+  const kevFile = config.trust.kevCatalog;
+  const kev =
+    kevFile === undefined
+      ? undefined
+      : new KevCatalog(kevFile, {
+          onReload: (c) =>
+            c.problem === undefined
+              ? logger.info({ file: kevFile, entries: c.size }, 'KEV catalog reloaded')
+              : logger.warn(
+                  { file: kevFile, problem: c.problem },
+                  'KEV catalog unreadable; knownExploited gates fail',
+                ),
+        });
   return {
     store,
+    kev,
     context: {
       engine,
       verifier: store,
+      reader,
+      ...(kev !== undefined ? { kev } : {}),
       ttl: {
         allow: config.decisions.allowTTL,
         deny: config.decisions.denyTTL,
@@ -170,7 +187,10 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     });
   }
 
-  let trust = await buildTrustContext(config, logger);
+  // One parse cache for the process: attestation content is keyed by its digest, so it survives a
+  // policy reload unchanged.
+  const attestationReader = new CachingAttestationReader();
+  let trust = await buildTrustContext(config, logger, attestationReader);
   const gate = new TrustGate({
     context: trust.context,
     metadata,
@@ -305,11 +325,12 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     gate,
     auth,
     async reload(next) {
-      const built = await buildTrustContext(next, logger);
+      const built = await buildTrustContext(next, logger, attestationReader);
       const previous = trust;
       trust = built;
       gate.swap(built.context);
       previous.store.close();
+      previous.kev?.close();
       const needRestart = Object.keys(next).filter(
         (k) =>
           !RELOADABLE.has(k) &&
@@ -327,6 +348,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     async close() {
       closing = true;
       trust.store.close();
+      trust.kev?.close();
       // Drain requests in flight; past the grace period, cut what is left (a stuck client must not
       // hold a rolling update hostage).
       const grace = setTimeout(() => http.server.closeAllConnections(), config.server.shutdownGrace);

@@ -2,6 +2,7 @@
 export type {
   AuditErrorCode,
   AuditEvent,
+  AuditGate,
   AuditEventType,
   AuditHealth,
   AuditLogger,

@@ -9,6 +9,20 @@ import type { SignerIdentity } from '../trust/types.ts';
  */
 export type AuditEventType = 'manifest' | 'blob' | 'tag-moved';
 
+/** One gate's outcome as the audit trail keeps it (compact: no full finding lists). */
+export interface AuditGate {
+  gate: string;
+  kind: string;
+  mode: 'enforce' | 'warn';
+  result: 'pass' | 'deny' | 'warn';
+  /** Digest of the attestation manifest that decided, and its (scan or signature) time. */
+  attestation?: string;
+  time?: string;
+  /** Vulnerability gates: counted findings per severity. */
+  counts?: Record<string, number>;
+  reason?: string;
+}
+
 /** How the answer was found: in the cache, fetched from upstream, or served stale (upstream down). */
 export type CacheState = 'hit' | 'miss' | 'stale';
 
@@ -49,6 +63,8 @@ export interface AuditEvent {
   reasons?: string[] | undefined;
   /** Verified signer identities that counted (keyless: issuer + subject; key: key name). */
   signers?: SignerIdentity[] | undefined;
+  /** Each attestation gate's outcome: result, the attestation that decided, its scan time, counts. */
+  gates?: AuditGate[] | undefined;
   cache?: CacheState | undefined;
   /** Body bytes sent to the client (0 for HEAD). */
   bytes: number;

@@ -3,11 +3,24 @@ import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { AuditEvent, AuditSink, CacheState, RecentTags } from '../audit/index.ts';
+import type { AuditEvent, AuditGate, AuditSink, CacheState, RecentTags } from '../audit/index.ts';
 import { isRegistryError, referencedDigests, RegistryError } from '../oci/index.ts';
 import type { ParsedManifest } from '../oci/index.ts';
-import type { Decision, DecisionResult } from '../policy/index.ts';
+import type { Decision, DecisionResult, GateResult } from '../policy/index.ts';
 import type { SignerIdentity } from '../trust/index.ts';
+
+/** Gate results in the compact audit shape: outcome, deciding attestation and time, counts. */
+function auditGates(gates: readonly GateResult[]): AuditGate[] {
+  return gates.map((g) => {
+    const counts = g.facts.counts;
+    const out: AuditGate = { gate: g.gate, kind: g.kind, mode: g.mode, result: g.result };
+    if (g.attestation !== undefined) out.attestation = g.attestation.manifestDigest;
+    if (g.attestation?.time !== undefined) out.time = g.attestation.time;
+    if (typeof counts === 'object' && counts !== null) out.counts = { ...(counts as Record<string, number>) };
+    if (g.result !== 'pass' && g.reasons[0] !== undefined) out.reason = g.reasons[0];
+    return out;
+  });
+}
 
 /** What the HTTP layer needs to write the audit trail. */
 export interface HttpAudit {
@@ -80,6 +93,7 @@ export class AuditRecorder {
                 result?: DecisionResult;
                 reasons?: string[];
                 signers?: SignerIdentity[];
+                gates?: GateResult[];
                 reason?: string;
               }
             | undefined)
@@ -108,6 +122,7 @@ export class AuditRecorder {
       event.policy = d.policy;
       event.reasons = d.reasons;
       event.signers = d.signers;
+      if (d.gates !== undefined) event.gates = auditGates(d.gates);
     } else if (denied) {
       event.decision = 'deny';
       event.policy = detail?.policy ?? undefined;
@@ -115,6 +130,7 @@ export class AuditRecorder {
         outcome.error instanceof Error ? outcome.error.message : String(outcome.error),
       ];
       if (detail?.signers) event.signers = detail.signers;
+      if (detail?.gates) event.gates = auditGates(detail.gates);
     }
     return event;
   }

@@ -1,13 +1,19 @@
 import { createHash } from 'node:crypto';
 import type { Digest } from '../oci/index.ts';
 import type {
+  AttestationReader,
   Attestor,
   Evidence,
+  ImageFacts,
+  KnownExploitedCatalog,
   FoundSignature,
   SignatureVerifier,
   SignerIdentity,
   VerifyOutcome,
 } from '../trust/types.ts';
+import { compileGate } from './gates/evaluate.ts';
+import type { CompiledGate, GateEnv, VerifyFn } from './gates/evaluate.ts';
+import type { GateResult } from './gates/types.ts';
 import { compileMatcher, globProblem, matchSubject } from './match.ts';
 import { checkPolicyReferences } from './schema.ts';
 import type { TrustNames } from './schema.ts';
@@ -17,7 +23,7 @@ import type { Decision, DecisionResult, Policy, SignatureCheck } from './types.t
  * Bumped when the meaning of a policy changes without its text changing (a new rule in `decide`), so
  * that cached decisions made under the old rules stop matching: it is hashed with the policies.
  */
-const ENGINE_VERSION = 'pullwarden-policy/1';
+const ENGINE_VERSION = 'pullwarden-policy/2';
 
 /** Policies that cannot be used: reference, glob or threshold problems. */
 export class PolicyConfigError extends Error {
@@ -37,6 +43,25 @@ export interface DecideInput {
   /** Signatures and attestations found for `digest`; undefined when none were looked for. */
   evidence: Evidence | undefined;
   verifier: SignatureVerifier;
+  /** Reads attestation content for gates (parsed once per attestation digest). */
+  reader?: AttestationReader;
+  /** The KEV catalog for `knownExploited` conditions. */
+  kev?: KnownExploitedCatalog;
+  /** Image config facts per platform manifest, for the age gate. */
+  images?: ImageFacts[];
+  /** ms since the epoch (default Date.now()): scan ages, ignore expiries, image ages. */
+  now?: number;
+}
+
+/** True when deciding under `policy` needs the image config (an age gate). */
+export function needsImageFacts(policy: Policy | undefined): boolean {
+  return policy?.gates?.some((g) => g.kind === 'age') ?? false;
+}
+
+/** The largest attestation any gate of `policy` reads (discovery's blob cap), or undefined. */
+export function gateMaxBytes(policy: Policy | undefined): number | undefined {
+  const sizes = (policy?.gates ?? []).filter((g) => g.kind !== 'age').map((g) => g.maxBytes);
+  return sizes.length === 0 ? undefined : Math.max(...sizes);
 }
 
 /** True when deciding under `policy` needs discovered evidence (signatures, attestations). */
@@ -333,6 +358,59 @@ function evaluateAttestations(
 interface CompiledPolicy {
   policy: Policy;
   matches: (subject: string) => boolean;
+  gates: CompiledGate[];
+}
+
+function evaluateGates(
+  policy: CompiledPolicy,
+  input: DecideInput,
+  items: readonly FoundSignature[],
+): GateResult[] {
+  const memo = new Map<string, ReturnType<VerifyFn>>();
+  const verify: VerifyFn = (item, attestors) => {
+    const key = `${item.manifestDigest}\n${item.layerDigest}\n${JSON.stringify(attestors)}`;
+    const hit = memo.get(key);
+    if (hit !== undefined) return hit;
+    const t = tryAll(input.verifier, item, attestors, input.digest);
+    const ok = firstOk(t);
+    const out: ReturnType<VerifyFn> =
+      ok !== undefined
+        ? { ok: true, label: ok.label, signer: ok.signer }
+        : {
+            ok: false,
+            reason: failuresOf(t)
+              .map((f) => `${f.attestor}: ${f.reason}`)
+              .join('; '),
+          };
+    memo.set(key, out);
+    return out;
+  };
+  const env: GateEnv = {
+    policy: policy.policy.name,
+    digest: input.digest,
+    attestations: items.filter((i) => i.kind === 'attestation'),
+    verify,
+    reader: input.reader,
+    kev: input.kev,
+    images: input.images,
+    problems: input.evidence?.problems ?? [],
+    now: input.now ?? Date.now(),
+  };
+  return policy.gates.map((g): GateResult => {
+    try {
+      return g.evaluate(env);
+    } catch (err) {
+      // A gate bug must fail that gate, not crash the pull path or pass.
+      return {
+        gate: g.gate.name,
+        kind: g.gate.kind,
+        mode: g.gate.mode,
+        result: g.gate.mode === 'warn' ? 'warn' : 'deny',
+        reasons: [`gate error: ${clean(err instanceof Error ? err.message : String(err))}`],
+        facts: {},
+      };
+    }
+  });
 }
 
 function deepFreeze<T>(value: T): T {
@@ -372,16 +450,25 @@ export class PolicyEngine {
           message: `expected a threshold between 1 and the number of attestors (${s.attestors.length}), got ${s.threshold}`,
         });
       }
-      if (p.action === 'verify' && p.signatures === undefined && p.attestations === undefined) {
+      if (
+        p.action === 'verify' &&
+        p.signatures === undefined &&
+        p.attestations === undefined &&
+        p.gates === undefined
+      ) {
         problems.push({
           path: `policies.${i}.action`,
-          message: 'action verify needs signatures or attestations',
+          message: 'action verify needs signatures, attestations or gates',
         });
       }
     });
     if (problems.length > 0) throw new PolicyConfigError(problems);
     this.policies = deepFreeze(structuredClone([...policies]));
-    this.#compiled = this.policies.map((policy) => ({ policy, matches: compileMatcher(policy.match) }));
+    this.#compiled = this.policies.map((policy) => ({
+      policy,
+      matches: compileMatcher(policy.match),
+      gates: (policy.gates ?? []).map(compileGate),
+    }));
     this.hash = createHash('sha256')
       .update(canonicalJson({ engine: ENGINE_VERSION, policies: this.policies }))
       .digest('hex');
@@ -389,13 +476,18 @@ export class PolicyEngine {
 
   /** The first policy whose globs match `<upstream>/<repository>`, or undefined (a deny). */
   match(upstream: string, repository: string): Policy | undefined {
+    return this.#match(upstream, repository)?.policy;
+  }
+
+  #match(upstream: string, repository: string): CompiledPolicy | undefined {
     const subject = matchSubject(upstream, repository);
-    return this.#compiled.find((c) => c.matches(subject))?.policy;
+    return this.#compiled.find((c) => c.matches(subject));
   }
 
   /** The decision for a digest. Fails closed: anything unverifiable counts as missing. */
   decide(input: DecideInput): Decision {
-    const policy = this.match(input.upstream, input.repository);
+    const compiled = this.#match(input.upstream, input.repository);
+    const policy = compiled?.policy;
     if (policy === undefined) {
       return {
         result: 'deny',
@@ -423,10 +515,11 @@ export class PolicyEngine {
         checks: [],
       };
     }
-    return this.#verify(policy, input);
+    return this.#verify(compiled as CompiledPolicy, input);
   }
 
-  #verify(policy: Policy, input: DecideInput): Decision {
+  #verify(compiled: CompiledPolicy, input: DecideInput): Decision {
+    const { policy } = compiled;
     const { evidence, digest, verifier } = input;
     const fail = (reasons: string[], extra?: Partial<Decision>): Decision => ({
       result: policy.mode === 'warn' ? 'warn' : 'deny',
@@ -442,7 +535,13 @@ export class PolicyEngine {
     }
     const { signatures, attestations } = policy;
     const found = evidence?.items ?? [];
-    const wanted = new Set(attestations?.map((r) => r.predicateType));
+    const wanted = new Set([
+      ...(attestations?.map((r) => r.predicateType) ?? []),
+      ...(policy.gates ?? []).flatMap((g) => [
+        ...g.predicateTypes,
+        ...(g.kind === 'vulnerabilities' ? g.vulnerabilities.vexPredicateTypes : []),
+      ]),
+    ]);
     const groups = [
       found.filter((i) => i.kind === 'signature'),
       found.filter((i) => i.kind === 'attestation' && wanted.has(i.predicateType ?? '')),
@@ -457,24 +556,48 @@ export class PolicyEngine {
     if (attestations !== undefined) {
       outcomes.push(evaluateAttestations(policy.name, attestations, items, digest, verifier));
     }
-    const ok = outcomes.every((o) => o.ok);
+    const gates = compiled.gates.length > 0 ? evaluateGates(compiled, input, items) : undefined;
+    const gateReasons = (gates ?? [])
+      .filter((g) => g.result !== 'pass')
+      .map(
+        (g) =>
+          `policy "${policy.name}": gate "${g.gate}"${g.result === 'warn' ? ' (warn)' : ''}: ${clean(g.reasons[0] ?? 'failed')}`,
+      );
+    const denyingGate = (gates ?? []).some((g) => g.result === 'deny');
+    const warningGate = (gates ?? []).some((g) => g.result === 'warn');
+    const ok = outcomes.every((o) => o.ok) && !denyingGate;
     const signers: SignerIdentity[] = [];
     for (const s of outcomes.flatMap((o) => o.signers)) {
       if (!signers.some((t) => identityKey(t) === identityKey(s))) signers.push(s);
     }
     const checks = outcomes.flatMap((o) => o.checks);
     // Failed requirements first: the first reason is the one a 403 message shows.
-    const reasons = [...outcomes.filter((o) => !o.ok), ...outcomes.filter((o) => o.ok)].flatMap(
-      (o) => o.reasons,
-    );
+    const failedOutcomes = outcomes.filter((o) => !o.ok).flatMap((o) => o.reasons);
+    const reasons = [
+      ...failedOutcomes,
+      ...gateReasons.filter((r) => !r.includes('" (warn): ')),
+      ...gateReasons.filter((r) => r.includes('" (warn): ')),
+      ...outcomes.filter((o) => o.ok).flatMap((o) => o.reasons),
+    ];
+    const withGates = gates === undefined ? {} : { gates };
     if (unchecked > 0) {
       reasons.push(
         `policy "${policy.name}": ${unchecked} more signatures or attestations not checked (at most ${MAX_ITEMS_CHECKED} of each kind)`,
       );
     }
-    if (ok) return { result: 'allow', policy: policy.name, reasons, signers, checks };
+    if (ok) {
+      // A failing warn gate serves and records: the decision is a warn.
+      return {
+        result: warningGate ? 'warn' : 'allow',
+        policy: policy.name,
+        reasons,
+        signers,
+        checks,
+        ...withGates,
+      };
+    }
     const problems = (evidence?.problems ?? []).map((p) => `policy "${policy.name}": discovery: ${clean(p)}`);
-    return fail([...reasons, ...problems], { signers, checks });
+    return fail([...reasons, ...problems], { signers, checks, ...withGates });
   }
 }
 
@@ -524,6 +647,8 @@ export interface DecisionDetail {
     signer?: SignerIdentity;
     failures?: { attestor: string; code: string; reason: string }[];
   }[];
+  /** Each gate's outcome (verify policies with gates). */
+  gates?: GateResult[];
 }
 
 export function decisionDetail(decision: Decision): DecisionDetail {
@@ -542,5 +667,6 @@ export function decisionDetail(decision: Decision): DecisionDetail {
       ...(c.signer !== undefined ? { signer: { ...c.signer } } : {}),
       ...(c.failures !== undefined ? { failures: c.failures.map((f) => ({ ...f })) } : {}),
     })),
+    ...(decision.gates !== undefined ? { gates: structuredClone(decision.gates) } : {}),
   };
 }

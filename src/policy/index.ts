@@ -35,9 +35,24 @@ export {
   attestorLabel,
   decisionDetail,
   formatDenyMessage,
+  gateMaxBytes,
+  needsImageFacts,
   MAX_ITEMS_CHECKED,
   needsEvidence,
   PolicyConfigError,
   PolicyEngine,
 } from './decide.ts';
 export type { DecideInput, DecisionDetail } from './decide.ts';
+export type {
+  AgeRules,
+  FailingVulnerability,
+  Gate,
+  GateKind,
+  GateOutcome,
+  GateResult,
+  PackageRule,
+  ProvenanceRules,
+  SbomRules,
+  VulnerabilityRules,
+} from './gates/types.ts';
+export { DEFAULT_MAX_BYTES, DEFAULT_PREDICATE_TYPES, DEFAULT_VEX_PREDICATE_TYPES } from './gates/schema.ts';

@@ -3,6 +3,7 @@ import { z } from 'zod';
 // schemas into its own, and units.ts is a leaf (it imports nothing), so there is no cycle.
 import { duration } from '../config/zod-units.ts';
 import type { Attestor } from '../trust/types.ts';
+import { gatesSchema } from './gates/schema.ts';
 import { globProblem } from './match.ts';
 import type { Policy } from './types.ts';
 
@@ -85,6 +86,13 @@ export const trustSchema = z
       .prefault({})
       .describe('Public keys (ECDSA P-256/P-384, RSA) for key-based signatures, by name'),
     refresh: duration('24h', 'How often the public-good trusted root is refreshed over TUF'),
+    kevCatalog: z
+      .string()
+      .min(1, 'expected a path to a CISA KEV JSON file')
+      .optional()
+      .describe(
+        'CISA Known Exploited Vulnerabilities catalog (JSON) for knownExploited gate conditions; reloaded on change',
+      ),
   })
   .prefault({})
   .describe('Where signatures may come from: trust roots and keys that policies name');
@@ -221,6 +229,9 @@ export const policySchema = z
       .min(1, 'expected at least one required attestation (or leave attestations out)')
       .optional()
       .describe('Signed in-toto statements that must exist (verify only)'),
+    gates: gatesSchema(attestorsSchema)
+      .optional()
+      .describe('Conditions on what was attested: vulnerabilities, sbom, provenance, age (verify only)'),
     tags: z
       .strictObject({
         onMove: z
@@ -245,15 +256,20 @@ export const policySchema = z
       .describe('Tag rules: moves, pinning, cooldown, banned tags'),
   })
   .superRefine((p, ctx) => {
-    if (p.action === 'verify' && p.signatures === undefined && p.attestations === undefined) {
+    if (
+      p.action === 'verify' &&
+      p.signatures === undefined &&
+      p.attestations === undefined &&
+      p.gates === undefined
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['action'],
-        message: 'action verify needs signatures or attestations (what should be verified?)',
+        message: 'action verify needs signatures, attestations or gates (what should be verified?)',
       });
     }
     if (p.action !== 'verify') {
-      for (const k of ['signatures', 'attestations'] as const) {
+      for (const k of ['signatures', 'attestations', 'gates'] as const) {
         if (p[k] !== undefined) {
           ctx.addIssue({
             code: 'custom',
@@ -272,6 +288,7 @@ export const policySchema = z
     ...(p.signatures !== undefined ? { signatures: p.signatures } : {}),
     ...(p.attestations !== undefined ? { attestations: p.attestations } : {}),
     ...(p.tags !== undefined ? { tags: p.tags } : {}),
+    ...(p.gates !== undefined ? { gates: p.gates } : {}),
   }));
 
 /**
@@ -364,6 +381,7 @@ export function checkPolicyReferences(
     p.attestations?.forEach((req, k) =>
       checkAttestors(req.attestors, `policies.${i}.attestations.${k}.attestors`),
     );
+    p.gates?.forEach((g, k) => checkAttestors(g.attestors, `policies.${i}.gates.${k}.attestors`));
   });
   return problems;
 }

@@ -1,5 +1,6 @@
 import type { Digest } from '../oci/index.ts';
 import type { Attestor, EvidenceSource, SignerIdentity } from '../trust/types.ts';
+import type { Gate, GateResult } from './gates/types.ts';
 
 export type PolicyAction = 'allow' | 'deny' | 'verify';
 export type PolicyMode = 'enforce' | 'warn';
@@ -13,6 +14,8 @@ export interface Policy {
   signatures?: { threshold: number; attestors: Attestor[] };
   attestations?: { predicateType: string; attestors: Attestor[] }[];
   tags?: TagRules;
+  /** Conditions on what was attested (verify only), each with its own mode. */
+  gates?: Gate[];
 }
 
 /** Per-policy tag rules (tag drift control). */
@@ -51,4 +54,6 @@ export interface Decision {
   /** Verified signer identities that counted. */
   signers: SignerIdentity[];
   checks: SignatureCheck[];
+  /** Each gate's outcome, in policy order (verify policies with gates). */
+  gates?: GateResult[];
 }

@@ -65,6 +65,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly gateResults = new Counter({
+    name: 'pullwarden_gate_results_total',
+    help: 'Attestation gate outcomes of evaluated decisions (not cache hits): pass, deny or warn',
+    labelNames: ['policy', 'gate', 'result'] as const,
+    registers: [this.registry],
+  });
+
   readonly verifyDuration = new Histogram({
     name: 'pullwarden_verification_duration_seconds',
     help: 'Signature discovery and verification time for one decision',

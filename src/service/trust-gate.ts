@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { RegistryError, subjectTagKind } from '../oci/index.ts';
 import type { Digest, ParsedManifest } from '../oci/index.ts';
 import type { MetadataStore } from '../metadata/index.ts';
-import { decisionDetail, formatDenyMessage } from '../policy/index.ts';
+import { decisionDetail, formatDenyMessage, gateMaxBytes, needsImageFacts } from '../policy/index.ts';
 import type { Decision, PolicyEngine } from '../policy/index.ts';
 import {
   discoverEvidence,
@@ -10,7 +10,13 @@ import {
   SIGSTORE_BUNDLE_ARTIFACT_TYPE,
   SIMPLESIGNING_MEDIA_TYPE,
 } from '../trust/index.ts';
-import type { Evidence, SignatureVerifier } from '../trust/index.ts';
+import type {
+  AttestationReader,
+  Evidence,
+  KnownExploitedCatalog,
+  SignatureVerifier,
+} from '../trust/index.ts';
+import { readImageFacts } from './image-facts.ts';
 import type { Upstream } from '../upstream/index.ts';
 import type { Metrics } from './metrics.ts';
 import { SingleFlight } from './single-flight.ts';
@@ -19,6 +25,10 @@ import { SingleFlight } from './single-flight.ts';
 export interface TrustContext {
   engine: PolicyEngine;
   verifier: SignatureVerifier;
+  /** Attestation content for gates, parsed once per attestation digest. */
+  reader?: AttestationReader;
+  /** KEV catalog for knownExploited conditions; its version is part of the decision cache key. */
+  kev?: KnownExploitedCatalog;
   ttl: {
     /** ms an allow (or warn) decision is reused. */
     allow: number;
@@ -110,6 +120,8 @@ interface Memo<T> {
 }
 
 const MEMO_LIMIT = 50_000;
+/** discovery's own default blob cap (trust MAX_EVIDENCE_BLOB_BYTES): gates only ever raise it. */
+const MAX_DEFAULT_EVIDENCE_BYTES = 1024 * 1024;
 
 /**
  * The decision step on the pull path: a manifest is served only when the policy admits its digest,
@@ -168,7 +180,8 @@ export class TrustGate {
   }
 
   #scope(): string {
-    return `${this.#ctx.engine.hash.slice(0, 16)}:${this.#ctx.verifier.version.slice(0, 16)}`;
+    const kev = this.#ctx.kev === undefined ? '' : `:${this.#ctx.kev.version.slice(0, 16)}`;
+    return `${this.#ctx.engine.hash.slice(0, 16)}:${this.#ctx.verifier.version.slice(0, 16)}${kev}`;
   }
 
   /**
@@ -226,6 +239,13 @@ export class TrustGate {
       await this.#metadata.set('decision', key, decision, ttl);
       this.#remember(key, decision);
       this.#metrics?.decisions.inc({ policy: decision.policy ?? '(none)', result: decision.result });
+      for (const g of decision.gates ?? []) {
+        this.#metrics?.gateResults.inc({
+          policy: decision.policy ?? '(none)',
+          gate: g.gate,
+          result: g.result,
+        });
+      }
       const line = {
         upstream: target.upstream,
         repository: target.repository,
@@ -298,13 +318,21 @@ export class TrustGate {
     let evidence: Evidence | undefined;
     if (policy?.action === 'verify') {
       const started = performance.now();
-      evidence = await this.#evidence(upstream, target, manifest.digest);
+      evidence = await this.#evidence(upstream, target, manifest.digest, gateMaxBytes(policy));
+      const images = needsImageFacts(policy)
+        ? await readImageFacts(upstream, target.repository, manifest.digest, parsed)
+        : undefined;
+      const { reader, kev } = this.#ctx;
       const decision = engine.decide({
         upstream: target.upstream,
         repository: target.repository,
         digest: manifest.digest,
         evidence,
         verifier,
+        ...(reader !== undefined ? { reader } : {}),
+        ...(kev !== undefined ? { kev } : {}),
+        ...(images !== undefined ? { images } : {}),
+        now: this.#now(),
       });
       this.#metrics?.verifyDuration.observe((performance.now() - started) / 1000);
       return decision;
@@ -318,12 +346,23 @@ export class TrustGate {
     });
   }
 
-  async #evidence(upstream: Upstream, target: GateTarget, digest: Digest): Promise<Evidence> {
-    const key = `${target.upstream}/${target.repository}@${digest}`;
+  async #evidence(
+    upstream: Upstream,
+    target: GateTarget,
+    digest: Digest,
+    maxBlobBytes: number | undefined,
+  ): Promise<Evidence> {
+    const key = `${target.upstream}/${target.repository}@${digest}:${maxBlobBytes ?? ''}`;
     const now = this.#now();
     const memo = this.#evidenceMemo.get(key);
     if (memo && memo.expires > now) return memo.value;
-    const evidence = await discoverEvidence(upstream, target.repository, digest);
+    const evidence = await discoverEvidence(
+      upstream,
+      target.repository,
+      digest,
+      // Gates read attestations up to their maxBytes (SBOMs are tens of MiB); others stay at the default.
+      maxBlobBytes === undefined ? {} : { maxBlobBytes: Math.max(maxBlobBytes, MAX_DEFAULT_EVIDENCE_BYTES) },
+    );
     const ttl = evidence.items.length > 0 ? this.#ctx.ttl.evidence : this.#ctx.ttl.missingEvidence;
     if (this.#evidenceMemo.size >= MEMO_LIMIT) this.#evidenceMemo.clear();
     this.#evidenceMemo.set(key, { value: evidence, expires: now + ttl });

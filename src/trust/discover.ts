@@ -213,6 +213,7 @@ async function classicAttestationLayer(
       manifestDigest,
       layerDigest: layer.digest,
       bundle,
+      size: envelope.length,
     };
     if (statement !== undefined) item.predicateType = statement.predicateType;
     ctx.items.push(item);
@@ -255,6 +256,7 @@ async function bundleLayer(
       layerDigest: layer.digest,
       bundle,
       predicateType: statement.predicateType,
+      size: bytes.length,
     });
   } catch (err) {
     ctx.items.push(

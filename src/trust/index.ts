@@ -27,3 +27,6 @@ export {
   parseBundle,
 } from './convert.ts';
 export type { InTotoStatement } from './convert.ts';
+export * from './predicates/index.ts';
+export { KevCatalog, parseKevCatalog } from './kev.ts';
+export type { KevCatalogOptions } from './kev.ts';

@@ -21,6 +21,8 @@ export interface FoundSignature {
   artifact?: Buffer;
   /** in-toto predicate type for DSSE attestations (and cosign v3 "signatures", which are attestations). */
   predicateType?: string;
+  /** Bytes received for the layer (attestation gates compare it with their `maxBytes`). */
+  size?: number;
   /** A problem found while parsing it (then `bundle` may be a placeholder and verification fails). */
   parseError?: string;
 }
@@ -60,3 +62,5 @@ export interface SignatureVerifier {
   readonly version: string;
   verify(found: FoundSignature, attestor: Attestor, subject: Digest): VerifyOutcome;
 }
+
+export type * from './predicates/types.ts';

@@ -168,7 +168,7 @@ describe('policiesSchema', () => {
 
   it('requires signatures or attestations for verify, and forbids them for allow and deny', () => {
     expect(problems(policiesSchema, [{ name: 'v', match: ['**'], action: 'verify' }])).toEqual([
-      '0.action: action verify needs signatures or attestations (what should be verified?)',
+      '0.action: action verify needs signatures, attestations or gates (what should be verified?)',
     ]);
     expect(problems(policiesSchema, [{ ...ourImages, action: 'allow' }])).toEqual([
       '0.signatures: signatures apply only to action verify (this policy is "allow")',
