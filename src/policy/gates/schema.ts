@@ -102,9 +102,7 @@ const vulnerabilitiesSchema = z
       .describe('Read OpenVEX attestations from the same attestors: not_affected/fixed are not counted'),
   })
   .transform((v): VulnerabilityRules => ({
-    max: Object.fromEntries(
-      Object.entries(v.max).filter(([, n]) => n !== undefined),
-    ) as VulnerabilityRules['max'],
+    max: Object.fromEntries(Object.entries(v.max).filter(([, n]) => n !== undefined)),
     ...(v.fixAvailable !== undefined ? { fixAvailable: v.fixAvailable } : {}),
     ...(v.knownExploited !== undefined ? { knownExploited: v.knownExploited } : {}),
     ignore: v.ignore.map((i) => ({
