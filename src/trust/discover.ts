@@ -303,12 +303,24 @@ async function referrer(ctx: Ctx, source: EvidenceSource, d: Descriptor): Promis
   );
 }
 
+/**
+ * Whether a referrers-index entry may hold trust material. The descriptor is the upstream's word and
+ * not always the referrer's own: GHCR lists cosign v3 bundles in the tag-schema index with
+ * `artifactType: application/vnd.oci.empty.v1+json` (or none), so an entry that names no specific
+ * artifact type is followed and its manifest read; only the layers decide what it is.
+ */
 function interesting(d: Descriptor): boolean {
   const t = d.artifactType ?? '';
   return (
-    t.startsWith(SIGSTORE_BUNDLE_PREFIX) || t === COSIGN_SIG_ARTIFACT_TYPE || t === COSIGN_ATT_ARTIFACT_TYPE
+    t === '' ||
+    t === OCI_EMPTY_MEDIA_TYPE ||
+    t.startsWith(SIGSTORE_BUNDLE_PREFIX) ||
+    t === COSIGN_SIG_ARTIFACT_TYPE ||
+    t === COSIGN_ATT_ARTIFACT_TYPE
   );
 }
+
+const OCI_EMPTY_MEDIA_TYPE = 'application/vnd.oci.empty.v1+json';
 
 /** The referrers API, falling back to the referrers tag schema (one implementation: listReferrers). */
 async function referrers(ctx: Ctx): Promise<void> {
