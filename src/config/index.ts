@@ -7,3 +7,4 @@ export type { LoadedConfig, LoadedUpstream, LoadedMetadata, LoadOptions } from '
 export { jsonSchema } from './json-schema.ts';
 export { redactConfig, redactUrl, REDACTED, REDACT_PATHS } from './redact.ts';
 export { parseDuration, parseSize } from './units.ts';
+export { loadCandidatePolicies } from './candidate.ts';

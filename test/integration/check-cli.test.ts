@@ -7,11 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
+import { COSIGN_VULN, cosignVulnPredicate, trivyReport } from '../support/reports.ts';
 import {
   createKeyPair,
   fakeRegistryWriter,
+  pushBundleReferrer,
   pushClassicSignature,
   pushTestImage,
+  signBundle,
   signClassic,
 } from '../support/signer.ts';
 
@@ -33,6 +36,7 @@ describe('pullwarden check', () => {
   let fake: FakeUpstream;
   let dir: string;
   let config: string;
+  let candidate: string;
 
   beforeAll(async () => {
     fake = await startFakeUpstream();
@@ -45,6 +49,55 @@ describe('pullwarden check', () => {
       signClassic({ key, subject: signed.digest, dockerReference: `${fake.host}/acme/signed` }),
     ]);
     await pushTestImage(writer, 'acme/unsigned', '1.0', 'unsigned content');
+    // The signed image also carries a Trivy scan, signed by the same key, with one fixable critical.
+    const report = trivyReport([
+      {
+        id: 'CVE-2024-3094',
+        pkg: 'xz-utils',
+        installed: '5.6.0-0.2',
+        fixed: ['5.6.1+really5.4.5-1'],
+        severity: 'critical',
+      },
+    ]);
+    await pushBundleReferrer(
+      writer,
+      'acme/signed',
+      signed,
+      signBundle({
+        key,
+        subject: signed.digest,
+        predicateType: COSIGN_VULN,
+        predicate: cosignVulnPredicate(report),
+      }),
+      COSIGN_VULN,
+    );
+    candidate = join(dir, 'candidate.yaml');
+    await writeFile(
+      candidate,
+      stringify({
+        policies: [
+          {
+            name: 'acme-gated',
+            match: [`${fake.host}/acme/**`],
+            action: 'verify',
+            signatures: { attestors: [{ key: 'release' }] },
+            gates: [
+              {
+                name: 'fixable-criticals',
+                attestors: [{ key: 'release' }],
+                vulnerabilities: { max: { critical: 0 }, fixAvailable: true },
+              },
+              {
+                name: 'any-high',
+                mode: 'warn',
+                attestors: [{ key: 'release' }],
+                vulnerabilities: { max: { high: 0 } },
+              },
+            ],
+          },
+        ],
+      }),
+    );
     config = join(dir, 'pullwarden.yaml');
     await writeFile(
       config,
@@ -101,5 +154,42 @@ describe('pullwarden check', () => {
     const missing = await check([`${fake.host}/acme/nothing:1.0`, '--config', config]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('MANIFEST_UNKNOWN');
+  });
+
+  it('evaluates a candidate policy with --policy for several images, printing every gate, without changing the config', async () => {
+    const r = await check([
+      `${fake.host}/acme/signed:1.0`,
+      `${fake.host}/acme/unsigned:1.0`,
+      '--config',
+      config,
+      '--policy',
+      candidate,
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('policy:   acme-gated (verify, enforce)');
+    expect(r.stdout).toContain('✗ fixable-criticals (vulnerabilities, enforce): DENY');
+    expect(r.stdout).toContain('✓ any-high (vulnerabilities, warn): PASS');
+    expect(r.stdout).toContain('- CVE-2024-3094 critical xz-utils 5.6.0-0.2 → 5.6.1+really5.4.5-1');
+    expect(r.stdout).toContain(`${fake.host}/acme/unsigned:1.0`);
+    // The config's own policy still admits the signed image.
+    expect((await check([`${fake.host}/acme/signed:1.0`, '--config', config])).code).toBe(0);
+  });
+
+  it('reports a bad candidate policy as a config error (exit 2)', async () => {
+    const bad = join(dir, 'bad.yaml');
+    await writeFile(
+      bad,
+      stringify([
+        {
+          name: 'x',
+          match: ['**'],
+          action: 'verify',
+          gates: [{ name: 'g', attestors: [{ key: 'nope' }], sbom: {} }],
+        },
+      ]),
+    );
+    const r = await check([`${fake.host}/acme/signed:1.0`, '--config', config, '--policy', bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('policies.0.gates.0.attestors.0.key: unknown key "nope"');
   });
 });

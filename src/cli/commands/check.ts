@@ -1,6 +1,6 @@
-import { ConfigError, loadConfig } from '../../config/index.ts';
+import { ConfigError, loadCandidatePolicies, loadConfig } from '../../config/index.ts';
 import { isRegistryError } from '../../oci/index.ts';
-import type { SignatureCheck } from '../../policy/index.ts';
+import type { GateResult, SignatureCheck } from '../../policy/index.ts';
 import type { SignerIdentity } from '../../trust/index.ts';
 import type { CheckResult, Command } from '../types.ts';
 import { configPath } from './config.ts';
@@ -8,7 +8,7 @@ import { parseCommandArgs } from './parse.ts';
 
 export const check: Command = {
   name: 'check',
-  synopsis: 'IMAGE [--config FILE] [--json]',
+  synopsis: 'IMAGE... [--config FILE] [--policy FILE] [--json]',
   summary: 'Resolve, discover and verify an image as the proxy would, and print the decision',
   help: [
     'IMAGE is a reference as users write it: ghcr.io/acme/app:1.0, nginx, host:5000/a/b@sha256:….',
@@ -18,53 +18,107 @@ export const check: Command = {
     '',
     'Options:',
     '  -c, --config FILE   Config file (default: $PULLWARDEN_CONFIG, else the embedded defaults)',
-    '  --json              One JSON object on stdout',
+    '  --policy FILE       Evaluate a candidate policy list (a "policies:" key or a bare list) instead',
+    "                      of the config's own, against the config's trust section; nothing running changes",
+    '  --json              One JSON object per image on stdout',
+    '',
+    'Every gate of a verify policy is printed with its outcome (pass, deny, warn) and facts.',
     '',
     'Exit codes: 0 allowed (also "warn": the proxy serves it), 1 denied, 2 error.',
   ].join('\n'),
   async run(args, ctx) {
     const { values, positionals } = parseCommandArgs(
       args,
-      { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
-      { min: 1, max: 1, names: 'IMAGE' },
+      { config: { type: 'string', short: 'c' }, policy: { type: 'string' }, json: { type: 'boolean' } },
+      { min: 1, max: 64, names: 'IMAGE' },
     );
-    const image = positionals[0] ?? '';
-    const json = values.json === true;
-    let result: CheckResult;
-    try {
-      const config = await loadConfig(configPath(values.config, ctx.env), ctx.env, { cwd: ctx.cwd });
-      const app = await ctx.loadApp();
-      result = await app.checkImage(config, image);
-    } catch (error) {
-      if (isRegistryError(error) && error.code === 'DENIED') {
-        // Refused before any policy (an upstream that is not configured): a denial, not an error.
-        if (json)
-          ctx.stdout.write(
-            `${JSON.stringify({ reference: image, result: 'deny', reasons: [error.message] })}\n`,
-          );
-        else ctx.stdout.write(`${image}\n  decision: DENY\n  reason:   ${error.message}\n`);
-        return 1;
-      }
-      const message =
-        error instanceof ConfigError
-          ? `invalid configuration\n${error.message}`
-          : error instanceof Error
-            ? `${isRegistryError(error) ? `${error.code}: ` : ''}${error.message}`
-            : String(error);
-      if (json) ctx.stdout.write(`${JSON.stringify({ reference: image, error: message })}\n`);
-      else ctx.stderr.write(`pullwarden check: ${message}\n`);
-      return 2;
+    let worst = 0;
+    for (const image of positionals) {
+      worst = Math.max(worst, await checkOne(image, values, ctx));
     }
-    const decision = result.decision;
-    const outcome = decision?.result ?? 'allow';
-    if (json) {
-      ctx.stdout.write(`${JSON.stringify({ ...result, result: outcome })}\n`);
-    } else {
-      ctx.stdout.write(formatCheck(result));
-    }
-    return outcome === 'deny' ? 1 : 0;
+    return worst;
   },
 };
+
+async function checkOne(
+  image: string,
+  values: { config?: string | undefined; policy?: string | undefined; json?: boolean | undefined },
+  ctx: Parameters<Command['run']>[1],
+): Promise<number> {
+  const json = values.json === true;
+  let result: CheckResult;
+  try {
+    let config = await loadConfig(configPath(values.config, ctx.env), ctx.env, { cwd: ctx.cwd });
+    if (values.policy !== undefined) {
+      config = { ...config, policies: await loadCandidatePolicies(values.policy, config) };
+    }
+    const app = await ctx.loadApp();
+    result = await app.checkImage(config, image);
+  } catch (error) {
+    if (isRegistryError(error) && error.code === 'DENIED') {
+      // Refused before any policy (an upstream that is not configured): a denial, not an error.
+      if (json)
+        ctx.stdout.write(
+          `${JSON.stringify({ reference: image, result: 'deny', reasons: [error.message] })}\n`,
+        );
+      else ctx.stdout.write(`${image}\n  decision: DENY\n  reason:   ${error.message}\n`);
+      return 1;
+    }
+    const message =
+      error instanceof ConfigError
+        ? `invalid configuration\n${error.message}`
+        : error instanceof Error
+          ? `${isRegistryError(error) ? `${error.code}: ` : ''}${error.message}`
+          : String(error);
+    if (json) ctx.stdout.write(`${JSON.stringify({ reference: image, error: message })}\n`);
+    else ctx.stderr.write(`pullwarden check: ${message}\n`);
+    return 2;
+  }
+  const decision = result.decision;
+  const outcome = decision?.result ?? 'allow';
+  if (json) {
+    ctx.stdout.write(`${JSON.stringify({ ...result, result: outcome })}\n`);
+  } else {
+    ctx.stdout.write(formatCheck(result));
+  }
+  return outcome === 'deny' ? 1 : 0;
+}
+
+function gateLines(g: GateResult): string[] {
+  const mark = g.result === 'pass' ? '✓' : g.result === 'warn' ? '!' : '✗';
+  const lines = [`    ${mark} ${g.gate} (${g.kind}, ${g.mode}): ${g.result.toUpperCase()}`];
+  for (const r of g.reasons) lines.push(`        ${r}`);
+  const a = g.attestation;
+  if (a !== undefined) {
+    lines.push(
+      `        attestation ${a.manifestDigest} (${a.predicateType}, ${a.timeSource} time ${a.time ?? 'unknown'})`,
+    );
+  }
+  const counts = g.facts.counts as Record<string, number> | undefined;
+  if (counts !== undefined) {
+    lines.push(
+      `        counted: ${Object.entries(counts)
+        .map(([s, n]) => `${s} ${n}`)
+        .join(', ')}`,
+    );
+  }
+  const failing = g.facts.failing as
+    | {
+        id: string;
+        package: string;
+        installed: string;
+        fixed: string[] | null;
+        severity: string;
+        knownExploited: boolean;
+      }[]
+    | undefined;
+  for (const v of failing ?? []) {
+    lines.push(
+      `        - ${v.id} ${v.severity} ${v.package} ${v.installed} → ${v.fixed === null ? 'fix unknown' : v.fixed.length === 0 ? 'no fix' : v.fixed.join(', ')}${v.knownExploited ? ' (known exploited)' : ''}`,
+    );
+  }
+  return lines;
+}
 
 function signerLabel(s: SignerIdentity): string {
   return s.kind === 'key' ? `key ${s.key}` : `${s.issuer} ${s.subject}`;
@@ -89,5 +143,6 @@ export function formatCheck(r: CheckResult): string {
   if (d && d.reasons.length > 0) lines.push('  reasons:', ...d.reasons.map((x) => `    - ${x}`));
   if (d && d.signers.length > 0) lines.push('  signers:', ...d.signers.map((s) => `    - ${signerLabel(s)}`));
   if (d && d.checks.length > 0) lines.push('  signatures and attestations:', ...d.checks.map(checkLine));
+  if (d?.gates !== undefined && d.gates.length > 0) lines.push('  gates:', ...d.gates.flatMap(gateLines));
   return `${lines.join('\n')}\n`;
 }
