@@ -55,7 +55,7 @@ export interface DecideInput {
 
 /** True when deciding under `policy` needs the image config (an age gate). */
 export function needsImageFacts(policy: Policy | undefined): boolean {
-  return policy?.gates?.some((g) => g.kind === 'age') ?? false;
+  return policy?.gates?.some((g) => g.kind === 'age' || g.kind === 'cel') ?? false;
 }
 
 /** The largest attestation any gate of `policy` reads (discovery's blob cap), or undefined. */

@@ -45,6 +45,7 @@ export {
 export type { DecideInput, DecisionDetail } from './decide.ts';
 export type {
   AgeRules,
+  CelRules,
   FailingVulnerability,
   Gate,
   GateKind,

@@ -124,6 +124,25 @@ const policies = [
     action: 'verify',
     gates: [{ name: 'fresh-base', age: { maxAge: '30d' } }],
   },
+  {
+    name: 'cel',
+    match: [`${UPSTREAM}/cel/**`],
+    action: 'verify',
+    gates: [
+      {
+        name: 'github-built',
+        attestors: [
+          { keyless: { root: 'test', issuer: GITHUB_ISSUER, subject: 'https://github.com/acme/*' } },
+        ],
+        predicateTypes: [SLSA_V1],
+        cel: {
+          expression:
+            'predicate.buildDefinition.buildType == "https://actions.github.io/buildtypes/workflow/v1" && signer.identity.endsWith("@refs/tags/v1.0.0") && image.os == "linux"',
+          message: 'built by GitHub Actions from tag v1.0.0',
+        },
+      },
+    ],
+  },
   { name: 'deny-rest', match: ['**'], action: 'deny' },
 ];
 
@@ -519,5 +538,35 @@ describe('attestation gates at pull time against a real registry', () => {
     );
     await pushTestImage(registry.url, 'age/none', 'v1', 'age-none');
     expect((await denied(await manifest('age/none'), 'fresh')).message).toMatch(/no valid "created"/);
+  });
+
+  it('evaluates a CEL rule over the predicate, the signer and the image config', async () => {
+    const good = await realImage('cel/good');
+    await attest(
+      'cel/good',
+      good,
+      SLSA_V1,
+      slsaV1({ repository: 'https://github.com/acme/app', ref: 'refs/tags/v1.0.0' }),
+      { keyless: true },
+    );
+    const pulled = await containerd.pull(`${UPSTREAM}/cel/good:v1`, { hostsDir });
+    expect(pulled.digest).toBe(layout.digest);
+    await containerd.removeImages();
+
+    const other = await pushTestImage(registry.url, 'cel/other', 'v1', 'cel-other');
+    await attest(
+      'cel/other',
+      other,
+      SLSA_V1,
+      slsaV1({
+        repository: 'https://github.com/acme/app',
+        ref: 'refs/tags/v1.0.0',
+        buildType: 'https://ci.evil.test/build',
+      }),
+      { keyless: true },
+    );
+    expect((await denied(await manifest('cel/other'), 'cel')).message).toContain(
+      'expression is false: built by GitHub Actions from tag v1.0.0',
+    );
   });
 });

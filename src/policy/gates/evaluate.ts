@@ -20,6 +20,8 @@ import type {
   Vulnerability,
   VulnReport,
 } from '../../trust/types.ts';
+import { compileCel } from './cel.ts';
+import type { CelProgram } from './cel.ts';
 import type { FailingVulnerability, Gate, GateResult, PackageRule } from './types.ts';
 
 const SEVERITY_ORDER: readonly Severity[] = ['critical', 'high', 'medium', 'low', 'negligible', 'unknown'];
@@ -523,6 +525,61 @@ function ageGate(gate: Gate & { kind: 'age' }, env: GateEnv): GateResult {
   );
 }
 
+// ------------------------------------------------------------------------------------------- cel
+
+function signerFacts(s: SignerIdentity): Record<string, string> {
+  return s.kind === 'key'
+    ? { identity: '', issuer: '', key: s.key }
+    : { identity: s.subject, issuer: s.issuer, key: '' };
+}
+
+function celGate(gate: Gate & { kind: 'cel' }, env: GateEnv, program: CelProgram): GateResult {
+  if (env.reader === undefined) return result(gate, false, ['attestation content cannot be read here'], {});
+  const reader = env.reader;
+  const { chosen, rejected } = choose(
+    gate,
+    env,
+    gate.predicateTypes,
+    gate.attestors,
+    (i) => reader.statement(i),
+    () => undefined,
+  );
+  const newest = chosen[0];
+  if (newest === undefined) return missing(gate, env, gate.predicateTypes.join(' or '), rejected);
+  if (!newest.content.ok)
+    return result(gate, false, [`${which(newest)}: ${newest.content.reason}`], {}, newest);
+  const st = newest.content.value;
+  const img = env.images?.[0];
+  const out = program({
+    predicate: (st.predicate ?? null) as never,
+    predicateType: st.predicateType,
+    subject: st.subjects.map((digest) => ({ digest })),
+    signer: signerFacts(newest.signer),
+    image: {
+      created: img?.created ?? '',
+      labels: img?.labels ?? {},
+      os: img?.os ?? '',
+      architecture: img?.architecture ?? '',
+    },
+  });
+  const what = gate.cel.message ?? gate.cel.expression;
+  if (!out.ok)
+    return result(
+      gate,
+      false,
+      [`${out.reason} (${what})`, which(newest)],
+      { expression: gate.cel.expression },
+      newest,
+    );
+  return result(
+    gate,
+    out.value,
+    out.value ? [`passed: ${which(newest)}`] : [`expression is false: ${what}`, which(newest)],
+    { expression: gate.cel.expression },
+    newest,
+  );
+}
+
 // ------------------------------------------------------------------------------------- compiled
 
 /** A gate with its globs compiled once (at policy load). */
@@ -549,5 +606,9 @@ export function compileGate(gate: Gate): CompiledGate {
     }
     case 'age':
       return { gate, evaluate: (env) => ageGate(gate, env) };
+    case 'cel': {
+      const program = compileCel(gate.cel.expression);
+      return { gate, evaluate: (env) => celGate(gate, env, program) };
+    }
   }
 }

@@ -8,6 +8,7 @@ import { z } from 'zod';
 // The one duration/size grammar (deep import on purpose, as in ../schema.ts: units.ts is a leaf).
 import { parseDuration, parseSize } from '../../config/units.ts';
 import type { Attestor } from '../../trust/types.ts';
+import { compileCel } from './cel.ts';
 import type { Gate, GateKind, PackageRule, VulnerabilityRules } from './types.ts';
 
 const MiB = 1024 * 1024;
@@ -21,6 +22,7 @@ export const DEFAULT_PREDICATE_TYPES: Record<GateKind, string[]> = {
   sbom: ['https://spdx.dev/Document', 'https://cyclonedx.org/bom'],
   provenance: ['https://slsa.dev/provenance/v1', 'https://slsa.dev/provenance/v0.2'],
   age: [],
+  cel: [],
 };
 
 /** OpenVEX predicate types (`vexctl attest` writes v0.2.0; `cosign attest --type openvex` the bare ns). */
@@ -32,6 +34,7 @@ export const DEFAULT_MAX_BYTES: Record<GateKind, number> = {
   sbom: 32 * MiB,
   provenance: 1 * MiB,
   age: 0,
+  cel: 8 * MiB,
 };
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -202,15 +205,37 @@ export function gatesSchema<A extends z.ZodType<Attestor[]>>(attestors: A) {
             })
             .optional()
             .describe('Maximum age of the image (every platform of an index)'),
+          cel: z
+            .strictObject({
+              expression: z
+                .string()
+                .min(1, 'expected a CEL expression')
+                .superRefine((src, ctx) => {
+                  try {
+                    compileCel(src);
+                  } catch (err) {
+                    ctx.addIssue({
+                      code: 'custom',
+                      message: err instanceof Error ? err.message : String(err),
+                    });
+                  }
+                })
+                .describe(
+                  'CEL over predicate, predicateType, subject, signer (identity, issuer, key), image (created, labels, os, architecture); must be true',
+                ),
+              message: z.string().optional().describe('Shown when the expression is false'),
+            })
+            .optional()
+            .describe('A CEL condition on an attestation (needs predicateTypes and attestors)'),
         })
         .superRefine((g, ctx) => {
-          const kinds = (['vulnerabilities', 'sbom', 'provenance', 'age'] as const).filter(
+          const kinds = (['vulnerabilities', 'sbom', 'provenance', 'age', 'cel'] as const).filter(
             (k) => g[k] !== undefined,
           );
           if (kinds.length !== 1) {
             ctx.addIssue({
               code: 'custom',
-              message: `expected exactly one of vulnerabilities, sbom, provenance, age (got ${kinds.length === 0 ? 'none' : kinds.join(', ')})`,
+              message: `expected exactly one of vulnerabilities, sbom, provenance, age, cel (got ${kinds.length === 0 ? 'none' : kinds.join(', ')})`,
             });
           }
           if (
@@ -225,6 +250,15 @@ export function gatesSchema<A extends z.ZodType<Attestor[]>>(attestors: A) {
             });
           }
         })
+        .superRefine((g, ctx) => {
+          if (g.cel !== undefined && g.predicateTypes === undefined) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['predicateTypes'],
+              message: 'a cel gate needs the predicateTypes it reads',
+            });
+          }
+        })
         .transform((g): Gate => {
           const kind: GateKind =
             g.vulnerabilities !== undefined
@@ -233,7 +267,9 @@ export function gatesSchema<A extends z.ZodType<Attestor[]>>(attestors: A) {
                 ? 'sbom'
                 : g.provenance !== undefined
                   ? 'provenance'
-                  : 'age';
+                  : g.cel !== undefined
+                    ? 'cel'
+                    : 'age';
           const base = {
             name: g.name,
             mode: g.mode,
@@ -254,6 +290,16 @@ export function gatesSchema<A extends z.ZodType<Attestor[]>>(attestors: A) {
                 ...(p.buildType !== undefined ? { buildType: p.buildType } : {}),
                 ...(p.sourceRepository !== undefined ? { sourceRepository: p.sourceRepository } : {}),
                 ...(p.sourceRef !== undefined ? { sourceRef: p.sourceRef } : {}),
+              },
+            };
+          }
+          if (g.cel !== undefined) {
+            return {
+              ...base,
+              kind: 'cel',
+              cel: {
+                expression: g.cel.expression,
+                ...(g.cel.message !== undefined ? { message: g.cel.message } : {}),
               },
             };
           }

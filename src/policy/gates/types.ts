@@ -1,7 +1,7 @@
 import type { Digest } from '../../oci/index.ts';
 import type { Attestor, EvidenceSource, Severity, SignerIdentity } from '../../trust/types.ts';
 
-export type GateKind = 'vulnerabilities' | 'sbom' | 'provenance' | 'age';
+export type GateKind = 'vulnerabilities' | 'sbom' | 'provenance' | 'age' | 'cel';
 
 /** Conditions of a vulnerabilities gate. A finding counts when it passes every filter given. */
 export interface VulnerabilityRules {
@@ -45,6 +45,13 @@ export interface AgeRules {
   maxAge: number;
 }
 
+export interface CelRules {
+  /** A CEL expression that must be true (see gates/cel.ts for the variables). */
+  expression: string;
+  /** What a failure means, in the reasons (default: the expression). */
+  message?: string;
+}
+
 interface GateBase {
   name: string;
   mode: 'enforce' | 'warn';
@@ -60,7 +67,8 @@ export type Gate =
   | (GateBase & { kind: 'vulnerabilities'; vulnerabilities: VulnerabilityRules })
   | (GateBase & { kind: 'sbom'; sbom: SbomRules })
   | (GateBase & { kind: 'provenance'; provenance: ProvenanceRules })
-  | (GateBase & { kind: 'age'; age: AgeRules });
+  | (GateBase & { kind: 'age'; age: AgeRules })
+  | (GateBase & { kind: 'cel'; cel: CelRules });
 
 /** pass, or what a failure means: deny (an enforce gate) or warn (a warn gate: served, recorded). */
 export type GateOutcome = 'pass' | 'deny' | 'warn';

@@ -72,6 +72,32 @@ describe('pullwarden config validate (spawned)', () => {
     expect(result.stderr).toContain('upstreams.ghcr.io.tagTTL: expected a duration such as "30s"');
     expect(result.stderr).toContain('storage.maxbytes: unknown key (did you mean "maxBytes"?)');
   });
+
+  it('reports a bad CEL gate expression with the file line and the position in the expression', async () => {
+    await writeFile(
+      join(dir, 'pw.yaml'),
+      [
+        'upstreams: { ghcr.io: {} }',
+        'trust: { keys: { scanner: { pem: "-----BEGIN PUBLIC KEY-----\\nMFkw\\n-----END PUBLIC KEY-----" } } }',
+        'policies:',
+        '  - name: p',
+        "    match: ['**']",
+        '    action: verify',
+        '    gates:',
+        '      - name: g',
+        '        attestors: [{ key: scanner }]',
+        '        predicateTypes: [https://slsa.dev/provenance/v1]',
+        '        cel:',
+        '          expression: "predicate.buildDefinition.buildType == "',
+        '',
+      ].join('\n'),
+    );
+    const result = await cli('config', 'validate', 'pw.yaml');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /pw\.yaml:\d+:\d+: policies\.0\.gates\.0\.cel\.expression: CEL syntax error at 1:37: found = but expecting end of input/,
+    );
+  });
 });
 
 describe('main', () => {

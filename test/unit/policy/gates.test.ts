@@ -456,6 +456,54 @@ describe('age gate', () => {
   });
 });
 
+describe('cel gate', () => {
+  const gates = (expression: string) => [
+    { name: 'trivy-only', attestors: scanner, predicateTypes: [COSIGN_VULN], cel: { expression } },
+  ];
+
+  it('evaluates an expression over predicate, predicateType, signer and image', () => {
+    const att = trivy([]);
+    const images: ImageFacts[] = [
+      {
+        digest: DIGEST,
+        platform: 'linux/amd64',
+        created: '2026-06-01T00:00:00Z',
+        os: 'linux',
+        architecture: 'amd64',
+        labels: { team: 'payments' },
+      },
+    ];
+    const ok = decide(
+      engine(
+        gates(
+          'predicate.scanner.uri.startsWith("pkg:github/aquasecurity/trivy") && signer.key == "scanner" && image.labels.team == "payments"',
+        ),
+      ),
+      [att],
+      { images },
+    );
+    expect(ok.result).toBe('allow');
+    const no = decide(engine(gates('predicate.scanner.uri.startsWith("pkg:github/anchore/grype")')), [att], {
+      images,
+    });
+    expect(no.result).toBe('deny');
+    expect(gate(no, 'trivy-only').reasons[0]).toMatch(/expression is false/);
+    // A runtime error (a key the predicate lacks) fails the gate.
+    const err = decide(engine(gates('predicate.nothing.here == "x"')), [att], { images });
+    expect(gate(err, 'trivy-only').reasons[0]).toMatch(/expression error/);
+  });
+
+  it('rejects a bad expression at config load with its position', () => {
+    const parse = (expression: string) =>
+      policiesSchema.safeParse([{ name: 'p', match: ['**'], action: 'verify', gates: gates(expression) }])
+        .error?.message;
+    expect(parse('predicate.x ==')).toMatch(/CEL syntax error at 1:13/);
+    expect(parse('predicat.x == 1')).toMatch(/unknown variable predicat/);
+    expect(parse('nosuch(predicate)')).toMatch(/CEL error at 1:1: unknown function nosuch/);
+    expect(parse('predicateType')).toMatch(/must be a bool/);
+  });
+});
+
 describe('gate config', () => {
   it('rejects a gate with two kinds, a gate without attestors, a bad range and duplicate names', () => {
     const parse = (gates: unknown[]) =>
