@@ -63,10 +63,10 @@ export function compileCel(source: string): CelProgram {
   } catch (err) {
     // "<input>:1:13: found = but expecting end of input"
     const msg = err instanceof Error ? err.message : String(err);
-    throw new Error(`CEL syntax error at ${msg.replace(/^<input>:/, '')}`);
+    throw new Error(`CEL syntax error at ${msg.replace(/^<input>:/, '')}`, { cause: err });
   }
   const planned: Planned = plan(env, ast);
-  const run = (b: CelBindings) => planned(b as unknown as Parameters<Planned>[0]);
+  const run = (b: CelBindings) => planned(b);
   const probe = run(PROBE);
   if (isCelError(probe)) {
     const m = /unbound function: (\S+)/.exec(probe.message);
