@@ -29,6 +29,7 @@ import { startPullwarden } from './pullwarden-process.ts';
 import type { PullwardenProcess } from './pullwarden-process.ts';
 import { fmt, markdownTable, mib, ratio } from './report.ts';
 import type { Row } from './report.ts';
+import { gatedPolicyRate, largeAttestationDecision } from './gate-rows.ts';
 import { keylessFirstDecision, verifyPolicyRate } from './trust-rows.ts';
 import type { TrustBenchContext } from './trust-rows.ts';
 
@@ -36,7 +37,7 @@ const UPSTREAM = 'upstream.test';
 const QUICK = process.env['PW_BENCH_QUICK'] === '1';
 const NODE_ARGS = (process.env['PW_BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 /** Letters of the rows to run (e.g. `cf`); default all. For investigating one row. */
-const ONLY = process.env['PW_BENCH_ONLY'] ?? 'abcdefghi';
+const ONLY = process.env['PW_BENCH_ONLY'] ?? 'abcdefghijk';
 const want = (letters: string): boolean => Array.from(letters).some((l) => ONLY.includes(l));
 const MiB = 1024 * 1024;
 const SIZES = {
@@ -123,7 +124,7 @@ async function seed(work: string, upstream: Registry): Promise<Images> {
     ['herd', images.big('pw-bench-herd', SIZES.herd)],
     ['huge', images.big('pw-bench-huge', SIZES.huge)],
   ] as const;
-  const needed = { small: want('abdg'), big: want('cd'), herd: want('e'), huge: want('f') };
+  const needed = { small: want('abdgj'), big: want('cd'), herd: want('e'), huge: want('f') };
   const out: Partial<Images> = {};
   for (const [name, spec] of specs) {
     if (!needed[name]) continue;
@@ -385,12 +386,20 @@ async function main(): Promise<number> {
       nodeArgs: NODE_ARGS,
       log,
     };
-    if (want('abceg')) {
+    if (want('abcegj')) {
       const pw = await startPullwarden(UPSTREAM, upstream.url, { nodeArgs: NODE_ARGS });
       cleanup.unshift(() => pw.stop());
       if (want('ab')) rows.push(...(await manifestRates(pw, peer, imgs)));
       // Right after row a, on the same allow-all process: the warm tag HEAD with a verify policy.
       if (want('g')) rows.push(await verifyPolicyRate(trustCtx, pw, 'bench/small', imgs.small.digest));
+      if (want('j'))
+        rows.push(
+          await gatedPolicyRate(trustCtx, pw, 'bench/small', {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: imgs.small.digest,
+            size: imgs.small.size,
+          }),
+        );
       if (want('c')) rows.push(await cachedBlob(pw, peer, upstream, imgs));
       if (want('e')) rows.push(await herd(pw, peer, upstream, imgs));
       await pw.stop();
@@ -398,6 +407,7 @@ async function main(): Promise<number> {
     if (want('d')) rows.push(await coldPulls(work, upstream, imgs));
     if (want('f')) rows.push(await rss(upstream, imgs));
     if (want('hi')) rows.push(...(await keylessFirstDecision(trustCtx)));
+    if (want('k')) rows.push(...(await largeAttestationDecision(trustCtx)));
   } catch (e) {
     failure = e;
   } finally {

@@ -60,7 +60,7 @@ function median(xs: readonly number[]): number {
 const ms = (n: number): string => `${fmt(n, n < 10 ? 2 : 1)} ms`;
 
 /** A request to a manifest of `repo`; fails with the error body unless the status is 200. */
-async function mustManifest(
+export async function mustManifest(
   base: string,
   reference: string,
   accept: string,
@@ -82,7 +82,7 @@ async function mustManifest(
 }
 
 /** `/metrics` of a pullwarden, as `name{labels}` → value (unlabelled: `name`). */
-async function scrape(pw: PullwardenProcess): Promise<Map<string, number>> {
+export async function scrape(pw: PullwardenProcess): Promise<Map<string, number>> {
   const res = await fetch(`${pw.url}/metrics`, { signal: AbortSignal.timeout(10_000) });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`GET ${pw.url}/metrics: ${res.status}`);
@@ -121,7 +121,7 @@ function upstreamDelta(before: Map<string, number>, after: Map<string, number>):
 }
 
 /** Sum of the series of `name` whose labels include every `labels` pair. */
-function metric(all: Map<string, number>, name: string, labels: Record<string, string> = {}): number {
+export function metric(all: Map<string, number>, name: string, labels: Record<string, string> = {}): number {
   let sum = 0;
   for (const [key, value] of all) {
     const brace = key.indexOf('{');

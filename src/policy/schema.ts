@@ -229,6 +229,16 @@ export const policySchema = z
       .min(1, 'expected at least one required attestation (or leave attestations out)')
       .optional()
       .describe('Signed in-toto statements that must exist (verify only)'),
+    signatureRepository: z
+      .string()
+      .regex(
+        /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/,
+        'expected a repository name in the same upstream, such as "acme/signatures"',
+      )
+      .optional()
+      .describe(
+        'Repository (same upstream) holding the signatures and attestations, as cosign COSIGN_REPOSITORY (verify only)',
+      ),
     gates: gatesSchema(attestorsSchema)
       .optional()
       .describe('Conditions on what was attested: vulnerabilities, sbom, provenance, age (verify only)'),
@@ -269,7 +279,7 @@ export const policySchema = z
       });
     }
     if (p.action !== 'verify') {
-      for (const k of ['signatures', 'attestations', 'gates'] as const) {
+      for (const k of ['signatures', 'attestations', 'gates', 'signatureRepository'] as const) {
         if (p[k] !== undefined) {
           ctx.addIssue({
             code: 'custom',
@@ -288,6 +298,7 @@ export const policySchema = z
     ...(p.signatures !== undefined ? { signatures: p.signatures } : {}),
     ...(p.attestations !== undefined ? { attestations: p.attestations } : {}),
     ...(p.tags !== undefined ? { tags: p.tags } : {}),
+    ...(p.signatureRepository !== undefined ? { signatureRepository: p.signatureRepository } : {}),
     ...(p.gates !== undefined ? { gates: p.gates } : {}),
   }));
 

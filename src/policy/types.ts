@@ -14,6 +14,11 @@ export interface Policy {
   signatures?: { threshold: number; attestors: Attestor[] };
   attestations?: { predicateType: string; attestors: Attestor[] }[];
   tags?: TagRules;
+  /**
+   * Where signatures and attestations of this policy's repositories are stored, in the same upstream
+   * (cosign's `COSIGN_REPOSITORY`, Kyverno's `repository`); default: the repository itself.
+   */
+  signatureRepository?: string;
   /** Conditions on what was attested (verify only), each with its own mode. */
   gates?: Gate[];
 }

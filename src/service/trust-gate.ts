@@ -318,7 +318,12 @@ export class TrustGate {
     let evidence: Evidence | undefined;
     if (policy?.action === 'verify') {
       const started = performance.now();
-      evidence = await this.#evidence(upstream, target, manifest.digest, gateMaxBytes(policy));
+      // Signatures may live in another repository of the same upstream (cosign COSIGN_REPOSITORY).
+      const where =
+        policy.signatureRepository === undefined
+          ? target
+          : { upstream: target.upstream, repository: policy.signatureRepository };
+      evidence = await this.#evidence(upstream, where, manifest.digest, gateMaxBytes(policy));
       const images = needsImageFacts(policy)
         ? await readImageFacts(upstream, target.repository, manifest.digest, parsed)
         : undefined;

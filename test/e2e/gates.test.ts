@@ -143,6 +143,13 @@ const policies = [
       },
     ],
   },
+  {
+    name: 'separate',
+    match: [`${UPSTREAM}/separate/**`],
+    action: 'verify',
+    signatureRepository: 'signatures/store',
+    gates: [{ name: 'criticals', attestors: scanner, vulnerabilities: { max: { critical: 0 } } }],
+  },
   { name: 'deny-rest', match: ['**'], action: 'deny' },
 ];
 
@@ -567,6 +574,19 @@ describe('attestation gates at pull time against a real registry', () => {
     );
     expect((await denied(await manifest('cel/other'), 'cel')).message).toContain(
       'expression is false: built by GitHub Actions from tag v1.0.0',
+    );
+  });
+
+  it('reads attestations stored in another repository (signatureRepository, as COSIGN_REPOSITORY)', async () => {
+    const clean = await pushTestImage(registry.url, 'separate/clean', 'v1', 'separate-clean');
+    const dirty = await pushTestImage(registry.url, 'separate/dirty', 'v1', 'separate-dirty');
+    await attest('signatures/store', clean, COSIGN_VULN, scan([]));
+    await attest('signatures/store', dirty, COSIGN_VULN, scan([critNoFix]));
+    // Attestations next to the image do not count for this policy.
+    await attest('separate/dirty', dirty, COSIGN_VULN, scan([]));
+    await served(await manifest('separate/clean'));
+    expect((await denied(await manifest('separate/dirty'), 'separate')).message).toContain(
+      '1 critical (max 0)',
     );
   });
 });

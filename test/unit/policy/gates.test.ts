@@ -274,6 +274,53 @@ describe('vulnerabilities gate', () => {
     expect(reasons).toMatch(/do not include sha256:a{64}/);
   });
 
+  it('accepts key bundles without a transparency-log entry only when the attestor allows it', () => {
+    const gates = (tlog: boolean) => [
+      { name: 'crit', attestors: [{ key: 'scanner', tlog }], vulnerabilities: { max: { critical: 0 } } },
+    ];
+    expect(decide(engine(gates(false)), [trivy([])]).result).toBe('allow');
+    const strict = decide(engine(gates(true)), [trivy([])]);
+    expect(strict.result).toBe('deny');
+    expect(gate(strict, 'crit').reasons.join('\n')).toMatch(/tlog|transparency/);
+  });
+
+  it('never takes a key carried inside the bundle as a trust anchor (GHSA-fx35-mq7g-6g98)', () => {
+    const gates = [{ name: 'crit', attestors: scanner, vulnerabilities: { max: { critical: 0 } } }];
+    const predicate = cosignVulnPredicate(trivyReport([]));
+    // Signed by the rogue key; the bundle names the configured key's hint, and in a second variant
+    // carries the rogue key itself as a (self-made) certificate.
+    const bundle = signBundle({ key: rogueKey, subject: DIGEST, predicateType: COSIGN_VULN, predicate }) as {
+      verificationMaterial: Record<string, unknown>;
+    };
+    const hinted = structuredClone(bundle);
+    hinted.verificationMaterial.publicKey = {
+      hint: createHash('sha256')
+        .update(scannerKey.publicKey.export({ type: 'spki', format: 'der' }))
+        .digest('base64'),
+    };
+    const asItem = (b: unknown): FoundSignature => {
+      const bytes = Buffer.from(JSON.stringify(b));
+      return {
+        source: 'referrers',
+        kind: 'attestation',
+        manifestDigest: `sha256:${(++n).toString(16).padStart(64, '0')}` as Digest,
+        layerDigest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest,
+        bundle: parseBundle(bytes),
+        predicateType: COSIGN_VULN,
+        size: bytes.length,
+      };
+    };
+    const d = decide(engine(gates), [asItem(hinted)]);
+    expect(d.result).toBe('deny');
+    expect(gate(d, 'crit').reasons.join('\n')).toMatch(/not valid/);
+    const withKey = structuredClone(bundle);
+    delete withKey.verificationMaterial.publicKey;
+    withKey.verificationMaterial.certificate = {
+      rawBytes: rogueKey.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
+    };
+    expect(decide(engine(gates), [asItem(withKey)]).result).toBe('deny');
+  });
+
   it('fails with "report format not understood" instead of passing an unknown report', () => {
     const sarif = attest(
       COSIGN_VULN,
