@@ -27,6 +27,8 @@ export interface AuditQuery {
   decision?: DecisionResult | undefined;
   /** Exact policy name. */
   policy?: string | undefined;
+  /** An attestation gate by name, and optionally its result (pass, deny, warn). */
+  gate?: { name: string; result?: 'pass' | 'deny' | 'warn' | undefined } | undefined;
   /** Exact client address or authenticated identity. */
   client?: string | undefined;
   type?: AuditEventType | undefined;
@@ -216,6 +218,7 @@ function needlesFor(q: AuditQuery): Buffer[] {
   if (q.upstream !== undefined) out.push(member('upstream', q.upstream));
   if (q.type !== undefined) out.push(member('type', q.type));
   if (q.decision !== undefined) out.push(member('decision', q.decision));
+  if (q.gate !== undefined) out.push(member('gate', q.gate.name));
   return out;
 }
 
@@ -235,6 +238,13 @@ function compile(q: AuditQuery): (r: AuditRecord) => boolean {
     if (q.decision !== undefined && r.decision !== q.decision) return false;
     if (q.policy !== undefined && r.policy !== q.policy) return false;
     if (q.type !== undefined && r.type !== q.type) return false;
+    const g = q.gate;
+    if (
+      g !== undefined &&
+      !(r.gates ?? []).some((x) => x.gate === g.name && (g.result === undefined || x.result === g.result))
+    ) {
+      return false;
+    }
     if (q.client !== undefined && r.client !== q.client && r.identity !== q.client) return false;
     if (
       q.digest !== undefined &&

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryAuditDir } from '../../src/audit/index.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { startContainerd, writeHostsToml } from '../support/containerd.ts';
@@ -356,6 +357,12 @@ describe('attestation gates at pull time against a real registry', () => {
         counts: expect.objectContaining({ critical: 1 }),
       }),
     ]);
+    // Queryable: the events where this warn gate fired.
+    const fired = [];
+    for await (const r of queryAuditDir(auditDir, { gate: { name: 'unfixed-criticals', result: 'warn' } }))
+      fired.push(r);
+    expect(fired.length).toBeGreaterThan(0);
+    expect(fired.every((r) => r.repository === 'vuln/unfixed')).toBe(true);
     const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
     expect(metrics).toMatch(
       /pullwarden_gate_results_total\{policy="scanned",gate="unfixed-criticals",result="warn"\} [1-9]/,

@@ -64,6 +64,7 @@ export const auditQuery: Command = {
     '  --tag T             Tag asked for, or the tag that resolved a digest pull',
     '  --decision D        allow, deny or warn',
     '  --policy P          Policy name',
+    '  --gate NAME[:R]     Attestation gate by name, optionally with its result (pass, deny, warn)',
     '  --client C          Client address or authenticated identity',
     '  --type T            manifest, blob or tag-moved',
     '',
@@ -87,6 +88,7 @@ export const auditQuery: Command = {
         tag: { type: 'string' },
         decision: { type: 'string' },
         policy: { type: 'string' },
+        gate: { type: 'string' },
         client: { type: 'string' },
         type: { type: 'string' },
         newest: { type: 'boolean' },
@@ -130,6 +132,7 @@ export const auditQuery: Command = {
       tag: values.tag,
       decision: oneOf('decision', values.decision, DECISIONS),
       policy: values.policy,
+      gate: gateFilter(values.gate),
       client: values.client,
       type: oneOf('type', values.type, TYPES),
     };
@@ -261,4 +264,18 @@ function tableRow(r: AuditRecord): string {
     (r.policy ?? '-').padEnd(16),
     image,
   ].join(' ');
+}
+
+/** `--gate NAME` or `--gate NAME:RESULT`. */
+function gateFilter(v: string | undefined): AuditQuery['gate'] {
+  if (v === undefined) return undefined;
+  const [name = '', result, ...rest] = v.split(':');
+  if (
+    name === '' ||
+    rest.length > 0 ||
+    (result !== undefined && !['pass', 'deny', 'warn'].includes(result))
+  ) {
+    throw new UsageError(`--gate: expected NAME or NAME:RESULT (pass, deny, warn), got "${v}"`);
+  }
+  return { name, ...(result !== undefined ? { result: result as 'pass' | 'deny' | 'warn' } : {}) };
 }
