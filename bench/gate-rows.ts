@@ -14,6 +14,8 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Digest } from '../src/oci/index.ts';
 import { PolicyEngine, policiesSchema, trustSchema } from '../src/policy/index.ts';
 import type { PoliciesInput } from '../src/policy/index.ts';
@@ -166,8 +168,15 @@ function found(bundle: Record<string, unknown>, predicateType: string, n: number
   };
 }
 
-/** CPU ms of `fn` (user + system of this process) and its wall ms. */
+/** A full garbage collection, so a measured phase does not pay for the garbage of the one before. */
+const collect: () => void = (() => {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+})();
+
+/** CPU ms of `fn` (user + system of this process) and its wall ms, after a full collection. */
 function cpu<T>(fn: () => T): { value: T; cpuMs: number; wallMs: number } {
+  collect();
   const c = process.cpuUsage();
   const w = performance.now();
   const value = fn();
@@ -203,14 +212,17 @@ export async function largeAttestationDecision(ctx: TrustBenchContext): Promise<
   }
   const sbomBytes = Buffer.byteLength(JSON.stringify(sbom()));
   const reportBytes = Buffer.byteLength(JSON.stringify(report()));
-  const items = [
-    found(signBundle({ key, subject: digest, predicateType: SPDX, predicate: sbom() }), SPDX, 1),
-    found(
-      signBundle({ key, subject: digest, predicateType: COSIGN_VULN, predicate: report() }),
-      COSIGN_VULN,
-      2,
-    ),
+  const signed = [
+    { bundle: signBundle({ key, subject: digest, predicateType: SPDX, predicate: sbom() }), type: SPDX },
+    {
+      bundle: signBundle({ key, subject: digest, predicateType: COSIGN_VULN, predicate: report() }),
+      type: COSIGN_VULN,
+    },
   ];
+  // Every phase gets objects of its own, parsed from the same bytes (as a fresh discovery would),
+  // so no phase profits from another's memo (verification outcomes and statement parses are kept
+  // per object).
+  const fresh = (): FoundSignature[] => signed.map((s, i) => found(s.bundle, s.type, i + 1));
   const trust = { keys: { ci: { pem: key.publicKeyPem } } };
   const store = await TrustMaterialStore.load(trust);
   const gated = new PolicyEngine(
@@ -230,7 +242,7 @@ export async function largeAttestationDecision(ctx: TrustBenchContext): Promise<
     ] as PoliciesInput),
     trustSchema.parse(trust),
   );
-  const input = (reader: CachingAttestationReader) => ({
+  const input = (reader: CachingAttestationReader, items: FoundSignature[]) => ({
     upstream: 'bench.test',
     repository: 'bench/big',
     digest,
@@ -238,32 +250,44 @@ export async function largeAttestationDecision(ctx: TrustBenchContext): Promise<
     verifier: store,
     reader,
   });
-  // Verification alone (signature over the whole payload: hashing 10 MiB is part of the cost).
-  const verifyOnly = cpu(() => items.map((i) => store.verify(i, { key: 'ci' }, digest)));
-  const first = cpu(() => gated.decide(input(new CachingAttestationReader())));
-  if (first.value.result !== 'allow') throw new Error(`gated decision: ${first.value.reasons.join('; ')}`);
+  // Warm the code paths on a small decision first (JIT, lazy module state), as a running process is.
+  sigOnly.decide(input(new CachingAttestationReader(), fresh()));
+  // Verification alone: the signature over the whole payload (hashing 10 MiB) plus the subject
+  // binding, which parses the statement; the parse alone is measured on its own and taken out, so
+  // what is subtracted from the decision is the signature check only.
+  const verifyItems = fresh();
+  const verifyOnly = cpu(() => verifyItems.map((i) => store.verify(i, { key: 'ci' }, digest)));
+  const payloads = fresh().map((i) =>
+    i.bundle.content.$case === 'dsseEnvelope' ? i.bundle.content.dsseEnvelope.payload : Buffer.alloc(0),
+  );
+  const jsonOnly = cpu(() => payloads.map((b) => JSON.parse(b.toString('utf8')) as unknown));
+  const signatureMs = Math.max(0, verifyOnly.cpuMs - jsonOnly.cpuMs);
+  const items = fresh();
   const reader = new CachingAttestationReader();
-  gated.decide(input(reader));
-  const again = cpu(() => gated.decide(input(reader)));
-  const other = cpu(() => sigOnly.decide(input(new CachingAttestationReader())));
-  const parseEval = Math.max(0, first.cpuMs - verifyOnly.cpuMs);
+  const first = cpu(() => gated.decide(input(reader, items)));
+  if (first.value.result !== 'allow') throw new Error(`gated decision: ${first.value.reasons.join('; ')}`);
+  // A re-decision (decision TTL expired, same evidence): parses and verification outcomes are kept.
+  const again = cpu(() => gated.decide(input(reader, items)));
+  const otherItems = fresh();
+  const other = cpu(() => sigOnly.decide(input(new CachingAttestationReader(), otherItems)));
+  const parseEval = Math.max(0, first.cpuMs - signatureMs);
   ctx.log(
     `k: SBOM ${fmt(sbomBytes / MiB, 1)} MiB (${fmt(packages.length)} packages), Trivy ${fmt(reportBytes / MiB, 1)} MiB (${fmt(findings.length)} findings); ` +
-      `first decide wall ${fmt(first.wallMs, 1)} ms cpu ${fmt(first.cpuMs, 1)} ms; verify alone cpu ${fmt(verifyOnly.cpuMs, 1)} ms; ` +
-      `re-decision (parse cached) cpu ${fmt(again.cpuMs, 1)} ms; signature-only decision cpu ${fmt(other.cpuMs, 1)} ms`,
+      `first decide wall ${fmt(first.wallMs, 1)} ms cpu ${fmt(first.cpuMs, 1)} ms; verify alone cpu ${fmt(verifyOnly.cpuMs, 1)} ms ` +
+      `(of which JSON.parse ${fmt(jsonOnly.cpuMs, 1)} ms); re-decision cpu ${fmt(again.cpuMs, 1)} ms; signature-only decision cpu ${fmt(other.cpuMs, 1)} ms`,
   );
   return [
     {
       measurement: 'k. first decision, 10 MiB SBOM + 2 MiB Trivy report: parse + evaluate CPU',
       pullwarden: `${fmt(parseEval, 1)} ms CPU (decide ${fmt(first.cpuMs, 1)} ms CPU, ${fmt(first.wallMs, 1)} ms wall)`,
-      reference: `verify alone ${fmt(verifyOnly.cpuMs, 1)} ms CPU`,
+      reference: `signature check alone ${fmt(signatureMs, 1)} ms CPU`,
       ratio: '-',
       target: '<= 150 ms',
       result: parseEval <= 150 ? 'pass' : 'MISSED',
     },
     {
       measurement: 'k2. decision after the large one: cached parse / SBOM-less path',
-      pullwarden: `${fmt(again.cpuMs, 1)} ms CPU re-decision`,
+      pullwarden: `${fmt(again.cpuMs, 1)} ms CPU re-decision (same evidence)`,
       reference: `signature-only ${fmt(other.cpuMs, 1)} ms CPU`,
       ratio: '-',
       target: 'info',

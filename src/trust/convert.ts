@@ -148,13 +148,28 @@ export interface InTotoStatement {
   subjects: Record<string, string>[];
 }
 
+const statementObjects = new WeakMap<object, Record<string, unknown>>();
+
+/**
+ * The in-toto statement of a DSSE envelope as a JSON object, parsed once per envelope: discovery,
+ * the subject binding and the predicate reader all read it, and a 30 MiB SBOM should cost one
+ * `JSON.parse`, not three. Callers read it and never change it. Throws like {@link jsonObject}.
+ */
+export function statementObject(env: { payload: Buffer }): Record<string, unknown> {
+  const hit = statementObjects.get(env);
+  if (hit !== undefined) return hit;
+  const st = jsonObject(env.payload, 'in-toto statement');
+  statementObjects.set(env, st);
+  return st;
+}
+
 /** Parse the in-toto statement of a DSSE bundle; throws when it is not one. */
 export function inTotoStatement(bundle: Bundle): InTotoStatement | undefined {
   if (bundle.content.$case !== 'dsseEnvelope') return undefined;
   const env = bundle.content.dsseEnvelope;
   if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE)
     throw new Error(`DSSE payloadType is ${env.payloadType}, not in-toto`);
-  const st = jsonObject(env.payload, 'in-toto statement');
+  const st = statementObject(env);
   if (typeof st.predicateType !== 'string') throw new Error('in-toto statement has no predicateType');
   if (!Array.isArray(st.subject)) throw new Error('in-toto statement has no subject');
   const subjects = (st.subject as unknown[]).map((s) => {

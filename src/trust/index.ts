@@ -24,6 +24,7 @@ export {
   classicAttestationToBundle,
   classicSignatureToBundle,
   inTotoStatement,
+  statementObject,
   parseBundle,
 } from './convert.ts';
 export type { InTotoStatement } from './convert.ts';

@@ -318,6 +318,11 @@ export class TrustMaterialStore implements SignatureVerifier {
   readonly #keyTlogRoot: string | undefined;
   readonly #options: TrustMaterialStoreOptions;
   readonly #matchers = new Map<string, RegExp | undefined>();
+  /**
+   * Outcomes per found signature object (its bytes never change) and attestor, subject and trust
+   * version: a re-decision within the evidence memo's lifetime does not hash a 30 MiB payload again.
+   */
+  readonly #outcomes = new WeakMap<FoundSignature, Map<string, VerifyOutcome>>();
   #version: string;
   #timer: NodeJS.Timeout | undefined;
   #refreshing: Promise<boolean> | undefined;
@@ -393,11 +398,19 @@ export class TrustMaterialStore implements SignatureVerifier {
   }
 
   verify(found: FoundSignature, attestor: Attestor, subject: Digest): VerifyOutcome {
+    const key = `${this.#version}\0${subject}\0${JSON.stringify(attestor)}`;
+    let outcomes = this.#outcomes.get(found);
+    const hit = outcomes?.get(key);
+    if (hit !== undefined) return hit;
+    let outcome: VerifyOutcome;
     try {
-      return this.#verify(found, attestor, subject);
+      outcome = this.#verify(found, attestor, subject);
     } catch (err) {
-      return outcomeOf(err);
+      outcome = outcomeOf(err);
     }
+    if (outcomes === undefined) this.#outcomes.set(found, (outcomes = new Map<string, VerifyOutcome>()));
+    outcomes.set(key, outcome);
+    return outcome;
   }
 
   /**

@@ -346,17 +346,6 @@ function vulnerabilitiesGate(gate: Gate & { kind: 'vulnerabilities' }, env: Gate
 
 // ------------------------------------------------------------------------------------------ sbom
 
-/** purl without version, qualifiers and subpath: what package rules match on. */
-export function purlBase(purl: string): { base: string; version: string | undefined } {
-  const noSub = purl.split('#')[0] ?? purl;
-  const noQual = noSub.split('?')[0] ?? noSub;
-  const at = noQual.lastIndexOf('@');
-  const slash = noQual.lastIndexOf('/');
-  if (at > slash && at > 0)
-    return { base: noQual.slice(0, at), version: decodeURIComponent(noQual.slice(at + 1)) };
-  return { base: noQual, version: undefined };
-}
-
 /** Debian/RPM style `epoch:upstream-revision` → `upstream`, for exact-list matches. */
 function upstreamVersion(v: string): string {
   const noEpoch = v.replace(/^\d+:/, '');
@@ -397,8 +386,9 @@ function sbomGate(
   const sbom = newest.content.value;
   const banned: { purl: string; name: string; version: string | null; rule: string; reason?: string }[] = [];
   for (const p of sbom.packages) {
-    if (p.purl === undefined) continue;
-    const { base, version } = purlBase(p.purl);
+    if (p.purl === undefined || p.purlBase === undefined) continue;
+    const base = p.purlBase;
+    const version = p.purlVersion;
     for (const { re, rule } of rules) {
       if (!re.test(base)) continue;
       const hit = versionBanned(rule, version ?? p.version);

@@ -10,7 +10,13 @@ export {
   parseInTotoVulns,
   severityOf,
 } from './vulns.ts';
-export { CYCLONEDX_PREDICATE_TYPE, parseCycloneDx, parseSpdx, SPDX_PREDICATE_TYPE } from './sbom.ts';
+export {
+  CYCLONEDX_PREDICATE_TYPE,
+  parseCycloneDx,
+  parseSpdx,
+  purlParts,
+  SPDX_PREDICATE_TYPE,
+} from './sbom.ts';
 export {
   parseSlsaV02,
   parseSlsaV1,

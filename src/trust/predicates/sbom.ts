@@ -26,6 +26,38 @@ function unwrap(predicate: unknown): Json {
   return obj(data) ?? p;
 }
 
+/** purl without version, qualifiers and subpath, and its version: split once, when the SBOM is parsed. */
+export function purlParts(purl: string): { base: string; version: string | undefined } {
+  let end = purl.indexOf('#');
+  if (end < 0) end = purl.length;
+  const q = purl.indexOf('?');
+  if (q >= 0 && q < end) end = q;
+  const at = purl.lastIndexOf('@', end - 1);
+  const slash = purl.lastIndexOf('/', end - 1);
+  if (at > slash && at > 0) {
+    const raw = purl.slice(at + 1, end);
+    let version = raw;
+    if (raw.includes('%')) {
+      try {
+        version = decodeURIComponent(raw);
+      } catch {
+        // a malformed escape: the version as written (a range then cannot compare it: fails closed)
+      }
+    }
+    return { base: purl.slice(0, at), version };
+  }
+  return { base: purl.slice(0, end), version: undefined };
+}
+
+function sbomPackage(
+  name: string | undefined,
+  version: string | undefined,
+  purl: string | undefined,
+): SbomPackage {
+  const parts = purl === undefined ? undefined : purlParts(purl);
+  return { name: name ?? '', version, purl, purlBase: parts?.base, purlVersion: parts?.version };
+}
+
 /** An SPDX 2.x JSON document, normalized. */
 export function parseSpdx(predicate: unknown): Sbom {
   const doc = unwrap(predicate);
@@ -40,7 +72,7 @@ export function parseSpdx(predicate: unknown): Sbom {
     const purl = (arr(p.externalRefs) ?? [])
       .map((r) => obj(r))
       .find((r) => r !== undefined && str(r.referenceType)?.toLowerCase() === 'purl');
-    return { name: str(p.name) ?? '', version: str(p.versionInfo), purl: str(purl?.referenceLocator) };
+    return sbomPackage(str(p.name), str(p.versionInfo), str(purl?.referenceLocator));
   });
   return { format: version, packages };
 }
@@ -59,7 +91,7 @@ export function parseCycloneDx(predicate: unknown): Sbom {
     if (depth > 32) throw new FormatError('CycloneDX BOM: components nest deeper than 32 levels');
     for (const entry of arr(list) ?? []) {
       const c = need(obj(entry), 'CycloneDX BOM: a component is not an object');
-      packages.push({ name: str(c.name) ?? '', version: str(c.version), purl: str(c.purl) });
+      packages.push(sbomPackage(str(c.name), str(c.version), str(c.purl)));
       walk(c.components, depth + 1);
     }
   };

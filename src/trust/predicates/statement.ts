@@ -4,6 +4,7 @@
  */
 import type { Bundle } from '@sigstore/bundle';
 import { IN_TOTO_PAYLOAD_TYPE } from '../constants.ts';
+import { statementObject } from '../convert.ts';
 import type { AttestationStatement } from './types.ts';
 import { arr, FormatError, need, obj, str } from './json.ts';
 
@@ -19,13 +20,12 @@ export function parseStatement(bundle: Bundle): AttestationStatement {
   if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
     throw new FormatError(`DSSE payloadType is ${env.payloadType}, not in-toto`);
   }
-  let json: unknown;
+  let st: Record<string, unknown>;
   try {
-    json = JSON.parse(env.payload.toString('utf8'));
-  } catch {
-    throw new FormatError('in-toto statement is not valid JSON');
+    st = statementObject(env);
+  } catch (err) {
+    throw new FormatError(err instanceof Error ? err.message : String(err));
   }
-  const st = need(obj(json), 'in-toto statement is not a JSON object');
   const statementType = need(str(st._type), 'in-toto statement has no _type');
   if (!STATEMENT_TYPES.has(statementType)) {
     throw new FormatError(`report format not understood: in-toto statement _type ${statementType}`);

@@ -45,6 +45,10 @@ export interface SbomPackage {
   name: string;
   version: string | undefined;
   purl: string | undefined;
+  /** The purl without version, qualifiers and subpath: what package rules match on. */
+  purlBase: string | undefined;
+  /** The purl's version (percent-decoded), when it has one. */
+  purlVersion: string | undefined;
 }
 
 export interface Sbom {

@@ -8,6 +8,7 @@ import {
   parseSlsaV02,
   parseSlsaV1,
   parseSpdx,
+  purlParts,
   sourceFromUri,
 } from '../../../src/trust/index.ts';
 import {
@@ -133,19 +134,42 @@ describe('vulnerability reports', () => {
   });
 });
 
+const log4jPackage = {
+  name: 'log4j-core',
+  version: '2.14.1',
+  purl: log4j.purl,
+  purlBase: 'pkg:maven/org.apache.logging.log4j/log4j-core',
+  purlVersion: '2.14.1',
+};
+
 describe('SBOMs', () => {
   it('reads SPDX 2.3 purls from externalRefs', () => {
     const sbom = parseSpdx(spdxDocument([log4j]));
     expect(sbom).toEqual({
       format: 'SPDX-2.3',
-      packages: [{ name: 'log4j-core', version: '2.14.1', purl: log4j.purl }],
+      packages: [log4jPackage],
     });
   });
 
   it.each(['1.5', '1.6', '1.7'])('reads CycloneDX %s', (v) => {
-    expect(parseCycloneDx(cycloneDxBom([log4j], v)).packages).toEqual([
-      { name: 'log4j-core', version: '2.14.1', purl: log4j.purl },
-    ]);
+    expect(parseCycloneDx(cycloneDxBom([log4j], v)).packages).toEqual([log4jPackage]);
+  });
+
+  it('splits purls once: qualifiers, subpath and percent-encoded versions', () => {
+    expect(purlParts('pkg:deb/debian/xz-utils@5.6.0-0.1?arch=amd64&distro=debian-12#src')).toEqual({
+      base: 'pkg:deb/debian/xz-utils',
+      version: '5.6.0-0.1',
+    });
+    expect(purlParts('pkg:npm/%40scope/name@1.0.0%2Bbuild')).toEqual({
+      base: 'pkg:npm/%40scope/name',
+      version: '1.0.0+build',
+    });
+    expect(purlParts('pkg:golang/example.com/mod?x=y@z')).toEqual({
+      base: 'pkg:golang/example.com/mod',
+      version: undefined,
+    });
+    // A malformed escape keeps the version as written (a range then cannot compare it).
+    expect(purlParts('pkg:npm/a@1.0%zz')).toEqual({ base: 'pkg:npm/a', version: '1.0%zz' });
   });
 
   it('refuses a document that is not SPDX or CycloneDX', () => {

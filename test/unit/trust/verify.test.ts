@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Digest } from '../../../src/oci/index.ts';
-import { TrustMaterialStore } from '../../../src/trust/index.ts';
+import { statementObject, TrustMaterialStore } from '../../../src/trust/index.ts';
 import type { Attestor, FoundSignature } from '../../../src/trust/index.ts';
 import {
   COSIGN_SIGN_PREDICATE_TYPE,
@@ -327,6 +327,32 @@ describe('Sigstore bundles (DSSE)', () => {
       signBundle({ subject: SUBJECT, predicateType: COSIGN_SIGN_PREDICATE_TYPE, key }),
     );
     expect(store.verify(found, { key: 'release' }, SUBJECT).ok).toBe(true);
+  });
+
+  it('keeps an outcome per found object, attestor and subject, and parses the statement once', () => {
+    const json = signBundle({
+      subject: SUBJECT,
+      predicateType: SLSA,
+      predicate: { buildDefinition: {} },
+      key,
+    });
+    const found = foundBundle(json);
+    const env = found.bundle.content.$case === 'dsseEnvelope' ? found.bundle.content.dsseEnvelope : undefined;
+    const first = store.verify(found, { key: 'release' }, SUBJECT);
+    expect(first.ok).toBe(true);
+    // The same question again: the kept outcome, and the statement discovery and the reader share.
+    expect(store.verify(found, { key: 'release' }, SUBJECT)).toBe(first);
+    expect(statementObject(env!)).toBe(statementObject(env!));
+    // Another subject, another attestor: asked anew, not answered from the kept outcome.
+    expectFail(store.verify(found, { key: 'release' }, OTHER), 'digest-mismatch');
+    expectFail(store.verify(found, { key: 'spare' }, SUBJECT), 'signature-invalid');
+    // A forged copy is another object: verified on its own, never from the original's outcome.
+    const forged = structuredClone(json);
+    const fenv = forged.dsseEnvelope as { payload: string };
+    const st = JSON.parse(Buffer.from(fenv.payload, 'base64').toString()) as { predicate: unknown };
+    st.predicate = { forged: true };
+    fenv.payload = Buffer.from(JSON.stringify(st)).toString('base64');
+    expectFail(store.verify(foundBundle(forged), { key: 'release' }, SUBJECT), 'signature-invalid');
   });
 
   it('refuses a bundle whose envelope was altered', () => {
