@@ -120,6 +120,12 @@ interface Memo<T> {
 }
 
 const MEMO_LIMIT = 50_000;
+/**
+ * Layer bytes the evidence memo holds at most: each entry keeps its signatures' and attestations'
+ * bundles, payloads included, and gates read attestations of tens of MiB, so a count alone does not
+ * bound memory. Least recently stored go first; one larger than this is not kept at all.
+ */
+export const EVIDENCE_MEMO_MAX_BYTES = 256 * 1024 * 1024;
 /** discovery's own default blob cap (trust MAX_EVIDENCE_BLOB_BYTES): gates only ever raise it. */
 const MAX_DEFAULT_EVIDENCE_BYTES = 1024 * 1024;
 
@@ -137,7 +143,9 @@ export class TrustGate {
   readonly #metrics: Metrics | undefined;
   readonly #now: () => number;
   readonly #decisionMemo = new Map<string, Memo<Decision>>();
-  readonly #evidenceMemo = new Map<string, Memo<Evidence>>();
+  readonly #evidenceMemo = new Map<string, Memo<Evidence> & { bytes: number }>();
+  #evidenceBytes = 0;
+  readonly #evidenceMaxBytes: number;
   /**
    * Closures this process wrote, with when to write them again (ms). Not a plain "written once" set:
    * the store entries expire (allowTTL * 2 + 1h) or can be lost (a Redis restarted without persistence,
@@ -158,7 +166,10 @@ export class TrustGate {
     now?: () => number;
     /** Largest blob admitted through trust material (default {@link DEFAULT_MAX_TRUST_MATERIAL_BLOB}). */
     maxTrustMaterialBlobBytes?: number;
+    /** Layer bytes the evidence memo keeps (default {@link EVIDENCE_MEMO_MAX_BYTES}). */
+    evidenceMemoMaxBytes?: number;
   }) {
+    this.#evidenceMaxBytes = options.evidenceMemoMaxBytes ?? EVIDENCE_MEMO_MAX_BYTES;
     this.#ctx = options.context;
     this.#maxTrustMaterialBlob = options.maxTrustMaterialBlobBytes ?? DEFAULT_MAX_TRUST_MATERIAL_BLOB;
     this.#metadata = options.metadata;
@@ -176,7 +187,13 @@ export class TrustGate {
     this.#ctx = context;
     this.#decisionMemo.clear();
     this.#evidenceMemo.clear();
+    this.#evidenceBytes = 0;
     this.#closureWritten.clear();
+  }
+
+  /** Layer bytes the evidence memo holds now (tests). */
+  get evidenceMemoBytes(): number {
+    return this.#evidenceBytes;
   }
 
   #scope(): string {
@@ -361,6 +378,7 @@ export class TrustGate {
     const now = this.#now();
     const memo = this.#evidenceMemo.get(key);
     if (memo && memo.expires > now) return memo.value;
+    if (memo) this.#forgetEvidence(key, memo.bytes);
     const evidence = await discoverEvidence(
       upstream,
       target.repository,
@@ -369,9 +387,23 @@ export class TrustGate {
       maxBlobBytes === undefined ? {} : { maxBlobBytes: Math.max(maxBlobBytes, MAX_DEFAULT_EVIDENCE_BYTES) },
     );
     const ttl = evidence.items.length > 0 ? this.#ctx.ttl.evidence : this.#ctx.ttl.missingEvidence;
-    if (this.#evidenceMemo.size >= MEMO_LIMIT) this.#evidenceMemo.clear();
-    this.#evidenceMemo.set(key, { value: evidence, expires: now + ttl });
+    const bytes = evidence.items.reduce((sum, i) => sum + (i.size ?? 0), 0);
+    if (bytes > this.#evidenceMaxBytes) return evidence;
+    for (const [oldKey, old] of this.#evidenceMemo) {
+      if (this.#evidenceMemo.size < MEMO_LIMIT && this.#evidenceBytes + bytes <= this.#evidenceMaxBytes)
+        break;
+      this.#forgetEvidence(oldKey, old.bytes);
+    }
+    const racing = this.#evidenceMemo.get(key); // a concurrent discovery of the same key
+    if (racing) this.#forgetEvidence(key, racing.bytes);
+    this.#evidenceMemo.set(key, { value: evidence, expires: now + ttl, bytes });
+    this.#evidenceBytes += bytes;
     return evidence;
+  }
+
+  #forgetEvidence(key: string, bytes: number): void {
+    this.#evidenceMemo.delete(key);
+    this.#evidenceBytes -= bytes;
   }
 
   /**

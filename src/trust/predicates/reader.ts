@@ -23,6 +23,8 @@ import type {
 } from './types.ts';
 
 interface Entry {
+  /** What it weighs in the budget: the signed payload's bytes (its parse costs a few times that). */
+  bytes: number;
   statement?: Parsed<AttestationStatement>;
   vulnerabilities?: Parsed<VulnReport>;
   sbom?: Parsed<Sbom>;
@@ -46,17 +48,38 @@ function attempt<T>(fn: () => T): Parsed<T> {
 export interface CachingAttestationReaderOptions {
   /** Attestations whose parses are kept (least recently used dropped first). */
   maxEntries?: number;
+  /**
+   * Signed payload bytes whose parses are kept (least recently used dropped first): a parsed 30 MiB
+   * SBOM holds a few times its size in memory, and 2,000 of them would not fit in any process.
+   */
+  maxBytes?: number;
+}
+
+/** Default {@link CachingAttestationReaderOptions.maxBytes}: 256 MiB of payloads. */
+export const DEFAULT_READER_MAX_BYTES = 256 * 1024 * 1024;
+
+function payloadBytes(found: AttestationRef): number {
+  const c = found.bundle.content;
+  return c.$case === 'dsseEnvelope' ? c.dsseEnvelope.payload.length : 0;
 }
 
 /** Parses attestation content once per attestation digest; counts parses (tests, the benchmark). */
 export class CachingAttestationReader implements AttestationReader {
   readonly #entries = new Map<Digest, Entry>();
   readonly #max: number;
+  readonly #maxBytes: number;
+  #bytes = 0;
   /** Statements parsed from bytes so far (a cache hit does not count). */
   parses = 0;
 
   constructor(options: CachingAttestationReaderOptions = {}) {
     this.#max = options.maxEntries ?? 2_000;
+    this.#maxBytes = options.maxBytes ?? DEFAULT_READER_MAX_BYTES;
+  }
+
+  /** Payload bytes whose parses are kept now (tests, metrics). */
+  get keptBytes(): number {
+    return this.#bytes;
   }
 
   #entry(found: AttestationRef): Entry {
@@ -67,12 +90,19 @@ export class CachingAttestationReader implements AttestationReader {
       this.#entries.set(found.layerDigest, hit);
       return hit;
     }
-    const entry: Entry = {};
-    if (this.#entries.size >= this.#max) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
+    const entry: Entry = { bytes: payloadBytes(found) };
+    // An attestation larger than the whole budget is parsed for this decision and not kept.
+    if (entry.bytes > this.#maxBytes) return entry;
+    while (
+      this.#entries.size > 0 &&
+      (this.#entries.size >= this.#max || this.#bytes + entry.bytes > this.#maxBytes)
+    ) {
+      const [oldest, dropped] = this.#entries.entries().next().value as [Digest, Entry];
+      this.#entries.delete(oldest);
+      this.#bytes -= dropped.bytes;
     }
     this.#entries.set(found.layerDigest, entry);
+    this.#bytes += entry.bytes;
     return entry;
   }
 
@@ -95,7 +125,7 @@ export class CachingAttestationReader implements AttestationReader {
     if (cached !== undefined) return cached;
     const st = this.statement(found);
     const out: Parsed<T> = st.ok ? attempt(() => parse(st.value)) : st;
-    (e as Record<string, unknown>)[key] = out;
+    (e as unknown as Record<string, unknown>)[key] = out;
     return out;
   }
 

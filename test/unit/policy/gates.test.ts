@@ -360,6 +360,29 @@ describe('vulnerabilities gate', () => {
     expect(parses).toBe(1);
     expect(reader.parses).toBe(1);
   });
+
+  it('keeps parses within a byte budget, least recently used dropped first, and still decides', () => {
+    const a = trivy([critNoFix]);
+    const b = trivy([critFixedKev]);
+    const size = (f: FoundSignature) =>
+      f.bundle.content.$case === 'dsseEnvelope' ? f.bundle.content.dsseEnvelope.payload.length : 0;
+    const reader = new CachingAttestationReader({ maxBytes: size(a) + size(b) - 1 });
+    const e = engine(cookbook);
+    expect(decide(e, [a], { reader, kev: kev([]) }).result).toBe('warn');
+    expect(reader.keptBytes).toBe(size(a));
+    // b does not fit beside a: a goes, b stays.
+    expect(decide(e, [b], { reader, kev: kev([critFixedKev.id]) }).result).toBe('deny');
+    expect(reader.keptBytes).toBe(size(b));
+    const parses = reader.parses;
+    decide(e, [b], { reader, kev: kev([critFixedKev.id]) });
+    expect(reader.parses).toBe(parses);
+    decide(e, [a], { reader, kev: kev([]) });
+    expect(reader.parses).toBe(parses + 1);
+    // One larger than the whole budget is parsed for its decision and not kept.
+    const tiny = new CachingAttestationReader({ maxBytes: 10 });
+    expect(decide(e, [b], { reader: tiny, kev: kev([critFixedKev.id]) }).result).toBe('deny');
+    expect(tiny.keptBytes).toBe(0);
+  });
 });
 
 describe('sbom gate', () => {
