@@ -76,6 +76,12 @@ export const upstreamSchema = z.strictObject({
         .describe(
           'Hosts a redirect (blob to CDN) may lead to even when they resolve to a loopback, link-local or private address; any public address is allowed without being listed',
         ),
+      allowHttp: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Follow a redirect from an https:// upstream to a plain http:// URL (refused by default: the blob would cross the network in clear text)',
+        ),
     })
     .prefault({})
     .describe('Where redirects from this upstream may lead (checked against the address connected to)'),

@@ -61,8 +61,10 @@ export type UndiciUpstreamConfig = Pick<
   | 'connections'
   | 'insecureSkipTLSVerify'
   | 'caFile'
-> &
-  Partial<Pick<UpstreamConfig, 'redirects' | 'auth'>>;
+> & {
+  redirects?: Partial<UpstreamConfig['redirects']>;
+  auth?: Partial<UpstreamConfig['auth']>;
+};
 
 /** The pino methods this module logs with (object first, then a lower-case message). */
 export interface UpstreamLogger {
@@ -74,6 +76,20 @@ export interface UpstreamLogger {
 
 /** What an upstream HTTP exchange was for, as reported to {@link UndiciUpstreamOptions.onRequest}. */
 export type UpstreamRequestKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
+
+/**
+ * Why the proxy refused to go where an upstream sent it: a redirect to a non-public address
+ * (`redirect-address`), from https to plain http (`redirect-http`), to a URL that is not http(s) or
+ * carries credentials (`redirect-unusable`), one hop too many (`redirect-limit`); a token realm off the
+ * upstream's host (`realm-host`) or one that is not https (`realm-unusable`).
+ */
+export type UpstreamRefusal =
+  | 'redirect-address'
+  | 'redirect-http'
+  | 'redirect-unusable'
+  | 'redirect-limit'
+  | 'realm-host'
+  | 'realm-unusable';
 
 /** One upstream HTTP exchange (each retry, redirect hop and token request counts on its own). */
 export interface UpstreamRequestInfo {
@@ -94,6 +110,11 @@ export interface UndiciUpstreamOptions {
   logger?: UpstreamLogger;
   /** Called after every upstream exchange; for metrics. Must not throw (errors are ignored). */
   onRequest?: (info: UpstreamRequestInfo) => void;
+  /**
+   * Called when the upstream told us to go somewhere we refused (a redirect or a token realm); for
+   * `pullwarden_upstream_refused_total`. Must not throw (errors are ignored).
+   */
+  onRefused?: (reason: UpstreamRefusal) => void;
   /** Largest manifest accepted; defaults to {@link MAX_MANIFEST_BYTES}. */
   maxManifestBytes?: number;
   /** Base of the exponential backoff between retries, in ms (default 100). */
@@ -173,6 +194,7 @@ export class UndiciUpstream implements Upstream {
   readonly #basePath: string;
   readonly #log: UpstreamLogger;
   readonly #onRequest: ((info: UpstreamRequestInfo) => void) | undefined;
+  readonly #onRefused: ((reason: UpstreamRefusal) => void) | undefined;
   readonly #maxManifestBytes: number;
   readonly #retryDelayMs: number;
   readonly #userAgent: string;
@@ -190,6 +212,7 @@ export class UndiciUpstream implements Upstream {
     this.#config = config;
     this.#log = options.logger ?? silentLogger;
     this.#onRequest = options.onRequest;
+    this.#onRefused = options.onRefused;
     this.#maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
     this.#retryDelayMs = options.retryDelayMs ?? 100;
     this.#userAgent = options.userAgent ?? 'pullwarden';
@@ -470,23 +493,64 @@ export class UndiciUpstream implements Upstream {
       if (res.statusCode === 200) return res;
       if (!REDIRECT_STATUSES.has(res.statusCode)) throw await this.#failure(ex, res, 'BLOB_UNKNOWN');
       await discard(res.body);
-      const location = headerValue(res.headers.location);
-      let next: URL | undefined;
-      try {
-        next = location === undefined ? undefined : new URL(location, url);
-      } catch {
-        next = undefined;
-      }
-      if (next === undefined || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
-        throw new RegistryError('UNAVAILABLE', `upstream ${this.host} sent an unusable redirect for ${what}`);
-      }
+      const next = this.#redirectTarget(headerValue(res.headers.location), url, what);
       if (hop + 1 > MAX_REDIRECTS) {
-        throw new RegistryError('UNAVAILABLE', `upstream ${this.host} redirected ${what} too many times`);
+        throw this.#refuse(
+          'redirect-limit',
+          `upstream ${this.host} redirected ${what} more than ${MAX_REDIRECTS} times; refused`,
+        );
       }
       // Only the origin is logged: the rest of a CDN URL is usually a signature.
       this.#log.debug({ upstream: this.host, what, to: next.origin }, 'following blob redirect');
       url = next;
     }
+  }
+
+  /**
+   * Where a redirect leads, or a refusal: only http(s) URLs without credentials in them, and never from
+   * an https upstream to plain http unless `redirects.allowHttp` (a signed CDN URL and the blob would
+   * cross the network in clear text, open to anyone on the path). Where the address may be is checked
+   * later, by the connector, on the address actually connected to.
+   */
+  #redirectTarget(location: string | undefined, from: URL, what: string): URL {
+    let next: URL | undefined;
+    try {
+      next = location === undefined ? undefined : new URL(location, from);
+    } catch {
+      next = undefined;
+    }
+    if (next === undefined || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
+      throw this.#refuse('redirect-unusable', `upstream ${this.host} sent an unusable redirect for ${what}`);
+    }
+    if (next.username !== '' || next.password !== '') {
+      throw this.#refuse(
+        'redirect-unusable',
+        `upstream ${this.host} redirected ${what} to a URL with credentials in it (${next.protocol}//${next.host}); refused`,
+      );
+    }
+    if (
+      next.protocol === 'http:' &&
+      this.#base.protocol === 'https:' &&
+      this.#config.redirects?.allowHttp !== true
+    ) {
+      throw this.#refuse(
+        'redirect-http',
+        `upstream ${this.host} redirected ${what} from https to plain http (${next.host}); refused. If that is intended, set upstreams.${this.host}.redirects.allowHttp`,
+        { host: next.host },
+      );
+    }
+    return next;
+  }
+
+  /** A refusal of where the upstream sent us: counted, logged, and answered 503 with the reason. */
+  #refuse(reason: UpstreamRefusal, message: string, detail: Record<string, string> = {}): RegistryError {
+    try {
+      this.#onRefused?.(reason);
+    } catch {
+      // Metrics must never break a pull.
+    }
+    this.#log.warn({ upstream: this.host, reason, ...detail }, 'refused where the upstream sent us');
+    return new RegistryError('UNAVAILABLE', message, { detail: { reason, ...detail } });
   }
 
   /**
@@ -575,13 +639,10 @@ export class UndiciUpstream implements Upstream {
     const realm = this.#parseRealm(value);
     const own = realm.host === this.#base.host;
     if (!own && !this.#realmAllowed(unbracket(realm.hostname), portOf(realm))) {
-      this.#log.warn(
-        { upstream: this.host, realm: realm.origin },
-        'refused token realm: not on the upstream host and not in auth.realms',
-      );
-      throw new RegistryError(
-        'UNAVAILABLE',
+      throw this.#refuse(
+        'realm-host',
         `upstream ${this.host} announced token realm ${realm.origin}, which is neither on ${this.#base.host} nor in upstreams.${this.host}.auth.realms; refused (no credentials sent)`,
+        { realm: realm.origin },
       );
     }
     return realm;
@@ -595,11 +656,11 @@ export class UndiciUpstream implements Upstream {
       realm = undefined;
     }
     if (realm === undefined || (realm.protocol !== 'https:' && realm.protocol !== 'http:')) {
-      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} announced an unusable token realm`);
+      throw this.#refuse('realm-unusable', `upstream ${this.host} announced an unusable token realm`);
     }
     // Basic credentials (and the token) would cross the network in clear text.
     if (realm.protocol === 'http:' && this.#base.protocol === 'https:') {
-      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} announced a plain-http token realm`);
+      throw this.#refuse('realm-unusable', `upstream ${this.host} announced a plain-http token realm`);
     }
     realm.username = '';
     realm.password = '';
@@ -775,6 +836,11 @@ export class UndiciUpstream implements Upstream {
     let message: string;
     const refused = findRefusal(err);
     if (refused !== undefined) {
+      try {
+        this.#onRefused?.('redirect-address');
+      } catch {
+        // Metrics must never break a pull.
+      }
       this.#log.warn(
         {
           upstream: this.host,

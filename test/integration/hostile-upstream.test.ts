@@ -1,0 +1,155 @@
+/**
+ * A hostile (or broken) upstream tries to get something past the proxy that a careful one would not:
+ * a downgrade to plain http, a mislabelled manifest, an endless tag list, bodies that lie about their
+ * size or never end. Nothing of it may be cached or served as a success, and the proxy says why.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTestProxy } from '../support/app.ts';
+import type { TestProxy } from '../support/app.ts';
+import { startCanary } from '../support/canary.ts';
+import type { Canary } from '../support/canary.ts';
+import { makeImage, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
+import type { FakeUpstream } from '../support/fake-upstream.ts';
+import { selfSignedCertificate } from '../support/tls.ts';
+
+const ALLOW_ALL = [{ name: 'allow-all', match: ['**'], action: 'allow' }];
+
+let fake: FakeUpstream | undefined;
+let proxy: TestProxy | undefined;
+const canaries: Canary[] = [];
+const dirs: string[] = [];
+
+afterEach(async () => {
+  await proxy?.close();
+  await fake?.close();
+  await Promise.all(canaries.splice(0).map((c) => c.close()));
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+  proxy = undefined;
+  fake = undefined;
+});
+
+async function canary(): Promise<Canary> {
+  const c = await startCanary('127.0.0.1');
+  canaries.push(c);
+  return c;
+}
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'pw-hostile-'));
+  dirs.push(d);
+  return d;
+}
+
+async function errorOf(res: Response): Promise<{ code: string; message: string; detail?: unknown }> {
+  const body = (await res.json()) as { errors: { code: string; message: string; detail?: unknown }[] };
+  return body.errors[0] ?? { code: '', message: '' };
+}
+
+async function metric(p: TestProxy, name: string): Promise<string[]> {
+  const text = await (await fetch(`${p.url}/metrics`)).text();
+  return text.split('\n').filter((l) => l.startsWith(name));
+}
+
+describe('redirect downgrades and unusable redirects', () => {
+  async function httpsUpstream(extra: Record<string, unknown> = {}) {
+    const cert = await selfSignedCertificate(await tempDir());
+    fake = await startFakeUpstream({ tls: { key: cert.key, cert: cert.cert } });
+    const c = await canary();
+    proxy = await startTestProxy({
+      upstreams: {
+        [fake.host]: {
+          url: fake.url,
+          caFile: cert.certFile,
+          // The canary is allowed as an address: the only reason left to refuse it is the scheme.
+          redirects: { allow: [c.host], ...extra },
+        },
+      },
+      policies: ALLOW_ALL,
+    });
+    const img = makeImage(fake, 'acme/app', '1.0', { layerSize: 4096 });
+    const pulled = await fetch(`${proxy.url}/v2/acme/app/manifests/1.0?ns=${fake.host}`);
+    expect(pulled.status).toBe(200);
+    c.respond = () => Promise.resolve({ status: 200, body: img.layers[0]! });
+    return { c, img, layer: img.layerDigests[0]! };
+  }
+
+  it('refuses a redirect from an https upstream to plain http, without connecting, and counts it', async () => {
+    const { c, layer } = await httpsUpstream();
+    fake!.fault(
+      { kind: 'blob', method: 'GET' },
+      { redirect: `http://${c.host}/cdn/blob?sig=1` },
+      { times: 1 },
+    );
+
+    const res = await fetch(`${proxy!.url}/v2/acme/app/blobs/${layer}?ns=${fake!.host}`);
+
+    expect(res.status).toBe(503);
+    const err = await errorOf(res);
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.message).toContain('from https to plain http');
+    expect(err.message).toContain(`upstreams.${fake!.host}.redirects.allowHttp`);
+    expect(c.connections).toBe(0);
+    expect(await metric(proxy!, 'pullwarden_upstream_refused_total')).toContainEqual(
+      `pullwarden_upstream_refused_total{upstream="${fake!.host}",reason="redirect-http"} 1`,
+    );
+    // Nothing cached: the next pull (no redirect now) is a miss with the right bytes.
+    const again = await fetch(`${proxy!.url}/v2/acme/app/blobs/${layer}?ns=${fake!.host}`);
+    expect(again.status).toBe(200);
+    expect(again.headers.get('x-pullwarden-cache')).toBe('miss');
+    expect(sha256(Buffer.from(await again.arrayBuffer()))).toBe(layer);
+  });
+
+  it('follows an https to http redirect when redirects.allowHttp is set', async () => {
+    const { c, layer } = await httpsUpstream({ allowHttp: true });
+    fake!.fault(
+      { kind: 'blob', method: 'GET' },
+      { redirect: `http://${c.host}/cdn/blob?sig=1` },
+      { times: 1 },
+    );
+
+    const res = await fetch(`${proxy!.url}/v2/acme/app/blobs/${layer}?ns=${fake!.host}`);
+
+    expect(res.status).toBe(200);
+    expect(sha256(Buffer.from(await res.arrayBuffer()))).toBe(layer);
+    expect(c.connections).toBe(1);
+  });
+
+  it('refuses a redirect with credentials in its URL or a non-http scheme, and a redirect loop', async () => {
+    const c = await canary();
+    fake = await startFakeUpstream();
+    proxy = await startTestProxy({
+      upstreams: { [fake.host]: { url: fake.url, redirects: { allow: [c.host] } } },
+      policies: ALLOW_ALL,
+    });
+    const img = makeImage(fake, 'acme/app', '1.0');
+    const layer = img.layerDigests[0]!;
+    await fetch(`${proxy.url}/v2/acme/app/manifests/1.0?ns=${fake.host}`);
+    for (const [location, reason] of [
+      [`http://user:pw@${c.host}/blob`, /credentials/],
+      [`file:///etc/passwd`, /unusable redirect/],
+      [`ftp://${c.host}/blob`, /unusable redirect/],
+    ] as const) {
+      fake.fault({ kind: 'blob', method: 'GET' }, { redirect: location }, { times: 1 });
+      const res = await fetch(`${proxy.url}/v2/acme/app/blobs/${layer}?ns=${fake.host}`);
+      expect(res.status, location).toBe(503);
+      expect((await errorOf(res)).message, location).toMatch(reason);
+    }
+    // A loop: the registry sends the blob back to itself, forever. Bounded, then refused.
+    fake.fault({ kind: 'blob', method: 'GET' }, { redirect: `${fake.url}/v2/acme/app/blobs/${layer}` });
+    const loop = await fetch(`${proxy.url}/v2/acme/app/blobs/${layer}?ns=${fake.host}`);
+    expect(loop.status).toBe(503);
+    expect((await errorOf(loop)).message).toMatch(/more than 5 times/);
+    expect(fake.count({ kind: 'blob', method: 'GET' })).toBeLessThanOrEqual(3 + 6);
+    expect(c.connections).toBe(0);
+    const refused = await metric(proxy, 'pullwarden_upstream_refused_total');
+    expect(refused).toContainEqual(
+      `pullwarden_upstream_refused_total{upstream="${fake.host}",reason="redirect-unusable"} 3`,
+    );
+    expect(refused).toContainEqual(
+      `pullwarden_upstream_refused_total{upstream="${fake.host}",reason="redirect-limit"} 1`,
+    );
+  });
+});
