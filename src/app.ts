@@ -282,6 +282,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
       headers: config.server.headersTimeout,
       request: config.server.requestTimeout,
       keepAlive: config.server.keepAliveTimeout,
+      send: config.server.sendTimeout,
     },
     metricsEndpoint: config.metrics.listen !== undefined ? 'off' : config.metrics.auth ? 'auth' : 'open',
     audit: {

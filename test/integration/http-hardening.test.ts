@@ -91,6 +91,36 @@ describe('slow and oversized requests', () => {
     expect(received()).toMatch(/^HTTP\/1\.1 408/);
   }, 30_000);
 
+  it('cuts a client that stops reading a blob response (sendTimeout), and counts it', async () => {
+    const p = await start({ server: { sendTimeout: '1s' } });
+    // Larger than what loopback socket buffers hold on both ends, so the proxy must wait on the client.
+    const img = makeImage(fake!, 'acme/app', '1.0', { layerSize: 48 * 1024 * 1024 });
+    expect((await fetch(`${p.url}/v2/acme/app/manifests/1.0`)).status).toBe(200);
+    const { socket, received, closed } = await rawSocket(p.url);
+    socket.write(`GET /v2/acme/app/blobs/${img.layerDigests[0]} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    // Read the first bytes, then nothing more: the kernel buffers fill and the response stalls.
+    await new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.pause();
+    const limited = 'pullwarden_requests_limited_total{reason="send-timeout"} 1';
+    let counted = false;
+    for (let i = 0; i < 40 && !counted; i++) {
+      await sleep(500);
+      counted = (await (await fetch(`${p.url}/metrics`)).text()).includes(limited);
+    }
+    expect(counted).toBe(true);
+    // Reading again: what was in flight arrives, then the connection ends short of the blob.
+    socket.resume();
+    const ended = await Promise.race([closed.then(() => true), sleep(10_000).then(() => false)]);
+    expect(ended).toBe(true);
+    expect(received().length).toBeLessThan(48 * 1024 * 1024);
+    // A client that reads normally is not affected, even when the proxy itself takes its time.
+    fake!.fault({ kind: 'manifest', method: 'GET' }, { delayHeadersMs: 2_500 }, { times: 1 });
+    const other = makeImage(fake!, 'acme/app', '2.0');
+    const slowUpstream = await fetch(`${p.url}/v2/acme/app/manifests/2.0`);
+    expect(slowUpstream.status).toBe(200);
+    expect(other.manifestDigest).toBe(slowUpstream.headers.get('docker-content-digest'));
+  }, 40_000);
+
   for (const method of ['PUT', 'POST', 'PATCH', 'DELETE']) {
     it(`answers ${method} on /v2 with 405 UNSUPPORTED at once, without reading the body`, async () => {
       const p = await start();
