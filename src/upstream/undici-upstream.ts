@@ -374,14 +374,24 @@ export class UndiciUpstream implements Upstream {
       return undefined;
     }
     if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
-    const mediaType = bareMediaType(res.headers['content-type']);
-    if (mediaType !== MediaType.ociIndex) {
-      // Some registries answer unknown routes with 200 and an HTML or JSON page; that is not the API.
+    const served = bareMediaType(res.headers['content-type']);
+    if (served !== MediaType.ociIndex && !GENERIC_CONTENT_TYPES.has(served)) {
+      // Some registries answer unknown routes with 200 and an HTML page; that is not the API.
       await discard(res.body);
-      this.#log.debug({ upstream: this.host, repository, mediaType }, 'referrers answer is not an index');
+      this.#log.debug(
+        { upstream: this.host, repository, mediaType: served },
+        'referrers answer is not an index',
+      );
       return undefined;
     }
     const body = await this.#readBody(ex, res, this.#maxManifestBytes);
+    // A generic Content-Type (application/json from some registries) is judged by the body, exactly
+    // as a manifest is: an index by its `mediaType` or shape is the API's answer, anything else is not.
+    const mediaType = manifestMediaType(served, body);
+    if (mediaType !== MediaType.ociIndex) {
+      this.#log.debug({ upstream: this.host, repository, mediaType }, 'referrers answer is not an index');
+      return undefined;
+    }
     const filtersApplied = headerValue(res.headers['oci-filters-applied']);
     return filtersApplied === undefined ? { body, mediaType } : { body, mediaType, filtersApplied };
   }
@@ -953,7 +963,10 @@ function manifestMediaType(contentType: string | string[] | undefined, bytes: Bu
   if (m.schemaVersion === 1) {
     return 'signatures' in m ? MediaType.dockerManifestV1Signed : MediaType.dockerManifestV1;
   }
-  if (Array.isArray(m.manifests)) return MediaType.ociIndex;
-  if (m.config !== undefined || Array.isArray(m.layers)) return MediaType.ociManifest;
+  // OCI manifests may omit `mediaType`; only a schemaVersion 2 document is taken for one (a config
+  // blob or any other JSON with a `config` field is not a manifest, and is refused as such).
+  if (m.schemaVersion === 2 && Array.isArray(m.manifests)) return MediaType.ociIndex;
+  if (m.schemaVersion === 2 && (m.config !== undefined || Array.isArray(m.layers)))
+    return MediaType.ociManifest;
   return served === '' ? 'application/octet-stream' : served;
 }

@@ -11,7 +11,7 @@ import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { startCanary } from '../support/canary.ts';
 import type { Canary } from '../support/canary.ts';
-import { makeImage, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
+import { makeImage, makeReferrer, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
 import { selfSignedCertificate } from '../support/tls.ts';
 
@@ -151,5 +151,74 @@ describe('redirect downgrades and unusable redirects', () => {
     expect(refused).toContainEqual(
       `pullwarden_upstream_refused_total{upstream="${fake.host}",reason="redirect-limit"} 1`,
     );
+  });
+});
+
+describe('answers with a generic Content-Type are judged by what they are', () => {
+  async function start(options: Parameters<typeof startFakeUpstream>[0] = {}) {
+    fake = await startFakeUpstream(options);
+    proxy = await startTestProxy({ upstreams: { [fake.host]: { url: fake.url } }, policies: ALLOW_ALL });
+    return { fake, proxy };
+  }
+
+  it('reads a referrers API answer served as application/json by its body, not as a missing API', async () => {
+    const { fake: f, proxy: p } = await start({ referrersApi: true });
+    const img = makeImage(f, 'acme/app', '1.0');
+    const subject = { digest: img.manifestDigest, size: img.manifestBytes.length, mediaType: img.mediaType };
+    const ref = makeReferrer(f, 'acme/app', subject, 'application/vnd.dev.sigstore.bundle.v0.3+json');
+    f.fault({ kind: 'referrers' }, { headers: { 'content-type': 'application/json' } });
+
+    const res = await fetch(`${p.url}/v2/acme/app/referrers/${img.manifestDigest}?ns=${f.host}`);
+
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { manifests: { digest: string }[] };
+    expect(body.manifests.map((m) => m.digest)).toEqual([ref.digest]);
+    // The API answered: no detour through the referrers tag schema.
+    expect(f.count({ kind: 'manifest', ref: `sha256-${img.manifestDigest.slice(7)}` })).toBe(0);
+  });
+
+  it('serves a schema2 manifest sent as application/json or octet-stream under its own media type, everywhere', async () => {
+    const { fake: f, proxy: p } = await start();
+    const img = makeImage(f, 'acme/app', 'src', { format: 'docker' });
+    for (const [tag, generic] of [
+      ['json', 'application/json; charset=utf-8'],
+      ['octet', 'application/octet-stream'],
+    ] as const) {
+      const digest = f.putManifest('acme/app', tag, img.manifestBytes, generic);
+      for (const ref of [tag, digest]) {
+        for (const method of ['HEAD', 'GET']) {
+          const res = await fetch(`${p.url}/v2/acme/app/manifests/${ref}?ns=${f.host}`, { method });
+          expect(res.status, `${method} ${ref}`).toBe(200);
+          expect(res.headers.get('content-type'), `${method} ${ref}`).toBe(img.mediaType);
+          expect(res.headers.get('docker-content-digest')).toBe(digest);
+          if (method === 'GET')
+            expect(Buffer.from(await res.arrayBuffer()).equals(img.manifestBytes)).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('refuses a generic-typed body whose mediaType and shape disagree, or that is no manifest at all', async () => {
+    const { fake: f, proxy: p } = await start();
+    const img = makeImage(f, 'acme/app', 'src');
+    const hybrid = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: JSON.parse(img.manifestBytes.toString()).config,
+      layers: [],
+      manifests: [{ mediaType: img.mediaType, digest: img.manifestDigest, size: img.manifestBytes.length }],
+    });
+    f.putManifest('acme/app', 'hybrid', hybrid, 'application/json');
+    f.putManifest('acme/app', 'config', img.configBytes, 'application/octet-stream');
+    for (const [tag, reason] of [
+      ['hybrid', 'shape-mismatch'],
+      ['config', 'not-a-manifest-media-type'],
+    ] as const) {
+      const res = await fetch(`${p.url}/v2/acme/app/manifests/${tag}?ns=${f.host}`);
+      expect(res.status, tag).toBe(400);
+      const err = await errorOf(res);
+      expect(err.code).toBe('MANIFEST_INVALID');
+      expect(err.detail).toMatchObject({ reason });
+    }
   });
 });
