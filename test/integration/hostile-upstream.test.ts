@@ -222,3 +222,43 @@ describe('answers with a generic Content-Type are judged by what they are', () =
     }
   });
 });
+
+describe('tag lists', () => {
+  it('bounds the whole tag list across upstream pages (16 MiB), not only each page', async () => {
+    fake = await startFakeUpstream({ tagPageSize: 8_000 });
+    proxy = await startTestProxy({ upstreams: { [fake.host]: { url: fake.url } }, policies: ALLOW_ALL });
+    const img = makeImage(fake, 'acme/app', 'seed');
+    // 150 000 tags of 120 characters: about 17.6 MiB in 19 pages of about 1 MiB each.
+    const pad = 'x'.repeat(112);
+    for (let i = 0; i < 150_000; i++)
+      fake.tag('acme/app', `${pad}${String(i).padStart(8, '0')}`, img.manifestDigest);
+
+    const res = await fetch(`${proxy.url}/v2/acme/app/tags/list?ns=${fake.host}`);
+
+    expect(res.status).toBe(503);
+    const err = await errorOf(res);
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.message).toContain('bytes of tags');
+    expect(err.detail).toMatchObject({ reason: 'tag-list-too-large' });
+    expect(fake.count({ kind: 'tags' })).toBeLessThan(19);
+  }, 60_000);
+
+  it('walks the upstream pages once for concurrent listings of one repository', async () => {
+    fake = await startFakeUpstream({ tagPageSize: 2 });
+    proxy = await startTestProxy({ upstreams: { [fake.host]: { url: fake.url } }, policies: ALLOW_ALL });
+    const img = makeImage(fake, 'acme/app', 'a');
+    for (const t of ['b', 'c', 'd', 'e', 'f']) fake.tag('acme/app', t, img.manifestDigest);
+    // The first page is slow, so every listing below arrives while the walk is running.
+    fake.fault({ kind: 'tags' }, { delayHeadersMs: 300 }, { times: 1 });
+
+    const answers = await Promise.all(
+      Array.from({ length: 4 }, () => fetch(`${proxy!.url}/v2/acme/app/tags/list?ns=${fake!.host}`)),
+    );
+
+    for (const res of answers) {
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { tags: string[] }).tags).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+    }
+    expect(fake.count({ kind: 'tags' })).toBe(3);
+  });
+});

@@ -107,6 +107,8 @@ export interface FakeUpstreamOptions {
   omitDigestHeader?: boolean;
   /** Answer `tags/list` with every tag, ignoring `n` and `last` (as many registries do). */
   ignoreTagPagination?: boolean;
+  /** Page `tags/list` by this many tags when the client sends no `n` (as GHCR and Quay do). */
+  tagPageSize?: number;
   /** Serve the registry listener over HTTPS with this key and certificate (the CDN stays plain HTTP). */
   tls?: { key: Buffer | string; cert: Buffer | string };
 }
@@ -380,7 +382,8 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     const last = u.searchParams.get('last');
     if (last !== null) all = all.filter((t) => t > last);
-    const nParam = u.searchParams.get('n');
+    const nParam =
+      u.searchParams.get('n') ?? (options.tagPageSize === undefined ? null : String(options.tagPageSize));
     const headers: OutgoingHttpHeaders = { 'content-type': 'application/json' };
     let page = all;
     if (nParam !== null) {
