@@ -2,6 +2,7 @@
  * A hostile client against the HTTP face: slow requests, write methods with large bodies, sniffable
  * responses and the metrics endpoint.
  */
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -136,6 +137,55 @@ describe('slow and oversized requests', () => {
       expect(text.toLowerCase()).toContain('x-content-type-options: nosniff');
     }, 15_000);
   }
+});
+
+function rawGet(url: string, path: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port, path, method: 'GET' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('names and references', () => {
+  it('refuses path tricks in names and references with an OCI error before anything goes upstream', async () => {
+    const p = await start();
+    makeImage(fake!, 'acme/app', '1.0');
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const cases: [string, string][] = [
+      ['/v2/acme/../app/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/./app/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme//app/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/app%2f..%2fother/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme%2Fapp/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/app%00/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/app%0d%0aX-Injected:%201/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/app/manifests/1.0%0d%0a', 'NAME_INVALID'],
+      ['/v2/acme/app/manifests/%2e%2e', 'NAME_INVALID'],
+      ['/v2/acme/app/manifests/..', 'MANIFEST_INVALID'],
+      [`/v2/${'a'.repeat(256)}/manifests/1.0`, 'NAME_INVALID'],
+      [`/v2/acme/app/manifests/${'t'.repeat(129)}`, 'MANIFEST_INVALID'],
+      ['/v2/ACME/app/manifests/1.0', 'NAME_INVALID'],
+      [`/v2/acme/app/manifests/1.0?ns=${encodeURIComponent(`${fake!.host}\r\nX: y`)}`, 'NAME_INVALID'],
+      [`/v2/acme/app/blobs/${digest.toUpperCase()}`, 'DIGEST_INVALID'],
+      [`/v2/acme/app/blobs/${digest.slice(0, -1)}`, 'DIGEST_INVALID'],
+      [`/v2/acme/app/referrers/${digest}x`, 'DIGEST_INVALID'],
+    ];
+    for (const [path, code] of cases) {
+      // node:http sends the path as written (fetch would resolve `..` and `.` first).
+      const res = await rawGet(p.url, path);
+      expect(res.status, path).toBe(400);
+      const body = JSON.parse(res.body) as { errors: { code: string }[] };
+      expect(body.errors[0]?.code, path).toBe(code);
+    }
+    expect(fake!.count()).toBe(0);
+  });
 });
 
 describe('response headers', () => {
