@@ -31,7 +31,7 @@ import {
 } from './http-util.ts';
 import { AddressRefusedError, compileHostMatcher, guardedConnector } from './address-guard.ts';
 import type { LookupFunction } from './address-guard.ts';
-import { TokenCache } from './token-cache.ts';
+import { TokenCache, tokenLifetimeMs } from './token-cache.ts';
 import type { IssuedToken } from './token-cache.ts';
 import type {
   FetchedManifest,
@@ -126,6 +126,8 @@ export interface UndiciUpstreamOptions {
    * `dns.lookup` by default. Every address it returns is checked before a connection is made.
    */
   lookup?: LookupFunction;
+  /** The clock token lifetimes are measured with (tests move it); `Date.now` by default. */
+  now?: () => number;
 }
 
 interface Exchange {
@@ -166,8 +168,6 @@ const ERROR_BODY_BYTES = 16 * 1024;
 // sends clients to auth.docker.io; every other big registry (GHCR, Quay, GCR, ECR Public, Harbor)
 // keeps its realm on its own host.
 const WELL_KNOWN_REALMS: Record<string, readonly string[]> = { 'registry-1.docker.io': ['auth.docker.io'] };
-// distribution-spec token auth: "When omitted, this defaults to 60 seconds".
-const DEFAULT_TOKEN_SECONDS = 60;
 // Content types registries put on manifests when they do not know better (schema1, old Quay, S3
 // backed mirrors); for these the JSON `mediaType` field is the better witness.
 const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
@@ -198,7 +198,7 @@ export class UndiciUpstream implements Upstream {
   readonly #maxManifestBytes: number;
   readonly #retryDelayMs: number;
   readonly #userAgent: string;
-  readonly #tokens = new TokenCache();
+  readonly #tokens: TokenCache;
   /** Realm and service of the last bearer challenge: lets a new scope fetch its token up front. */
   #bearer: { realm: URL; service: string | undefined } | undefined;
   /** The registry asked for basic auth once; send it up front from then on. */
@@ -213,6 +213,7 @@ export class UndiciUpstream implements Upstream {
     this.#log = options.logger ?? silentLogger;
     this.#onRequest = options.onRequest;
     this.#onRefused = options.onRefused;
+    this.#tokens = new TokenCache(options.now === undefined ? {} : { now: options.now });
     this.#maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
     this.#retryDelayMs = options.retryDelayMs ?? 100;
     this.#userAgent = options.userAgent ?? 'pullwarden';
@@ -713,12 +714,12 @@ export class UndiciUpstream implements Upstream {
     if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
       throw new RegistryError('UNAVAILABLE', `upstream ${this.host} token service sent no usable token`);
     }
-    const expiresIn =
-      typeof fields.expires_in === 'number' && Number.isFinite(fields.expires_in) && fields.expires_in > 0
-        ? fields.expires_in
-        : DEFAULT_TOKEN_SECONDS;
-    this.#log.debug({ upstream: this.host, repository: ex.repository, expiresIn }, 'upstream token issued');
-    return { token, lifetimeMs: expiresIn * 1000 };
+    const lifetimeMs = tokenLifetimeMs(fields.expires_in);
+    this.#log.debug(
+      { upstream: this.host, repository: ex.repository, expiresIn: fields.expires_in, lifetimeMs },
+      'upstream token issued',
+    );
+    return { token, lifetimeMs };
   }
 
   /**

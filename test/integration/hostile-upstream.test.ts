@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { UndiciUpstream } from '../../src/upstream/index.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { startCanary } from '../support/canary.ts';
@@ -260,5 +261,37 @@ describe('tag lists', () => {
       expect(((await res.json()) as { tags: string[] }).tags).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
     }
     expect(fake.count({ kind: 'tags' })).toBe(3);
+  });
+});
+
+describe('token answers', () => {
+  it('does not keep a token for the 10 years an upstream says it lasts: an hour at most', async () => {
+    fake = await startFakeUpstream({ auth: 'bearer', tokenExpiresIn: 10 * 365 * 24 * 3600 });
+    makeImage(fake, 'acme/app', '1.0');
+    let now = Date.now();
+    const upstream = new UndiciUpstream({
+      host: fake.host,
+      config: {
+        url: fake.url,
+        connectTimeout: 2_000,
+        headersTimeout: 2_000,
+        bodyTimeout: 2_000,
+        retries: 0,
+        connections: 2,
+        insecureSkipTLSVerify: false,
+      },
+      now: () => now,
+    });
+    try {
+      await upstream.headManifest('acme/app', '1.0');
+      now += 30 * 60_000;
+      await upstream.headManifest('acme/app', '1.0');
+      expect(fake.count({ kind: 'token' })).toBe(1);
+      now += 31 * 60_000;
+      await upstream.headManifest('acme/app', '1.0');
+      expect(fake.count({ kind: 'token' })).toBe(2);
+    } finally {
+      await upstream.close();
+    }
   });
 });
