@@ -166,6 +166,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
       config: upstreamConfig,
       maxManifestBytes: config.server.maxManifestBytes,
       logger: logger.child({ module: 'upstream', upstream: host }),
+      onRefused: (reason) => metrics.upstreamRefused.inc({ upstream: host, reason }),
       onRequest: (info) => {
         metrics.upstreamRequests.inc({
           upstream: host,
@@ -281,6 +282,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
       headers: config.server.headersTimeout,
       request: config.server.requestTimeout,
       keepAlive: config.server.keepAliveTimeout,
+      send: config.server.sendTimeout,
     },
     metricsEndpoint: config.metrics.listen !== undefined ? 'off' : config.metrics.auth ? 'auth' : 'open',
     audit: {

@@ -76,6 +76,12 @@ export const upstreamSchema = z.strictObject({
         .describe(
           'Hosts a redirect (blob to CDN) may lead to even when they resolve to a loopback, link-local or private address; any public address is allowed without being listed',
         ),
+      allowHttp: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Follow a redirect from an https:// upstream to a plain http:// URL (refused by default: the blob would cross the network in clear text)',
+        ),
     })
     .prefault({})
     .describe('Where redirects from this upstream may lead (checked against the address connected to)'),
@@ -298,6 +304,10 @@ export const configSchema = z
           'A client must send its whole request (headers and any body) within this; responses are not limited',
         ),
         keepAliveTimeout: duration('72s', 'An idle keep-alive client connection is closed after this'),
+        sendTimeout: duration(
+          '60s',
+          'A client that takes no byte of a response for this long is cut (slow readers hold sockets and fills)',
+        ),
       })
       .prefault({}),
     metrics: z
@@ -338,10 +348,20 @@ export const configSchema = z
         message: 'expected headersTimeout no longer than requestTimeout',
       });
     }
-    if (server !== undefined && (server.headersTimeout === 0 || server.requestTimeout === 0)) {
+    if (
+      server !== undefined &&
+      (server.headersTimeout === 0 || server.requestTimeout === 0 || server.sendTimeout === 0)
+    ) {
       ctx.addIssue({
         code: 'custom',
-        path: ['server', server.headersTimeout === 0 ? 'headersTimeout' : 'requestTimeout'],
+        path: [
+          'server',
+          server.headersTimeout === 0
+            ? 'headersTimeout'
+            : server.requestTimeout === 0
+              ? 'requestTimeout'
+              : 'sendTimeout',
+        ],
         message: 'expected a duration above 0 (0 would let a client hold a connection forever)',
       });
     }

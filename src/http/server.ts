@@ -9,6 +9,7 @@ import type { PullAuth } from './auth.ts';
 import type { AuditFacts, HttpAudit } from './audit.ts';
 import { sendRegistryError, toRegistryError } from './errors.ts';
 import { parseRange } from './range.ts';
+import { limitSlowReaders } from './send-timeout.ts';
 import { canonicalHost, parseRegistryPath } from './routing.ts';
 import type { RegistryRoute } from './routing.ts';
 
@@ -45,9 +46,11 @@ export interface HttpTimeouts {
   request: number;
   /** Idle keep-alive connection between two requests. */
   keepAlive: number;
+  /** A response the client takes no byte of for this long is cut (`server.sendTimeout`). */
+  send?: number;
 }
 
-const DEFAULT_TIMEOUTS: HttpTimeouts = { headers: 10_000, request: 30_000, keepAlive: 72_000 };
+const DEFAULT_TIMEOUTS: HttpTimeouts = { headers: 10_000, request: 30_000, keepAlive: 72_000, send: 60_000 };
 
 /**
  * Node options for the timeouts. Node checks them every `connectionsCheckingInterval` (default 30 s),
@@ -115,6 +118,9 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     bodyLimit: 1024,
   });
 
+  limitSlowReaders(app.server, options.timeouts?.send ?? DEFAULT_TIMEOUTS.send ?? 60_000, () =>
+    metrics.requestsLimited.inc({ reason: 'send-timeout' }),
+  );
   const recorder = options.audit ? new AuditRecorder(options.audit, log) : undefined;
   const auth = options.auth?.enabled === true ? options.auth : undefined;
   const countDenial = (err: unknown): void => {

@@ -58,6 +58,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly upstreamRefused = new Counter({
+    name: 'pullwarden_upstream_refused_total',
+    help: 'Places an upstream sent the proxy that it refused to go (redirects, token realms), by reason',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requestsLimited = new Counter({
+    name: 'pullwarden_requests_limited_total',
+    help: 'Client connections cut or requests refused by a server limit, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly decisions = new Counter({
     name: 'pullwarden_decisions_total',
     help: 'Trust decisions evaluated (not cache hits), by policy and result (allow, deny, warn)',

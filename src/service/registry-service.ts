@@ -102,6 +102,8 @@ export class RegistryService {
     parsed: ParsedManifest;
   }>();
   readonly #linkFlights = new SingleFlight<void>();
+  /** One walk of an upstream's tag pages per repository, shared by every client listing it meanwhile. */
+  readonly #tagListFlights = new SingleFlight<string[]>();
   readonly #cappedFlights = new SingleFlight<void>();
   readonly #verifiedMemo = new Map<string, { digest: Digest; expires: number }>();
 
@@ -574,7 +576,9 @@ export class RegistryService {
     query: { n?: number; last?: string },
   ): Promise<{ body: Buffer; link?: string }> {
     const entry = this.upstreamFor(target.upstream);
-    const all = await this.#allTags(entry, target.repository);
+    const all = await this.#tagListFlights.run(`${target.upstream}\u0000${target.repository}`, () =>
+      this.#allTags(entry, target.repository),
+    );
     const { last } = query;
     const after = last === undefined ? all : all.filter((t) => t > last);
     const page = query.n === undefined ? after : after.slice(0, query.n);
@@ -588,6 +592,7 @@ export class RegistryService {
   async #allTags(entry: UpstreamEntry, repository: string): Promise<string[]> {
     const tags = new Set<string>();
     let query: { n?: number; last?: string } = {};
+    let bytes = 0;
     for (let page = 0; ; page++) {
       if (page >= MAX_TAG_PAGES) {
         throw new RegistryError(
@@ -596,6 +601,16 @@ export class RegistryService {
         );
       }
       const answer = await entry.upstream.listTags(repository, query);
+      // Every page is bounded by the upstream client; the whole list is bounded here, so a registry
+      // that links page after page cannot make one request hold hundreds of MiB.
+      bytes += answer.body.length;
+      if (bytes > MAX_TAG_LIST_BYTES) {
+        throw new RegistryError(
+          'UNAVAILABLE',
+          `upstream ${entry.upstream.host} lists more than ${MAX_TAG_LIST_BYTES} bytes of tags for ${repository}`,
+          { detail: { reason: 'tag-list-too-large' } },
+        );
+      }
       for (const tag of tagsOf(answer.body, entry.upstream.host)) tags.add(tag);
       const next = answer.link === undefined ? undefined : nextTagsQuery(answer.link);
       // A next page that does not move forward would loop: the list is complete as far as we can tell.
@@ -632,6 +647,8 @@ export class RegistryService {
 
 /** Most upstream pages of a tag list followed (a hostile upstream could link forever). */
 const MAX_TAG_PAGES = 100;
+/** Most bytes of tag list pages read for one repository (Docker Hub's largest lists are a few MiB). */
+const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
 
 function tagsOf(body: Buffer, host: string): string[] {
   let parsed: unknown;

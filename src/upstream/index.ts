@@ -8,6 +8,7 @@ export type {
   UndiciUpstreamConfig,
   UndiciUpstreamOptions,
   UpstreamLogger,
+  UpstreamRefusal,
   UpstreamRequestInfo,
   UpstreamRequestKind,
 } from './undici-upstream.ts';

@@ -5,6 +5,26 @@ export interface IssuedToken {
   lifetimeMs: number;
 }
 
+// distribution-spec token auth: "When omitted, this defaults to 60 seconds. For compatibility with
+// older clients, a token should never be returned with less than 60 seconds to live."
+const DEFAULT_TOKEN_SECONDS = 60;
+// An upstream cannot make us hold a token for years: an hour is longer than any registry issues
+// (Docker Hub and GHCR: 300 s), and a revoked token then lingers at most that long.
+const MAX_TOKEN_SECONDS = 3600;
+
+/**
+ * How long a token may be reused, from the token answer's `expires_in`: missing, non-numeric, zero,
+ * negative or below 60 s counts as the spec's 60 s (a shorter-lived token costs one 401 and a fresh
+ * token, never a token request per pull); anything above an hour counts as an hour.
+ */
+export function tokenLifetimeMs(expiresIn: unknown): number {
+  const seconds =
+    typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn > DEFAULT_TOKEN_SECONDS
+      ? Math.min(expiresIn, MAX_TOKEN_SECONDS)
+      : DEFAULT_TOKEN_SECONDS;
+  return seconds * 1000;
+}
+
 interface Entry {
   token: string;
   expiresAt: number;

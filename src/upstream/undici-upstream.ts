@@ -31,7 +31,7 @@ import {
 } from './http-util.ts';
 import { AddressRefusedError, compileHostMatcher, guardedConnector } from './address-guard.ts';
 import type { LookupFunction } from './address-guard.ts';
-import { TokenCache } from './token-cache.ts';
+import { TokenCache, tokenLifetimeMs } from './token-cache.ts';
 import type { IssuedToken } from './token-cache.ts';
 import type {
   FetchedManifest,
@@ -61,8 +61,10 @@ export type UndiciUpstreamConfig = Pick<
   | 'connections'
   | 'insecureSkipTLSVerify'
   | 'caFile'
-> &
-  Partial<Pick<UpstreamConfig, 'redirects' | 'auth'>>;
+> & {
+  redirects?: Partial<UpstreamConfig['redirects']>;
+  auth?: Partial<UpstreamConfig['auth']>;
+};
 
 /** The pino methods this module logs with (object first, then a lower-case message). */
 export interface UpstreamLogger {
@@ -74,6 +76,20 @@ export interface UpstreamLogger {
 
 /** What an upstream HTTP exchange was for, as reported to {@link UndiciUpstreamOptions.onRequest}. */
 export type UpstreamRequestKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
+
+/**
+ * Why the proxy refused to go where an upstream sent it: a redirect to a non-public address
+ * (`redirect-address`), from https to plain http (`redirect-http`), to a URL that is not http(s) or
+ * carries credentials (`redirect-unusable`), one hop too many (`redirect-limit`); a token realm off the
+ * upstream's host (`realm-host`) or one that is not https (`realm-unusable`).
+ */
+export type UpstreamRefusal =
+  | 'redirect-address'
+  | 'redirect-http'
+  | 'redirect-unusable'
+  | 'redirect-limit'
+  | 'realm-host'
+  | 'realm-unusable';
 
 /** One upstream HTTP exchange (each retry, redirect hop and token request counts on its own). */
 export interface UpstreamRequestInfo {
@@ -94,6 +110,11 @@ export interface UndiciUpstreamOptions {
   logger?: UpstreamLogger;
   /** Called after every upstream exchange; for metrics. Must not throw (errors are ignored). */
   onRequest?: (info: UpstreamRequestInfo) => void;
+  /**
+   * Called when the upstream told us to go somewhere we refused (a redirect or a token realm); for
+   * `pullwarden_upstream_refused_total`. Must not throw (errors are ignored).
+   */
+  onRefused?: (reason: UpstreamRefusal) => void;
   /** Largest manifest accepted; defaults to {@link MAX_MANIFEST_BYTES}. */
   maxManifestBytes?: number;
   /** Base of the exponential backoff between retries, in ms (default 100). */
@@ -105,6 +126,8 @@ export interface UndiciUpstreamOptions {
    * `dns.lookup` by default. Every address it returns is checked before a connection is made.
    */
   lookup?: LookupFunction;
+  /** The clock token lifetimes are measured with (tests move it); `Date.now` by default. */
+  now?: () => number;
 }
 
 interface Exchange {
@@ -145,8 +168,6 @@ const ERROR_BODY_BYTES = 16 * 1024;
 // sends clients to auth.docker.io; every other big registry (GHCR, Quay, GCR, ECR Public, Harbor)
 // keeps its realm on its own host.
 const WELL_KNOWN_REALMS: Record<string, readonly string[]> = { 'registry-1.docker.io': ['auth.docker.io'] };
-// distribution-spec token auth: "When omitted, this defaults to 60 seconds".
-const DEFAULT_TOKEN_SECONDS = 60;
 // Content types registries put on manifests when they do not know better (schema1, old Quay, S3
 // backed mirrors); for these the JSON `mediaType` field is the better witness.
 const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
@@ -173,10 +194,11 @@ export class UndiciUpstream implements Upstream {
   readonly #basePath: string;
   readonly #log: UpstreamLogger;
   readonly #onRequest: ((info: UpstreamRequestInfo) => void) | undefined;
+  readonly #onRefused: ((reason: UpstreamRefusal) => void) | undefined;
   readonly #maxManifestBytes: number;
   readonly #retryDelayMs: number;
   readonly #userAgent: string;
-  readonly #tokens = new TokenCache();
+  readonly #tokens: TokenCache;
   /** Realm and service of the last bearer challenge: lets a new scope fetch its token up front. */
   #bearer: { realm: URL; service: string | undefined } | undefined;
   /** The registry asked for basic auth once; send it up front from then on. */
@@ -190,6 +212,8 @@ export class UndiciUpstream implements Upstream {
     this.#config = config;
     this.#log = options.logger ?? silentLogger;
     this.#onRequest = options.onRequest;
+    this.#onRefused = options.onRefused;
+    this.#tokens = new TokenCache(options.now === undefined ? {} : { now: options.now });
     this.#maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
     this.#retryDelayMs = options.retryDelayMs ?? 100;
     this.#userAgent = options.userAgent ?? 'pullwarden';
@@ -351,14 +375,24 @@ export class UndiciUpstream implements Upstream {
       return undefined;
     }
     if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
-    const mediaType = bareMediaType(res.headers['content-type']);
-    if (mediaType !== MediaType.ociIndex) {
-      // Some registries answer unknown routes with 200 and an HTML or JSON page; that is not the API.
+    const served = bareMediaType(res.headers['content-type']);
+    if (served !== MediaType.ociIndex && !GENERIC_CONTENT_TYPES.has(served)) {
+      // Some registries answer unknown routes with 200 and an HTML page; that is not the API.
       await discard(res.body);
-      this.#log.debug({ upstream: this.host, repository, mediaType }, 'referrers answer is not an index');
+      this.#log.debug(
+        { upstream: this.host, repository, mediaType: served },
+        'referrers answer is not an index',
+      );
       return undefined;
     }
     const body = await this.#readBody(ex, res, this.#maxManifestBytes);
+    // A generic Content-Type (application/json from some registries) is judged by the body, exactly
+    // as a manifest is: an index by its `mediaType` or shape is the API's answer, anything else is not.
+    const mediaType = manifestMediaType(served, body);
+    if (mediaType !== MediaType.ociIndex) {
+      this.#log.debug({ upstream: this.host, repository, mediaType }, 'referrers answer is not an index');
+      return undefined;
+    }
     const filtersApplied = headerValue(res.headers['oci-filters-applied']);
     return filtersApplied === undefined ? { body, mediaType } : { body, mediaType, filtersApplied };
   }
@@ -470,23 +504,64 @@ export class UndiciUpstream implements Upstream {
       if (res.statusCode === 200) return res;
       if (!REDIRECT_STATUSES.has(res.statusCode)) throw await this.#failure(ex, res, 'BLOB_UNKNOWN');
       await discard(res.body);
-      const location = headerValue(res.headers.location);
-      let next: URL | undefined;
-      try {
-        next = location === undefined ? undefined : new URL(location, url);
-      } catch {
-        next = undefined;
-      }
-      if (next === undefined || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
-        throw new RegistryError('UNAVAILABLE', `upstream ${this.host} sent an unusable redirect for ${what}`);
-      }
+      const next = this.#redirectTarget(headerValue(res.headers.location), url, what);
       if (hop + 1 > MAX_REDIRECTS) {
-        throw new RegistryError('UNAVAILABLE', `upstream ${this.host} redirected ${what} too many times`);
+        throw this.#refuse(
+          'redirect-limit',
+          `upstream ${this.host} redirected ${what} more than ${MAX_REDIRECTS} times; refused`,
+        );
       }
       // Only the origin is logged: the rest of a CDN URL is usually a signature.
       this.#log.debug({ upstream: this.host, what, to: next.origin }, 'following blob redirect');
       url = next;
     }
+  }
+
+  /**
+   * Where a redirect leads, or a refusal: only http(s) URLs without credentials in them, and never from
+   * an https upstream to plain http unless `redirects.allowHttp` (a signed CDN URL and the blob would
+   * cross the network in clear text, open to anyone on the path). Where the address may be is checked
+   * later, by the connector, on the address actually connected to.
+   */
+  #redirectTarget(location: string | undefined, from: URL, what: string): URL {
+    let next: URL | undefined;
+    try {
+      next = location === undefined ? undefined : new URL(location, from);
+    } catch {
+      next = undefined;
+    }
+    if (next === undefined || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
+      throw this.#refuse('redirect-unusable', `upstream ${this.host} sent an unusable redirect for ${what}`);
+    }
+    if (next.username !== '' || next.password !== '') {
+      throw this.#refuse(
+        'redirect-unusable',
+        `upstream ${this.host} redirected ${what} to a URL with credentials in it (${next.protocol}//${next.host}); refused`,
+      );
+    }
+    if (
+      next.protocol === 'http:' &&
+      this.#base.protocol === 'https:' &&
+      this.#config.redirects?.allowHttp !== true
+    ) {
+      throw this.#refuse(
+        'redirect-http',
+        `upstream ${this.host} redirected ${what} from https to plain http (${next.host}); refused. If that is intended, set upstreams.${this.host}.redirects.allowHttp`,
+        { host: next.host },
+      );
+    }
+    return next;
+  }
+
+  /** A refusal of where the upstream sent us: counted, logged, and answered 503 with the reason. */
+  #refuse(reason: UpstreamRefusal, message: string, detail: Record<string, string> = {}): RegistryError {
+    try {
+      this.#onRefused?.(reason);
+    } catch {
+      // Metrics must never break a pull.
+    }
+    this.#log.warn({ upstream: this.host, reason, ...detail }, 'refused where the upstream sent us');
+    return new RegistryError('UNAVAILABLE', message, { detail: { reason, ...detail } });
   }
 
   /**
@@ -575,13 +650,10 @@ export class UndiciUpstream implements Upstream {
     const realm = this.#parseRealm(value);
     const own = realm.host === this.#base.host;
     if (!own && !this.#realmAllowed(unbracket(realm.hostname), portOf(realm))) {
-      this.#log.warn(
-        { upstream: this.host, realm: realm.origin },
-        'refused token realm: not on the upstream host and not in auth.realms',
-      );
-      throw new RegistryError(
-        'UNAVAILABLE',
+      throw this.#refuse(
+        'realm-host',
         `upstream ${this.host} announced token realm ${realm.origin}, which is neither on ${this.#base.host} nor in upstreams.${this.host}.auth.realms; refused (no credentials sent)`,
+        { realm: realm.origin },
       );
     }
     return realm;
@@ -595,11 +667,11 @@ export class UndiciUpstream implements Upstream {
       realm = undefined;
     }
     if (realm === undefined || (realm.protocol !== 'https:' && realm.protocol !== 'http:')) {
-      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} announced an unusable token realm`);
+      throw this.#refuse('realm-unusable', `upstream ${this.host} announced an unusable token realm`);
     }
     // Basic credentials (and the token) would cross the network in clear text.
     if (realm.protocol === 'http:' && this.#base.protocol === 'https:') {
-      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} announced a plain-http token realm`);
+      throw this.#refuse('realm-unusable', `upstream ${this.host} announced a plain-http token realm`);
     }
     realm.username = '';
     realm.password = '';
@@ -642,12 +714,12 @@ export class UndiciUpstream implements Upstream {
     if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
       throw new RegistryError('UNAVAILABLE', `upstream ${this.host} token service sent no usable token`);
     }
-    const expiresIn =
-      typeof fields.expires_in === 'number' && Number.isFinite(fields.expires_in) && fields.expires_in > 0
-        ? fields.expires_in
-        : DEFAULT_TOKEN_SECONDS;
-    this.#log.debug({ upstream: this.host, repository: ex.repository, expiresIn }, 'upstream token issued');
-    return { token, lifetimeMs: expiresIn * 1000 };
+    const lifetimeMs = tokenLifetimeMs(fields.expires_in);
+    this.#log.debug(
+      { upstream: this.host, repository: ex.repository, expiresIn: fields.expires_in, lifetimeMs },
+      'upstream token issued',
+    );
+    return { token, lifetimeMs };
   }
 
   /**
@@ -775,6 +847,11 @@ export class UndiciUpstream implements Upstream {
     let message: string;
     const refused = findRefusal(err);
     if (refused !== undefined) {
+      try {
+        this.#onRefused?.('redirect-address');
+      } catch {
+        // Metrics must never break a pull.
+      }
       this.#log.warn(
         {
           upstream: this.host,
@@ -887,7 +964,10 @@ function manifestMediaType(contentType: string | string[] | undefined, bytes: Bu
   if (m.schemaVersion === 1) {
     return 'signatures' in m ? MediaType.dockerManifestV1Signed : MediaType.dockerManifestV1;
   }
-  if (Array.isArray(m.manifests)) return MediaType.ociIndex;
-  if (m.config !== undefined || Array.isArray(m.layers)) return MediaType.ociManifest;
+  // OCI manifests may omit `mediaType`; only a schemaVersion 2 document is taken for one (a config
+  // blob or any other JSON with a `config` field is not a manifest, and is refused as such).
+  if (m.schemaVersion === 2 && Array.isArray(m.manifests)) return MediaType.ociIndex;
+  if (m.schemaVersion === 2 && (m.config !== undefined || Array.isArray(m.layers)))
+    return MediaType.ociManifest;
   return served === '' ? 'application/octet-stream' : served;
 }

@@ -2,6 +2,7 @@
  * A hostile client against the HTTP face: slow requests, write methods with large bodies, sniffable
  * responses and the metrics endpoint.
  */
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -91,6 +92,36 @@ describe('slow and oversized requests', () => {
     expect(received()).toMatch(/^HTTP\/1\.1 408/);
   }, 30_000);
 
+  it('cuts a client that stops reading a blob response (sendTimeout), and counts it', async () => {
+    const p = await start({ server: { sendTimeout: '1s' } });
+    // Larger than what loopback socket buffers hold on both ends, so the proxy must wait on the client.
+    const img = makeImage(fake!, 'acme/app', '1.0', { layerSize: 48 * 1024 * 1024 });
+    expect((await fetch(`${p.url}/v2/acme/app/manifests/1.0`)).status).toBe(200);
+    const { socket, received, closed } = await rawSocket(p.url);
+    socket.write(`GET /v2/acme/app/blobs/${img.layerDigests[0]} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    // Read the first bytes, then nothing more: the kernel buffers fill and the response stalls.
+    await new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.pause();
+    const limited = 'pullwarden_requests_limited_total{reason="send-timeout"} 1';
+    let counted = false;
+    for (let i = 0; i < 40 && !counted; i++) {
+      await sleep(500);
+      counted = (await (await fetch(`${p.url}/metrics`)).text()).includes(limited);
+    }
+    expect(counted).toBe(true);
+    // Reading again: what was in flight arrives, then the connection ends short of the blob.
+    socket.resume();
+    const ended = await Promise.race([closed.then(() => true), sleep(10_000).then(() => false)]);
+    expect(ended).toBe(true);
+    expect(received().length).toBeLessThan(48 * 1024 * 1024);
+    // A client that reads normally is not affected, even when the proxy itself takes its time.
+    fake!.fault({ kind: 'manifest', method: 'GET' }, { delayHeadersMs: 2_500 }, { times: 1 });
+    const other = makeImage(fake!, 'acme/app', '2.0');
+    const slowUpstream = await fetch(`${p.url}/v2/acme/app/manifests/2.0`);
+    expect(slowUpstream.status).toBe(200);
+    expect(other.manifestDigest).toBe(slowUpstream.headers.get('docker-content-digest'));
+  }, 40_000);
+
   for (const method of ['PUT', 'POST', 'PATCH', 'DELETE']) {
     it(`answers ${method} on /v2 with 405 UNSUPPORTED at once, without reading the body`, async () => {
       const p = await start();
@@ -106,6 +137,55 @@ describe('slow and oversized requests', () => {
       expect(text.toLowerCase()).toContain('x-content-type-options: nosniff');
     }, 15_000);
   }
+});
+
+function rawGet(url: string, path: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port, path, method: 'GET' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('names and references', () => {
+  it('refuses path tricks in names and references with an OCI error before anything goes upstream', async () => {
+    const p = await start();
+    makeImage(fake!, 'acme/app', '1.0');
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const cases: [string, string][] = [
+      ['/v2/acme/../app/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/./app/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme//app/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/app%2f..%2fother/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme%2Fapp/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/app%00/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/app%0d%0aX-Injected:%201/manifests/1.0', 'NAME_INVALID'],
+      ['/v2/acme/app/manifests/1.0%0d%0a', 'NAME_INVALID'],
+      ['/v2/acme/app/manifests/%2e%2e', 'NAME_INVALID'],
+      ['/v2/acme/app/manifests/..', 'MANIFEST_INVALID'],
+      [`/v2/${'a'.repeat(256)}/manifests/1.0`, 'NAME_INVALID'],
+      [`/v2/acme/app/manifests/${'t'.repeat(129)}`, 'MANIFEST_INVALID'],
+      ['/v2/ACME/app/manifests/1.0', 'NAME_INVALID'],
+      [`/v2/acme/app/manifests/1.0?ns=${encodeURIComponent(`${fake!.host}\r\nX: y`)}`, 'NAME_INVALID'],
+      [`/v2/acme/app/blobs/${digest.toUpperCase()}`, 'DIGEST_INVALID'],
+      [`/v2/acme/app/blobs/${digest.slice(0, -1)}`, 'DIGEST_INVALID'],
+      [`/v2/acme/app/referrers/${digest}x`, 'DIGEST_INVALID'],
+    ];
+    for (const [path, code] of cases) {
+      // node:http sends the path as written (fetch would resolve `..` and `.` first).
+      const res = await rawGet(p.url, path);
+      expect(res.status, path).toBe(400);
+      const body = JSON.parse(res.body) as { errors: { code: string }[] };
+      expect(body.errors[0]?.code, path).toBe(code);
+    }
+    expect(fake!.count()).toBe(0);
+  });
 });
 
 describe('response headers', () => {

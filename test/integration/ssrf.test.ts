@@ -3,69 +3,18 @@
  * token realms pointing at loopback (every spelling of it) and at cloud metadata. A loopback "canary"
  * listener counts every TCP connection it receives; a refused redirect must leave it at zero.
  */
-import { createServer } from 'node:http';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RegistryError } from '../../src/oci/index.ts';
 import type { Digest } from '../../src/oci/index.ts';
 import { UndiciUpstream } from '../../src/upstream/index.ts';
 import { startTestProxy } from '../support/app.ts';
+import { startCanary } from '../support/canary.ts';
+import type { Canary } from '../support/canary.ts';
 import type { TestProxy } from '../support/app.ts';
 import { makeImage, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
 
 const ALLOW_ALL = [{ name: 'allow-all', match: ['**'], action: 'allow' }];
-
-interface Canary {
-  port: number;
-  host: string;
-  /** TCP connections accepted so far. */
-  connections: number;
-  /** Requests with their Authorization header. */
-  requests: { url: string; authorization: string | undefined }[];
-  /** What every request is answered with (404 until set). */
-  respond:
-    | ((url: string, authorization: string | undefined) => Promise<{ status: number; body: Buffer }>)
-    | undefined;
-  close(): Promise<void>;
-}
-
-async function startCanary(address: '127.0.0.1' | '::1'): Promise<Canary> {
-  const canary: Canary = {
-    port: 0,
-    host: '',
-    connections: 0,
-    requests: [],
-    respond: undefined,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-  const server: Server = createServer((req, res) => {
-    const authorization = req.headers.authorization;
-    canary.requests.push({ url: req.url ?? '', authorization });
-    void (async () => {
-      const answer = (await canary.respond?.(req.url ?? '', authorization)) ?? {
-        status: 404,
-        body: Buffer.from('canary'),
-      };
-      res.writeHead(answer.status, { 'content-length': answer.body.length }).end(answer.body);
-    })();
-  });
-  server.on('connection', () => {
-    canary.connections++;
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, address, () => resolve());
-  });
-  canary.port = (server.address() as AddressInfo).port;
-  canary.host = address === '::1' ? `[::1]:${canary.port}` : `127.0.0.1:${canary.port}`;
-  return canary;
-}
 
 let fake: FakeUpstream | undefined;
 let proxy: TestProxy | undefined;

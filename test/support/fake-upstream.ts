@@ -20,6 +20,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -106,6 +107,10 @@ export interface FakeUpstreamOptions {
   omitDigestHeader?: boolean;
   /** Answer `tags/list` with every tag, ignoring `n` and `last` (as many registries do). */
   ignoreTagPagination?: boolean;
+  /** Page `tags/list` by this many tags when the client sends no `n` (as GHCR and Quay do). */
+  tagPageSize?: number;
+  /** Serve the registry listener over HTTPS with this key and certificate (the CDN stays plain HTTP). */
+  tls?: { key: Buffer | string; cert: Buffer | string };
 }
 
 export interface FaultOptions {
@@ -225,10 +230,12 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     return r;
   };
 
-  const registry = createServer((req, res) => void handle(req, res, 'registry'));
+  const onRegistry = (req: IncomingMessage, res: ServerResponse) => void handle(req, res, 'registry');
+  const registry: Server =
+    options.tls === undefined ? createServer(onRegistry) : createHttpsServer(options.tls, onRegistry);
   const cdn = createServer((req, res) => void handle(req, res, 'cdn'));
   const [port, cdnPort] = await Promise.all([listen(registry), listen(cdn)]);
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`;
   const cdnUrl = `http://127.0.0.1:${cdnPort}`;
 
   function classify(req: IncomingMessage, origin: 'registry' | 'cdn'): RecordedRequest {
@@ -375,7 +382,8 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     const last = u.searchParams.get('last');
     if (last !== null) all = all.filter((t) => t > last);
-    const nParam = u.searchParams.get('n');
+    const nParam =
+      u.searchParams.get('n') ?? (options.tagPageSize === undefined ? null : String(options.tagPageSize));
     const headers: OutgoingHttpHeaders = { 'content-type': 'application/json' };
     let page = all;
     if (nParam !== null) {

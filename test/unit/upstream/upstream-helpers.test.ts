@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { parseRetryAfter, parseWwwAuthenticate, UndiciUpstream } from '../../../src/upstream/index.ts';
-import { TokenCache } from '../../../src/upstream/token-cache.ts';
+import { TokenCache, tokenLifetimeMs } from '../../../src/upstream/token-cache.ts';
 
 describe('parseWwwAuthenticate', () => {
   it('parses a Docker Hub bearer challenge', () => {
@@ -104,5 +104,16 @@ describe('UndiciUpstream construction', () => {
     });
     expect(upstream.host).toBe('registry.example');
     await upstream.close();
+  });
+});
+
+describe('tokenLifetimeMs', () => {
+  it('clamps expires_in to between 60 s and an hour, and treats nonsense as 60 s', () => {
+    expect(tokenLifetimeMs(300)).toBe(300_000);
+    expect(tokenLifetimeMs(10 * 365 * 24 * 3600)).toBe(3_600_000);
+    expect(tokenLifetimeMs(Number.MAX_VALUE)).toBe(3_600_000);
+    for (const nonsense of [0, -5, 0.001, 30, Number.NaN, Infinity, '300', null, undefined, {}]) {
+      expect(tokenLifetimeMs(nonsense), JSON.stringify(nonsense) ?? 'undefined').toBe(60_000);
+    }
   });
 });
