@@ -202,6 +202,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
   const audit: MultiAuditSink = await openAuditSink(config.audit, {
     dir: config.audit.dir,
     log: logger.child({ module: 'audit' }),
+    checkpointKey: config.audit.checkpointKey,
   });
   const tags = new TagGuard({
     metadata,

@@ -76,9 +76,18 @@ export function sha256Hex(data: string | Uint8Array): string {
 
 /** Encode one event as a chained line (without the trailing newline). */
 export function encodeRecord(event: AuditEvent, seq: number, prev: string): { line: string; hash: string } {
+  return encodeLine(event, seq, prev);
+}
+
+/** Encode any member set with a `time` (an event, a checkpoint) as a chained line. */
+export function encodeLine(
+  fields: { time: string; type: string },
+  seq: number,
+  prev: string,
+): { line: string; hash: string } {
   // `time` is spelled out first so that it sits at a fixed place near the start of every line
   // (query reads it without parsing); the spread keeps that position and the caller's value.
-  const { time, ...rest } = event;
+  const { time, ...rest } = fields;
   const body = JSON.stringify({ seq, prev, time, ...rest });
   const hashed = body.slice(0, -1);
   const hash = sha256Hex(hashed);

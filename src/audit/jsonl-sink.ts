@@ -1,7 +1,10 @@
+import type { KeyObject } from 'node:crypto';
 import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GENESIS, auditFileName, chainFields, encodeRecord, sha256Hex, sortAuditFiles } from './chain.ts';
+import { signCheckpoint } from './checkpoint.ts';
+import type { AuditCheckpoint, CheckpointReason } from './checkpoint.ts';
+import { GENESIS, auditFileName, chainFields, encodeLine, sha256Hex, sortAuditFiles } from './chain.ts';
 import { AuditError } from './types.ts';
 import type {
   AuditEvent,
@@ -46,12 +49,25 @@ export interface JsonlAuditSinkOptions {
   now?: () => Date;
   /** Opens a trail file for appending (tests inject faults here). Default: fs.promises.open. */
   openFile?: (path: string, flags: 'a' | 'ax') => Promise<AuditFileHandle>;
+  /**
+   * Delete the oldest files beyond an age (of their newest line) or a total size. Never the file being
+   * written, never a file with a line that another sink has not received ({@link retentionHold}).
+   */
+  retention?: { maxAgeMs?: number | undefined; maxBytes?: number | undefined };
+  /** How often retention runs, in ms (default 60 s; also after each rotation). */
+  retentionIntervalMs?: number;
+  /** Signed checkpoints (format in checkpoint.ts): every `everyEvents` lines and every `intervalMs`. */
+  checkpoint?: { key: KeyObject; everyEvents: number; intervalMs: number };
 }
 
+/** A checkpoint line as stored. */
+export type AuditCheckpointRecord = AuditCheckpoint & { seq: number; prev: string; hash: string };
+
 interface Pending {
-  event: AuditEvent;
+  /** An event, or the reason of a checkpoint (built when its seq and prev are known). */
+  event: AuditEvent | CheckpointReason;
   at: number;
-  resolve: (record: AuditRecord) => void;
+  resolve: (record: AuditRecord | AuditCheckpointRecord) => void;
   reject: (error: Error) => void;
 }
 
@@ -96,6 +112,24 @@ export class JsonlAuditSink implements ChainedAuditSink {
   private readonly log: AuditLogger | undefined;
   private readonly now: () => Date;
   private readonly openFile: (path: string, flags: 'a' | 'ax') => Promise<AuditFileHandle>;
+  private readonly retention: { maxAgeMs?: number | undefined; maxBytes?: number | undefined } | undefined;
+  private readonly retentionIntervalMs: number;
+  private readonly checkpoint: { key: KeyObject; everyEvents: number; intervalMs: number } | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  /** Lines since the last checkpoint, and whether one is queued. */
+  private sinceCheckpoint = 0;
+  private checkpointQueued = false;
+  private retaining: Promise<RetentionResult> | undefined;
+  private retentionWaitLogged = false;
+  /** Where the trail on disk starts: seq of its oldest line and the hash that line continues from. */
+  private first: { seq: number; prev: string } = { seq: 1, prev: GENESIS };
+  /**
+   * Highest seq that every other sink (the webhook spool) has received: retention keeps every file
+   * with a later line. Set by the fan-out; default: no other sink.
+   */
+  retentionHold: () => number = () => Infinity;
+  /** Called with every checkpoint line written (the fan-out ships them to the other sinks). */
+  onCheckpoint: ((record: AuditCheckpointRecord) => void) | undefined;
 
   private seq = 0;
   private hash = GENESIS;
@@ -119,6 +153,9 @@ export class JsonlAuditSink implements ChainedAuditSink {
     this.log = options.log;
     this.now = options.now ?? (() => new Date());
     this.openFile = options.openFile ?? ((path, flags) => open(path, flags));
+    this.retention = options.retention;
+    this.retentionIntervalMs = options.retentionIntervalMs ?? 60_000;
+    this.checkpoint = options.checkpoint;
   }
 
   /**
@@ -130,6 +167,18 @@ export class JsonlAuditSink implements ChainedAuditSink {
     const sink = new JsonlAuditSink(options);
     await mkdir(sink.dir, { recursive: true });
     await sink.recover();
+    sink.first = (await readTrailStart(sink.dir)) ?? { seq: sink.seq + 1, prev: sink.hash };
+    const every = (ms: number, fn: () => void) => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      sink.timers.push(t);
+    };
+    const retention = sink.retention;
+    if (retention && (retention.maxAgeMs !== undefined || retention.maxBytes !== undefined)) {
+      every(sink.retentionIntervalMs, () => sink.retainSoon());
+    }
+    const checkpoint = sink.checkpoint;
+    if (checkpoint) every(checkpoint.intervalMs, () => sink.checkpointSoon('interval'));
     return sink;
   }
 
@@ -138,12 +187,124 @@ export class JsonlAuditSink implements ChainedAuditSink {
   }
 
   appendRecord(event: AuditEvent): Promise<AuditRecord> {
+    return this.enqueue(event) as Promise<AuditRecord>;
+  }
+
+  private enqueue(event: AuditEvent | CheckpointReason): Promise<AuditRecord | AuditCheckpointRecord> {
     if (this.closed) return Promise.reject(new AuditError('AUDIT_CLOSED', 'the audit trail is closed'));
-    return new Promise<AuditRecord>((resolve, reject) => {
+    return new Promise<AuditRecord | AuditCheckpointRecord>((resolve, reject) => {
       this.queue.push({ event, at: performance.now(), resolve, reject });
       if (this.queue.length >= this.maxBatch) this.wake?.();
       this.kick();
     });
+  }
+
+  /**
+   * Append a checkpoint now (signed when a key is configured) and resolve with it once it is durable.
+   * The sink also writes them on its own: every N lines, every interval, on close and before retention
+   * deletes files.
+   */
+  async writeCheckpoint(reason: CheckpointReason): Promise<AuditCheckpointRecord> {
+    this.checkpointQueued = true;
+    try {
+      const record = (await this.enqueue(reason)) as AuditCheckpointRecord;
+      this.onCheckpoint?.(record);
+      return record;
+    } finally {
+      this.checkpointQueued = false;
+    }
+  }
+
+  private checkpointSoon(reason: CheckpointReason): void {
+    if (this.checkpointQueued || this.closed) return;
+    this.writeCheckpoint(reason).catch((err: unknown) => {
+      this.log?.warn({ err, dir: this.dir }, 'audit checkpoint not written');
+    });
+  }
+
+  private retainSoon(): void {
+    if (this.closed) return;
+    this.runRetention().catch((err: unknown) => {
+      this.log?.warn({ err, dir: this.dir }, 'audit retention failed');
+    });
+  }
+
+  /**
+   * Delete the oldest files beyond `retention`, oldest first: only whole files, never the newest, and
+   * only when every line in them was received by every other sink. Before deleting, a checkpoint
+   * records where the trail will start (seq and the hash its first kept line continues from), so
+   * `audit verify` can tell retention from files removed by someone else.
+   */
+  runRetention(): Promise<RetentionResult> {
+    this.retaining ??= this.retain().finally(() => (this.retaining = undefined));
+    return this.retaining;
+  }
+
+  private async retain(): Promise<RetentionResult> {
+    const result: RetentionResult = { deleted: [], bytes: 0, held: false };
+    const r = this.retention;
+    if (!r || (r.maxAgeMs === undefined && r.maxBytes === undefined)) return result;
+    const files = sortAuditFiles(await readdir(this.dir));
+    const sizes = await Promise.all(
+      files.map((f) =>
+        stat(join(this.dir, f.name)).then(
+          (st) => st.size,
+          () => 0,
+        ),
+      ),
+    );
+    let total = sizes.reduce((a, b) => a + b, 0);
+    const now = this.now().getTime();
+    const hold = this.retentionHold();
+    let n = 0;
+    for (; n < files.length - 1; n++) {
+      const f = files[n] as (typeof files)[number];
+      const next = files[n + 1] as (typeof files)[number];
+      if (join(this.dir, f.name) === this.file?.path) break;
+      // A file ends before the next one starts: the next name's time bounds its newest line.
+      const tooOld = r.maxAgeMs !== undefined && now - next.started.getTime() >= r.maxAgeMs;
+      const tooBig = r.maxBytes !== undefined && total > r.maxBytes;
+      if (!tooOld && !tooBig) break;
+      if (next.firstSeq - 1 > hold) {
+        result.held = true;
+        break;
+      }
+      total -= sizes[n] ?? 0;
+    }
+    if (result.held && !this.retentionWaitLogged) {
+      this.retentionWaitLogged = true;
+      this.log?.warn(
+        { dir: this.dir, receivedThrough: hold },
+        'audit retention waits: another sink has not received the oldest files yet',
+      );
+    } else if (!result.held) this.retentionWaitLogged = false;
+    if (n === 0) return result;
+    const kept = files[n] as (typeof files)[number];
+    const start = await readFirstLine(join(this.dir, kept.name));
+    if (!start) {
+      this.log?.warn({ file: kept.name }, 'audit retention skipped: cannot read the first kept line');
+      return result;
+    }
+    // Durable first: a crash after the checkpoint and before the unlinks only keeps more than it says.
+    const before = this.first;
+    this.first = start;
+    try {
+      await this.writeCheckpoint('retention');
+    } catch (error) {
+      this.first = before;
+      throw error;
+    }
+    for (const f of files.slice(0, n)) {
+      await unlink(join(this.dir, f.name));
+      result.deleted.push(f.name);
+    }
+    result.bytes = sizes.slice(0, n).reduce((a, b) => a + b, 0);
+    await syncDir(this.dir);
+    this.log?.info(
+      { dir: this.dir, files: result.deleted.length, bytes: result.bytes, firstSeq: start.seq },
+      'audit retention deleted old files',
+    );
+    return result;
   }
 
   health(): AuditHealth {
@@ -163,6 +324,13 @@ export class JsonlAuditSink implements ChainedAuditSink {
   }
 
   async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await this.retaining?.catch(() => undefined);
+    // The last word of a run is signed, so a clean stop leaves nothing unanchored.
+    if (!this.closed && this.checkpoint && this.sinceCheckpoint > 0 && this.failure === undefined) {
+      await this.writeCheckpoint('close').catch(() => undefined);
+    }
     this.closed = true;
     clearInterval(this.probe);
     this.probe = undefined;
@@ -212,16 +380,19 @@ export class JsonlAuditSink implements ChainedAuditSink {
     let sizeBefore = 0;
     try {
       if (this.needsRecovery) await this.recover();
-      const records: AuditRecord[] = [];
+      const records: (AuditRecord | AuditCheckpointRecord)[] = [];
       const lines: string[] = [];
       let seq = this.seq;
       let hash = this.hash;
+      let since = this.sinceCheckpoint;
       for (const p of batch) {
         seq += 1;
-        const enc = encodeRecord(p.event, seq, hash);
-        records.push({ seq, prev: hash, ...p.event, hash: enc.hash });
+        const fields = typeof p.event === 'string' ? this.checkpointFields(p.event, seq, hash) : p.event;
+        const enc = encodeLine(fields, seq, hash);
+        records.push({ seq, prev: hash, ...fields, hash: enc.hash });
         lines.push(enc.line, '\n');
         hash = enc.hash;
+        since = typeof p.event === 'string' ? 0 : since + 1;
       }
       const bytes = Buffer.from(lines.join(''), 'utf8');
       const file = await this.fileFor(bytes.length, startSeq + 1);
@@ -236,10 +407,12 @@ export class JsonlAuditSink implements ChainedAuditSink {
       file.size += bytes.length;
       this.seq = seq;
       this.hash = hash;
+      this.sinceCheckpoint = since;
       this.counters.batches += 1;
       this.counters.appended += batch.length;
       if (this.failure !== undefined) this.healed();
       batch.forEach((p, i) => p.resolve(records[i] as AuditRecord));
+      if (this.checkpoint && since >= this.checkpoint.everyEvents) this.checkpointSoon('events');
     } catch (cause) {
       this.seq = startSeq;
       this.hash = startHash;
@@ -255,6 +428,18 @@ export class JsonlAuditSink implements ChainedAuditSink {
           : new AuditError('AUDIT_WRITE_FAILED', `audit event not recorded: ${reason}`, { cause });
       for (const p of batch) p.reject(error);
     }
+  }
+
+  private checkpointFields(reason: CheckpointReason, seq: number, prev: string): AuditCheckpoint {
+    const fields = {
+      type: 'checkpoint' as const,
+      time: this.now().toISOString(),
+      reason,
+      count: seq - 1,
+      firstSeq: this.first.seq,
+      firstPrev: this.first.prev,
+    };
+    return this.checkpoint ? signCheckpoint(this.checkpoint.key, seq, prev, fields) : fields;
   }
 
   private healed(): void {
@@ -333,6 +518,8 @@ export class JsonlAuditSink implements ChainedAuditSink {
       try {
         const handle = await this.openFile(path, 'ax');
         this.file = { handle, path, size: 0, started };
+        // Rotation is when a file becomes old enough or the total big enough to delete.
+        if (current) setImmediate(() => this.retainSoon());
         break;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 100) throw error;
@@ -360,6 +547,39 @@ export class JsonlAuditSink implements ChainedAuditSink {
       };
     }
     this.needsRecovery = false;
+  }
+}
+
+/** What one retention run did. */
+export interface RetentionResult {
+  /** Files deleted, oldest first. */
+  deleted: string[];
+  bytes: number;
+  /** More was due, but another sink has not received it yet. */
+  held: boolean;
+}
+
+/** Seq and prev of the oldest line on disk, or undefined for an empty trail. */
+export async function readTrailStart(dir: string): Promise<{ seq: number; prev: string } | undefined> {
+  for (const f of sortAuditFiles(await readdir(dir))) {
+    const first = await readFirstLine(join(dir, f.name));
+    if (first) return first;
+  }
+  return undefined;
+}
+
+/** Seq and prev of a file's first complete line. */
+async function readFirstLine(path: string): Promise<{ seq: number; prev: string } | undefined> {
+  const handle = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(256 * 1024);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    const end = buf.subarray(0, bytesRead).indexOf(0x0a);
+    if (end < 0) return undefined;
+    const fields = chainFields(buf.toString('utf8', 0, end));
+    return fields.ok ? { seq: fields.seq, prev: fields.prev } : undefined;
+  } finally {
+    await handle.close();
   }
 }
 

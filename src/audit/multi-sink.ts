@@ -16,6 +16,14 @@ export interface AuditSinkStatus {
   reason?: string;
 }
 
+/** A sink that tells how far it has received the chain (the webhook spool). */
+interface ReceivingSink extends AuditSink {
+  deliveredThrough(): number;
+}
+function isReceiving(sink: AuditSink): sink is ReceivingSink {
+  return typeof (sink as Partial<ReceivingSink>).deliveredThrough === 'function';
+}
+
 function isChained(sink: AuditSink): sink is ChainedAuditSink {
   return typeof (sink as Partial<ChainedAuditSink>).appendRecord === 'function';
 }
@@ -61,6 +69,33 @@ export class MultiAuditSink implements AuditSink {
       if (extra.required === true) required.push(done);
     }
     await Promise.all(required);
+  }
+
+  /**
+   * The highest seq every extra has received for good (Infinity without such an extra): the trail's
+   * retention deletes nothing later. stdout writes synchronously, so only the webhook holds.
+   */
+  receivedThrough(): number {
+    let hold = Infinity;
+    for (const e of this.extras) if (isReceiving(e.sink)) hold = Math.min(hold, e.sink.deliveredThrough());
+    return hold;
+  }
+
+  /** Run the primary's retention now (it also runs on a timer and after rotation). */
+  async runRetention(): Promise<{ deleted: string[]; bytes: number; held: boolean }> {
+    const p = this.primary as Partial<{
+      runRetention(): Promise<{ deleted: string[]; bytes: number; held: boolean }>;
+    }>;
+    return p.runRetention ? p.runRetention() : { deleted: [], bytes: 0, held: false };
+  }
+
+  /** Hand a line the primary wrote on its own (a checkpoint) to the extras: anchors kept elsewhere. */
+  forward(record: object): void {
+    for (const extra of this.extras) {
+      extra.sink.append(record as AuditEvent).catch((error: unknown) => {
+        this.log?.warn({ sink: extra.name, err: error }, 'audit checkpoint not forwarded');
+      });
+    }
   }
 
   /** Ok when every sink is ok; the reason names each sink that is not. */

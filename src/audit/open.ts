@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import { join } from 'node:path';
+import { signingKey } from './checkpoint.ts';
 import { JsonlAuditSink } from './jsonl-sink.ts';
 import { MultiAuditSink } from './multi-sink.ts';
 import type { AuditExtra } from './multi-sink.ts';
@@ -16,15 +17,28 @@ import { WebhookAuditSink } from './webhook-sink.ts';
  */
 export async function openAuditSink(
   config: AuditConfig,
-  options: { dir: string; log?: AuditLogger; stdout?: Writable },
+  options: { dir: string; log?: AuditLogger; stdout?: Writable; checkpointKey?: string | undefined },
 ): Promise<MultiAuditSink> {
   const log = options.log;
+  const cp = config.checkpoint;
+  const pem = options.checkpointKey;
   const primary = await JsonlAuditSink.open({
     dir: options.dir,
     maxFileBytes: config.maxFileBytes,
     maxFileAgeMs: config.maxFileAge,
     groupCommitMs: config.groupCommit,
     ...(log ? { log } : {}),
+    ...(config.retention
+      ? {
+          retention: {
+            maxAgeMs: config.retention.maxAge || undefined,
+            maxBytes: config.retention.maxBytes || undefined,
+          },
+        }
+      : {}),
+    ...(cp && pem !== undefined
+      ? { checkpoint: { key: signingKey(pem), everyEvents: cp.every, intervalMs: cp.interval } }
+      : {}),
   });
   const extras: AuditExtra[] = [];
   try {
@@ -46,5 +60,8 @@ export async function openAuditSink(
     await primary.close();
     throw error;
   }
-  return new MultiAuditSink(primary, extras, log);
+  const multi = new MultiAuditSink(primary, extras, log);
+  primary.retentionHold = () => multi.receivedThrough();
+  primary.onCheckpoint = (record) => multi.forward(record);
+  return multi;
 }

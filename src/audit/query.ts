@@ -228,6 +228,8 @@ function compile(q: AuditQuery): (r: AuditRecord) => boolean {
   const since = q.since?.getTime();
   const until = q.until?.getTime();
   return (r) => {
+    // Checkpoints anchor the chain; they are not events (audit verify reads them).
+    if ((r.type as string) === 'checkpoint') return false;
     if (since !== undefined || until !== undefined) {
       const t = Date.parse(r.time);
       if (since !== undefined && !(t >= since)) return false;

@@ -31,6 +31,41 @@ export const auditWebhookSchema = z
     'Ship audit events to an HTTP collector, through a disk spool so that a collector that is down loses nothing',
   );
 
+export const auditRetentionSchema = z
+  .strictObject({
+    maxAge: duration(
+      '0s',
+      'Delete audit files whose newest event is older than this (0: keep by age forever)',
+    ),
+    maxBytes: size(
+      '0B',
+      'Delete the oldest audit files while the trail is larger than this (0: no size limit)',
+    ),
+  })
+  .describe(
+    'Retention: whole files, oldest first, never the current one, and only once every other sink (the webhook) has received them',
+  );
+
+export const auditCheckpointSchema = z
+  .strictObject({
+    keyFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Ed25519 private key (PEM, PKCS#8) that signs checkpoints'),
+    keyEnv: z.string().min(1).optional().describe('Environment variable that holds the PEM private key'),
+    every: z
+      .number()
+      .int()
+      .min(1)
+      .default(10_000)
+      .describe('Write a signed checkpoint after this many events'),
+    interval: duration('5m', 'Write a signed checkpoint at least this often (also when idle)'),
+  })
+  .describe(
+    'Signed checkpoints that anchor the hash chain (audit verify --key detects rewriting before the newest)',
+  );
+
 export const auditSchema = z
   .strictObject({
     dir: z.string().min(1).optional().describe('Audit trail directory (default: <storage.dir>/audit)'),
@@ -46,6 +81,8 @@ export const auditSchema = z
     ),
     stdout: z.boolean().default(false).describe('Also write every audit event as a JSON line to stdout'),
     webhook: auditWebhookSchema.optional(),
+    retention: auditRetentionSchema.optional(),
+    checkpoint: auditCheckpointSchema.optional(),
   })
   .prefault({})
   .describe('Audit trail: an append-only, hash-chained JSONL record of every manifest and blob request');
@@ -53,6 +90,7 @@ export const auditSchema = z
 export type AuditConfigInput = z.input<typeof auditSchema>;
 export type AuditConfig = z.output<typeof auditSchema>;
 export type AuditWebhookConfig = z.output<typeof auditWebhookSchema>;
+export type AuditCheckpointConfig = z.output<typeof auditCheckpointSchema>;
 
 /** Default audit config in input form (for the embedded defaults / example config). */
 export const defaultAuditInput = {

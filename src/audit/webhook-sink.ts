@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, readdir, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditError } from './types.ts';
 import type { AuditEvent, AuditHealth, AuditLogger, AuditSink, AuditSinkStats } from './types.ts';
@@ -35,6 +35,9 @@ interface Pending {
 }
 
 const SEGMENT_RE = /^spool-(\d{1,16})\.jsonl$/;
+/** Highest chain seq the collector acknowledged (text), so retention knows what it may delete. */
+const DELIVERED_FILE = 'delivered-seq';
+const SEQ_RE = /^\{"seq":(\d{1,16}),/;
 const segmentName = (n: number) => `spool-${String(n).padStart(12, '0')}.jsonl`;
 
 /**
@@ -70,6 +73,8 @@ export class WebhookAuditSink implements AuditSink {
   private current:
     { n: number; handle: AuditFileHandle | undefined; count: number; since: number } | undefined;
   private nextSegment = 1;
+  /** Highest `seq` of the events the collector acknowledged (events carry it after the JSONL trail). */
+  private delivered = 0;
   private pending: Pending[] = [];
   /** Serializes spool writes and sealing. */
   private serial: Promise<void> = Promise.resolve();
@@ -114,6 +119,8 @@ export class WebhookAuditSink implements AuditSink {
       .map((m) => Number(m[1]))
       .sort((a, b) => a - b);
     sink.sealed.push(...found);
+    const saved = await readFile(join(sink.spoolDir, DELIVERED_FILE), 'utf8').catch(() => '0');
+    sink.delivered = Number.parseInt(saved, 10) || 0;
     sink.nextSegment = (found[found.length - 1] ?? 0) + 1;
     sink.sender = sink.send();
     return sink;
@@ -146,6 +153,14 @@ export class WebhookAuditSink implements AuditSink {
       };
     }
     return { ok: true };
+  }
+
+  /**
+   * The highest chain seq the collector acknowledged (kept across restarts). Delivery is in order, so
+   * every earlier event was acknowledged too, or never reached the spool (a spool write failure).
+   */
+  deliveredThrough(): number {
+    return this.delivered;
   }
 
   stats(): AuditSinkStats & { delivered: number; spooledBatches: number } {
@@ -282,6 +297,9 @@ export class WebhookAuditSink implements AuditSink {
         const lines = (await readFile(path, 'utf8')).split('\n');
         lines.pop(); // after the last "\n": empty, or a torn line that was never acknowledged
         if (lines.length > 0) await this.post(`[${lines.join(',')}]`);
+        const seq = Number(SEQ_RE.exec(lines[lines.length - 1] ?? '')?.[1] ?? 0);
+        // Before the segment goes: a crash in between resends it, never loses the mark.
+        if (seq > this.delivered) await this.saveDelivered(seq);
         await unlink(path);
         this.sealed.shift();
         this.counters.delivered += lines.length;
@@ -303,6 +321,13 @@ export class WebhookAuditSink implements AuditSink {
         backoff = Math.min(this.maxBackoffMs, backoff * 2);
       }
     }
+  }
+
+  private async saveDelivered(seq: number): Promise<void> {
+    const tmp = join(this.spoolDir, `${DELIVERED_FILE}.tmp`);
+    await writeFile(tmp, String(seq));
+    await rename(tmp, join(this.spoolDir, DELIVERED_FILE));
+    this.delivered = seq;
   }
 
   private async post(body: string): Promise<void> {

@@ -5,6 +5,8 @@ import type { Document } from 'yaml';
 import { ConfigError, dotted, problemsFromIssues } from './errors.ts';
 import type { ConfigProblem, KeyPath } from './errors.ts';
 import { configSchema, defaultConfigInput } from './schema.ts';
+// The key check of the audit module (a leaf: node:crypto only), so a bad key fails validation.
+import { signingKey } from '../audit/checkpoint.ts';
 import type { Config, UpstreamConfig } from './schema.ts';
 
 /** An upstream after loading: URL filled in, secret resolved. */
@@ -32,8 +34,11 @@ export type LoadedConfig = Omit<Config, 'upstreams' | 'metadata' | 'audit' | 'au
   auth: Omit<Config['auth'], 'tokens'> & {
     tokens: { name: string; token: string; repositories: string[] }[];
   };
-  /** The audit section with `dir` resolved (default `<storage.dir>/audit`). */
-  audit: Config['audit'] & { dir: string };
+  /**
+   * The audit section with `dir` resolved (default `<storage.dir>/audit`) and the checkpoint signing
+   * key read (PEM). Never log it.
+   */
+  audit: Config['audit'] & { dir: string; checkpointKey?: string };
   upstreams: Record<string, LoadedUpstream>;
   metadata: LoadedMetadata;
   /** Absolute path of the config file, or "embedded defaults". */
@@ -185,8 +190,37 @@ export async function loadConfig(
     config.audit.dir === undefined
       ? join(storageDir, 'audit')
       : resolve(baseFor('audit.dir'), config.audit.dir);
+  let checkpointKey: string | undefined;
+  const cp = config.audit.checkpoint;
+  if (cp !== undefined) {
+    if ((cp.keyFile === undefined) === (cp.keyEnv === undefined)) {
+      addProblem(['audit', 'checkpoint'], 'expected exactly one of keyFile, keyEnv');
+    } else if (readSecrets) {
+      const at = ['audit', 'checkpoint', cp.keyFile === undefined ? 'keyEnv' : 'keyFile'];
+      if (cp.keyFile !== undefined) {
+        const read = await readSecretFile(resolve(fileBase, cp.keyFile));
+        if ('error' in read) addProblem(at, read.error);
+        else checkpointKey = read.value;
+      } else if (cp.keyEnv !== undefined) {
+        checkpointKey = env[cp.keyEnv];
+        if (checkpointKey === undefined || checkpointKey === '') {
+          addProblem(at, `environment variable ${cp.keyEnv} is not set or empty`);
+          checkpointKey = undefined;
+        }
+      }
+      if (checkpointKey !== undefined) {
+        try {
+          signingKey(checkpointKey);
+        } catch (error) {
+          addProblem(at, (error as Error).message);
+        }
+      }
+    }
+  }
   const audit = {
     ...config.audit,
+    ...(checkpointKey === undefined ? {} : { checkpointKey }),
+    ...(cp?.keyFile === undefined ? {} : { checkpoint: { ...cp, keyFile: resolve(fileBase, cp.keyFile) } }),
     dir: auditDir,
     ...(config.audit.webhook === undefined
       ? {}

@@ -5,7 +5,7 @@ export const REDACTED = '[redacted]';
  * Pino `redact` paths for a logged LoadedConfig. Prefer logging `redactConfig(config)`, which also
  * masks credentials inside URLs.
  */
-export const REDACT_PATHS = ['upstreams.*.password', 'metadata.password'] as const;
+export const REDACT_PATHS = ['upstreams.*.password', 'metadata.password', 'audit.checkpointKey'] as const;
 
 /**
  * A deep copy of a configuration (input or loaded) with every `password` value replaced by
@@ -16,7 +16,12 @@ export function redactConfig<T>(config: T): T {
 }
 
 function redactValue(value: unknown, key: string | undefined): unknown {
-  if ((key === 'password' || key === 'token') && value !== undefined && value !== null) return REDACTED;
+  if (
+    (key === 'password' || key === 'token' || key === 'checkpointKey') &&
+    value !== undefined &&
+    value !== null
+  )
+    return REDACTED;
   // Webhook headers usually carry a bearer token: keep the names, hide the values.
   if (key === 'headers' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
     return Object.fromEntries(Object.keys(value).map((k) => [k, REDACTED]));

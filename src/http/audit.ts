@@ -120,8 +120,12 @@ export class AuditRecorder {
     if (d) {
       event.decision = d.result;
       event.policy = d.policy;
-      event.reasons = d.reasons;
-      event.signers = d.signers;
+      // Left out when they say nothing the line does not (the warm path writes millions of these):
+      // no signers, or the one reason an allow-only policy gives ("allowed by policy <policy>").
+      const restated =
+        d.result === 'allow' && d.reasons.length === 1 && d.reasons[0] === `allowed by policy "${d.policy}"`;
+      if (d.reasons.length > 0 && !restated) event.reasons = d.reasons;
+      if (d.signers.length > 0) event.signers = d.signers;
       if (d.gates !== undefined) event.gates = auditGates(d.gates);
     } else if (denied) {
       event.decision = 'deny';

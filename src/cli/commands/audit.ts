@@ -1,6 +1,14 @@
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseTimeBound, queryAuditDir, verifyAuditDir } from '../../audit/index.ts';
-import type { AuditQuery, AuditRecord } from '../../audit/index.ts';
+import {
+  parseTimeBound,
+  queryAuditDir,
+  readChainTail,
+  verifyAuditDir,
+  verifyingKey,
+} from '../../audit/index.ts';
+import type { AuditQuery, AuditRecord, AuditVerifyOptions } from '../../audit/index.ts';
+import { parseDuration } from '../../config/index.ts';
 import { ConfigError, loadConfig } from '../../config/index.ts';
 import type { Command, CliContext } from '../types.ts';
 import { UsageError } from '../types.ts';
@@ -159,17 +167,27 @@ export const auditQuery: Command = {
 
 export const auditVerify: Command = {
   name: 'audit verify',
-  synopsis: '[--dir DIR | --config FILE] [--json]',
+  synopsis: '[--dir DIR | --config FILE] [--key PUB] [--max-age DUR] [--expect-head [SEQ:]HASH] [--json]',
   summary: 'Check the hash chain of the audit trail and report the first break',
   help: [
     'Checks every line of every audit file: its hash, its seq and its link (prev) to the line before,',
     'across files. Reports the first break (file, line, what is wrong), torn last lines left by a crash',
     '(not a break), and the head of the chain: keep the head elsewhere to detect later that lines were',
-    'cut from the end, which a chain alone cannot show.',
+    'cut from the end, which a chain alone cannot show. Files removed by retention are recorded by a',
+    'checkpoint; files removed otherwise are a break.',
     '',
     'Options:',
     ...DIR_HELP,
+    '  --key PUB           Ed25519 public key (PEM) of audit.checkpoint: every checkpoint must be signed',
+    '                      by it, so lines rewritten or deleted before the newest one are a break even',
+    '                      when their hashes were recomputed',
+    '  --max-age DUR       With --key: the newest signed checkpoint must be younger (e.g. 15m for a',
+    '                      proxy that signs every 5m): a cut tail shows',
+    '  --expect-head H     A head saved elsewhere (`audit head`): SEQ:HASH or HASH must be in the trail',
     '  --json              One JSON object on stdout',
+    '',
+    'Example:',
+    '  pullwarden audit verify --config pullwarden.yaml --key audit-key.pub --max-age 15m',
     '',
     'Exit codes: 0 the chain verifies, 1 it is broken, 2 error.',
   ].join('\n'),
@@ -179,6 +197,9 @@ export const auditVerify: Command = {
       {
         dir: { type: 'string', short: 'd' },
         config: { type: 'string', short: 'c' },
+        key: { type: 'string' },
+        'max-age': { type: 'string' },
+        'expect-head': { type: 'string' },
         json: { type: 'boolean' },
       },
       { min: 0, max: 0, names: '' },
@@ -186,10 +207,34 @@ export const auditVerify: Command = {
     if (values.dir !== undefined && values.config !== undefined) {
       throw new UsageError('give --dir or --config, not both');
     }
+    const options: AuditVerifyOptions = {};
+    const head = values['expect-head'];
+    if (head !== undefined) {
+      const m = /^(?:(\d{1,16}):)?([0-9a-f]{64})$/.exec(head.trim());
+      if (!m) throw new UsageError(`--expect-head: expected SEQ:HASH or HASH (64 hex), got "${head}"`);
+      options.expectHead =
+        m[1] === undefined ? { hash: m[2] ?? '' } : { seq: Number(m[1]), hash: m[2] ?? '' };
+    }
+    const maxAge = values['max-age'];
+    if (maxAge !== undefined) {
+      if (values.key === undefined) throw new UsageError('--max-age needs --key');
+      const ms = parseDuration(maxAge);
+      if (ms === undefined)
+        throw new UsageError(`--max-age: expected a duration such as 15m, got "${maxAge}"`);
+      options.maxAgeMs = ms;
+    }
     let dir: string;
     try {
+      if (values.key !== undefined) {
+        const path = resolve(ctx.cwd, values.key);
+        try {
+          options.key = verifyingKey(await readFile(path, 'utf8'));
+        } catch (error) {
+          throw new Error(`--key ${path}: ${(error as Error).message}`, { cause: error });
+        }
+      }
       dir = await auditDir(values.dir, values.config, ctx);
-      const result = await verifyAuditDir(dir);
+      const result = await verifyAuditDir(dir, options);
       if (values.json === true) {
         ctx.stdout.write(`${JSON.stringify({ dir, ...result })}\n`);
         return result.ok ? 0 : 1;
@@ -205,6 +250,13 @@ export const auditVerify: Command = {
       if (result.firstSeq !== undefined && result.firstSeq > 1) {
         lines.push(`  the trail starts at seq ${result.firstSeq}: older files were removed`);
       }
+      if (result.lastCheckpoint) {
+        const c = result.lastCheckpoint;
+        lines.push(
+          `  newest ${c.signed ? 'signed ' : ''}checkpoint: seq ${c.seq} at ${c.time} (${c.file} line ${c.line})` +
+            (result.unanchored !== undefined ? `, ${result.unanchored} line(s) after it` : ''),
+        );
+      }
       if (result.firstBreak) {
         const b = result.firstBreak;
         lines.push(`BROKEN at ${b.file} line ${b.line}: ${b.problem}`);
@@ -219,6 +271,52 @@ export const auditVerify: Command = {
       return result.ok ? 0 : 1;
     } catch (error) {
       return fail('audit verify', error, ctx);
+    }
+  },
+};
+
+export const auditHead: Command = {
+  name: 'audit head',
+  synopsis: '[--dir DIR | --config FILE] [--json]',
+  summary: 'Print the head of the audit chain (seq and hash), to keep elsewhere',
+  help: [
+    'Prints `SEQ:HASH` of the newest complete line of the trail, read from the end of the newest file',
+    '(no full check: use `audit verify` for that). Ship it to another system, say every hour; later',
+    '`audit verify --expect-head SEQ:HASH` shows whether lines up to it were cut or rewritten.',
+    '',
+    'Options:',
+    ...DIR_HELP,
+    '  --json              {"seq":…,"hash":…} on stdout',
+    '',
+    'Example:',
+    '  pullwarden audit head --config pullwarden.yaml | ssh vault "cat >> pullwarden-heads.txt"',
+    '',
+    'Exit codes: 0 printed, 2 error.',
+  ].join('\n'),
+  async run(args, ctx) {
+    const { values } = parseCommandArgs(
+      args,
+      {
+        dir: { type: 'string', short: 'd' },
+        config: { type: 'string', short: 'c' },
+        json: { type: 'boolean' },
+      },
+      { min: 0, max: 0, names: '' },
+    );
+    if (values.dir !== undefined && values.config !== undefined) {
+      throw new UsageError('give --dir or --config, not both');
+    }
+    try {
+      const dir = await auditDir(values.dir, values.config, ctx);
+      const tail = await readChainTail(dir);
+      ctx.stdout.write(
+        values.json === true
+          ? `${JSON.stringify({ seq: tail.seq, hash: tail.hash })}\n`
+          : `${tail.seq}:${tail.hash}\n`,
+      );
+      return 0;
+    } catch (error) {
+      return fail('audit head', error, ctx);
     }
   },
 };

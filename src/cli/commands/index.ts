@@ -1,7 +1,7 @@
 import type { Command } from '../types.ts';
 import { configSchemaCommand, configShow, configValidate } from './config.ts';
 import { check } from './check.ts';
-import { auditQuery, auditVerify } from './audit.ts';
+import { auditHead, auditQuery, auditVerify } from './audit.ts';
 import { serve } from './serve.ts';
 import { tagsHistory, tagsPin, tagsUnpin } from './tags.ts';
 import { hostsToml } from './hosts-toml.ts';
@@ -20,6 +20,7 @@ export const commands: readonly Command[] = [
   configShow,
   auditQuery,
   auditVerify,
+  auditHead,
   tagsHistory,
   tagsPin,
   tagsUnpin,

@@ -145,3 +145,47 @@ describe('pullwarden audit verify', () => {
     expect(r.stdout).toContain('ok: empty');
   });
 });
+
+describe('pullwarden audit head, verify --key and --expect-head', () => {
+  it('prints the head, which verify --expect-head then finds; signed checkpoints verify with --key', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const keyed = join(dir, 'keyed');
+    const sink = await JsonlAuditSink.open({
+      dir: keyed,
+      checkpoint: { key: privateKey, everyEvents: 2, intervalMs: 3_600_000 },
+    });
+    for (let i = 0; i < 5; i++) await sink.append(event({ requestId: `k${i}` }));
+    await sink.close();
+    const pub = join(dir, 'audit-key.pub');
+    await writeFile(pub, publicKey.export({ type: 'spki', format: 'pem' }));
+
+    const head = await run(['audit', 'head', '--dir', keyed]);
+    expect(head.code).toBe(0);
+    expect(head.stdout).toMatch(/^\d+:[0-9a-f]{64}\n$/);
+    const ok = await run([
+      'audit',
+      'verify',
+      '--dir',
+      keyed,
+      '--key',
+      pub,
+      '--expect-head',
+      head.stdout.trim(),
+    ]);
+    expect(ok).toMatchObject({ code: 0 });
+    expect(ok.stdout).toContain('newest signed checkpoint');
+
+    // Without checkpoints, --key fails: nothing anchors the chain.
+    const bare = await run(['audit', 'verify', '--dir', auditDir, '--key', pub]);
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toContain('no checkpoint signed');
+    const wrong = await run(['audit', 'verify', '--dir', auditDir, '--expect-head', head.stdout.trim()]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('is not in the trail');
+    const bad = await run(['audit', 'verify', '--dir', keyed, '--expect-head', 'nope']);
+    expect(bad.code).toBe(2);
+    const notKey = await run(['audit', 'verify', '--dir', keyed, '--key', join(dir, 'missing.pub')]);
+    expect(notKey.code).toBe(2);
+  });
+});

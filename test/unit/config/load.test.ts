@@ -222,3 +222,40 @@ describe('secrets', () => {
     expect(message).not.toMatch(/hunter/);
   });
 });
+
+describe('audit.checkpoint', () => {
+  it('reads the Ed25519 key from keyFile or keyEnv and rejects anything else, naming the key', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    await write('audit.pem', pem);
+    const ok = await loadConfig(
+      await write('a.yaml', 'upstreams: { docker.io: {} }\naudit: { checkpoint: { keyFile: audit.pem } }\n'),
+      {},
+      { cwd: dir },
+    );
+    expect(ok.audit.checkpointKey).toBe(pem.replace(/\n$/, ''));
+    expect(ok.audit.checkpoint).toMatchObject({ every: 10_000, interval: 300_000 });
+    const env = await loadConfig(
+      await write('b.yaml', 'upstreams: { docker.io: {} }\naudit: { checkpoint: { keyEnv: AUDIT_KEY } }\n'),
+      { AUDIT_KEY: pem },
+      { cwd: dir },
+    );
+    expect(env.audit.checkpointKey).toBe(pem);
+
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    }) as string;
+    await write('rsa.pem', rsa);
+    const wrongType = await loadError(
+      await write('c.yaml', 'upstreams: { docker.io: {} }\naudit: { checkpoint: { keyFile: rsa.pem } }\n'),
+    );
+    expect(wrongType.message).toContain('audit.checkpoint.keyFile');
+    expect(wrongType.message).toContain('expected an Ed25519 key');
+    expect(wrongType.message).not.toContain('PRIVATE KEY');
+    const both = await loadError(
+      await write('d.yaml', 'upstreams: { docker.io: {} }\naudit: { checkpoint: {} }\n'),
+    );
+    expect(both.message).toContain('expected exactly one of keyFile, keyEnv');
+  });
+});
