@@ -50,7 +50,15 @@ export interface FsBlobStoreOptions {
   /** Free-space headroom of the storage filesystem: below its reserve, fills are refused. */
   headroom?: DiskHeadroom;
   logger?: CacheLogger;
+  /**
+   * Other processes use the directory too (`storage.shared`): init() leaves their fills in tmp/ alone
+   * and removes only leftovers that have not been written for {@link SHARED_TMP_STALE_MS}.
+   */
+  shared?: boolean;
 }
+
+/** In shared mode, a temp file untouched this long is a crashed fill's leftover. */
+const SHARED_TMP_STALE_MS = 10 * 60_000;
 
 const ALGORITHMS = ['sha256', 'sha512'] as const;
 const HEX_LENGTH = { sha256: 64, sha512: 128 } as const;
@@ -94,6 +102,7 @@ export class FsBlobStore implements BlobStore {
   readonly #graceMs: number;
   readonly #headroom: DiskHeadroom | undefined;
   readonly #log: CacheLogger;
+  readonly #shared: boolean;
   /** Bytes running fills hold against maxBytes. */
   #reserved = 0;
 
@@ -119,6 +128,7 @@ export class FsBlobStore implements BlobStore {
     this.#graceMs = options.abandonedFillGraceMs ?? 30_000;
     this.#headroom = options.headroom;
     this.#log = options.logger ?? silentLogger;
+    this.#shared = options.shared ?? false;
   }
 
   /** Construct and {@link init} a store. */
@@ -134,7 +144,8 @@ export class FsBlobStore implements BlobStore {
    */
   async init(): Promise<void> {
     if (this.#initialized) return;
-    await rm(this.#tmpDir, { recursive: true, force: true });
+    if (this.#shared) await this.#removeStaleTemp();
+    else await rm(this.#tmpDir, { recursive: true, force: true });
     await mkdir(this.#tmpDir, { recursive: true });
     for (const algorithm of ALGORITHMS) await mkdir(join(this.#blobsDir, algorithm), { recursive: true });
 
@@ -610,6 +621,20 @@ export class FsBlobStore implements BlobStore {
       this.#removing.set(digest, removal);
       void this.#track(removal);
       this.#log.debug({ digest, size: entry.size }, 'blob evicted from cache');
+    }
+  }
+
+  async #removeStaleTemp(): Promise<void> {
+    const names = await readdir(this.#tmpDir).catch((err: unknown) => {
+      if (isNotFound(err)) return [];
+      throw err;
+    });
+    const now = Date.now();
+    for (const name of names) {
+      const path = join(this.#tmpDir, name);
+      const st = await lstat(path).catch(() => undefined);
+      if (st !== undefined && now - st.mtimeMs > SHARED_TMP_STALE_MS)
+        await rm(path, { force: true, recursive: true });
     }
   }
 

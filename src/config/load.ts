@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
@@ -32,7 +33,7 @@ export type LoadedConfig = Omit<Config, 'upstreams' | 'metadata' | 'audit' | 'au
   auth: Omit<Config['auth'], 'tokens'> & {
     tokens: { name: string; token: string; repositories: string[] }[];
   };
-  /** The audit section with `dir` resolved (default `<storage.dir>/audit`). */
+  /** The audit section with `dir` resolved (default `<storage.dir>/audit`; `…/<replica>` when shared). */
   audit: Config['audit'] & { dir: string };
   upstreams: Record<string, LoadedUpstream>;
   metadata: LoadedMetadata;
@@ -180,11 +181,14 @@ export async function loadConfig(
     ),
   };
 
-  // The audit trail lives next to the cache unless the file says otherwise.
-  const auditDir =
+  // The audit trail lives next to the cache unless the file says otherwise. Replicas sharing a storage
+  // directory each write their own hash chain, in a directory named after the replica.
+  const replica = config.storage.replica ?? hostname();
+  const auditBase =
     config.audit.dir === undefined
       ? join(storageDir, 'audit')
       : resolve(baseFor('audit.dir'), config.audit.dir);
+  const auditDir = config.storage.shared ? join(auditBase, replica) : auditBase;
   const audit = {
     ...config.audit,
     dir: auditDir,
