@@ -5,26 +5,18 @@
  *   <dir>/owners/exclusive.lock        the one owner of a directory in the default (exclusive) mode
  *   <dir>/owners/replica-<id>.lock     one per replica in the shared mode (`storage.shared: true`)
  *
- * The file holds `{pid, host, replica, mode, startedAt, nonce}` as JSON. It relies on operations that
- * NFS (v3 and v4), EFS and CephFS carry out atomically on the server, and on nothing else — not on
- * `flock`/`fcntl` locks, which NFS does not honour reliably:
- *
- * - create: the content is written to a private temp file, then `link()`ed to the lock name, which
- *   fails with EEXIST when the name exists (the classic NFS-safe exclusive create; the file is never
- *   seen half-written);
- * - heartbeat: the owner sets the file's mtime every `heartbeatMs`; a lock whose mtime is older than
- *   `staleMs` belongs to a dead (or frozen) process, so clocks of replicas must agree (NTP) to well
- *   within `staleMs`. On the same host a lock whose pid no longer runs is stale at once;
- * - take-over: a stale lock is renamed away (only one of several takers wins the rename), checked to be
- *   the one judged stale, and replaced by a new exclusive create.
+ * The file holds `{pid, host, replica, mode, startedAt, nonce}` as JSON and is created, refreshed
+ * (mtime heartbeat) and taken over as lock-file.ts describes: O_EXCL-style create by link(), rename
+ * and mtime only, so that it holds on NFS, EFS and CephFS too.
  *
  * A process in the exclusive mode refuses to start while any other live lock exists; shared-mode
  * replicas accept each other but not an exclusive owner (both sides must declare the shared mode).
  */
-import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createLock, judgeLock, newNonce, readLock, takeOverLock, touchLock } from './lock-file.ts';
+import type { Judged } from './lock-file.ts';
 
 export type StorageMode = 'exclusive' | 'shared';
 
@@ -76,45 +68,6 @@ export class StorageLockedError extends Error {
 
 const LOCK_SUFFIX = '.lock';
 
-function isCode(err: unknown, code: string): boolean {
-  return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
-}
-
-/** Whether a process with this pid runs on this host (EPERM: it runs, as another user). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isCode(err, 'EPERM');
-  }
-}
-
-function parseOwner(text: string): LockOwner | undefined {
-  try {
-    const v = JSON.parse(text) as Partial<LockOwner>;
-    if (
-      typeof v.pid === 'number' &&
-      typeof v.host === 'string' &&
-      typeof v.replica === 'string' &&
-      (v.mode === 'exclusive' || v.mode === 'shared') &&
-      typeof v.nonce === 'string'
-    ) {
-      return {
-        pid: v.pid,
-        host: v.host,
-        replica: v.replica,
-        mode: v.mode,
-        startedAt: String(v.startedAt),
-        nonce: v.nonce,
-      };
-    }
-  } catch {
-    // an unreadable lock is judged by its mtime alone
-  }
-  return undefined;
-}
-
 /** The lock file of one process on a storage directory; {@link acquire} it, {@link release} on close. */
 export class StorageLock {
   readonly #dir: string;
@@ -150,7 +103,7 @@ export class StorageLock {
       replica: this.#replica,
       mode: this.#mode,
       startedAt: new Date().toISOString(),
-      nonce: randomBytes(12).toString('hex'),
+      nonce: newNonce(),
     };
   }
 
@@ -206,69 +159,20 @@ export class StorageLock {
     if (await this.#stillMine()) await unlink(this.file).catch(() => undefined);
   }
 
-  async #create(): Promise<boolean> {
-    const tmp = `${this.file}.${this.#owner.nonce}.tmp`;
-    const fh = await open(tmp, 'wx');
-    try {
-      await fh.writeFile(JSON.stringify(this.#owner));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await link(tmp, this.file);
-      return true;
-    } catch (err) {
-      if (isCode(err, 'EEXIST')) return false;
-      throw err;
-    } finally {
-      await unlink(tmp).catch(() => undefined);
-    }
+  #create(): Promise<boolean> {
+    return createLock(this.file, this.#owner);
   }
 
-  /** Is the lock at `path` held by a live process? */
-  async #judge(path: string): Promise<'gone' | { live: boolean; owner: LockOwner | undefined }> {
-    let text: string;
-    let mtimeMs: number;
-    try {
-      text = await readFile(path, 'utf8');
-      mtimeMs = (await stat(path)).mtimeMs;
-    } catch (err) {
-      if (isCode(err, 'ENOENT')) return 'gone';
-      throw err;
-    }
-    const owner = parseOwner(text);
-    const fresh = Date.now() - mtimeMs < this.#staleMs;
-    if (owner === undefined) return { live: fresh, owner };
-    // On this host the pid says it at once; elsewhere only the heartbeat can.
-    const live =
-      owner.host === this.#host ? fresh && pidAlive(owner.pid) && owner.nonce !== this.#owner.nonce : fresh;
-    return { live, owner };
+  #judge(path: string): Promise<'gone' | Judged<LockOwner>> {
+    return judgeLock<LockOwner>(path, this.#staleMs, { host: this.#host, nonce: this.#owner.nonce });
   }
 
-  /** Move a stale lock aside; put it back if, between judging and renaming, it became another's. */
   async #takeOver(path: string, staleNonce: string | undefined): Promise<void> {
-    const aside = `${path}.stale-${randomBytes(6).toString('hex')}`;
-    try {
-      await rename(path, aside);
-    } catch (err) {
-      if (isCode(err, 'ENOENT')) return; // another process took it over first
-      throw err;
-    }
-    const moved = parseOwner(await readFile(aside, 'utf8').catch(() => ''));
-    if (staleNonce !== undefined && moved !== undefined && moved.nonce !== staleNonce) {
-      // A fresh lock that a faster taker had just created: restore it (unless yet another exists).
-      await link(aside, path).catch(() => undefined);
-    }
-    await unlink(aside).catch(() => undefined);
+    await takeOverLock(path, staleNonce);
   }
 
   async #stillMine(): Promise<boolean> {
-    const text = await readFile(this.file, 'utf8').catch((err: unknown) => {
-      if (isCode(err, 'ENOENT')) return '';
-      throw err;
-    });
-    return parseOwner(text)?.nonce === this.#owner.nonce;
+    return (await readLock<LockOwner>(this.file))?.nonce === this.#owner.nonce;
   }
 
   async #beat(): Promise<void> {
@@ -277,8 +181,7 @@ export class StorageLock {
     try {
       mine = await this.#stillMine();
       if (mine) {
-        const now = new Date();
-        await utimes(this.file, now, now);
+        await touchLock(this.file);
         return;
       }
     } catch {
