@@ -5,14 +5,14 @@
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { access, constants, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { openAuditSink, RecentTags } from './audit/index.ts';
 import type { MultiAuditSink } from './audit/index.ts';
-import { DiskHeadroom, FsBlobStore } from './cache/index.ts';
+import { DiskHeadroom, FsBlobStore, StorageLock } from './cache/index.ts';
 import { EMBEDDED_SOURCE, loadConfig } from './config/index.ts';
 import type { LoadedConfig } from './config/index.ts';
 import { PolicyEngine } from './policy/index.ts';
@@ -105,6 +105,11 @@ export interface BuildOptions {
   logger?: Logger;
   /** Disable process-wide default metrics (tests build many apps in one process). */
   defaultMetrics?: boolean;
+  /**
+   * The storage directory's owner lock is held by someone else for this process (the primary of a
+   * cluster for its workers, `check` for its private directory): do not take it.
+   */
+  storageLockHeld?: boolean;
 }
 
 /** Paths and keys that must never reach a log line. */
@@ -129,8 +134,38 @@ export function createLogger(level: string): Logger {
 
 export async function buildApp(config: LoadedConfig, options: BuildOptions = {}): Promise<App> {
   const logger = options.logger ?? createLogger(config.log.level);
-  const metrics = new Metrics({ defaultMetrics: options.defaultMetrics ?? true });
   await mkdir(config.storage.dir, { recursive: true });
+  // Before anything touches the directory: one owner, or replicas that all declared the shared mode.
+  let lockLost: string | undefined;
+  const lock = options.storageLockHeld
+    ? undefined
+    : new StorageLock({
+        dir: config.storage.dir,
+        mode: config.storage.shared ? 'shared' : 'exclusive',
+        replica: config.storage.replica ?? hostname(),
+        onLost: (reason) => {
+          lockLost = reason;
+          logger.error({ dir: config.storage.dir }, `${reason}; not ready until restarted`);
+        },
+      });
+  await lock?.acquire();
+  try {
+    return await assemble(config, options, logger, lock, () => lockLost);
+  } catch (err) {
+    await lock?.release();
+    throw err;
+  }
+}
+
+/** Everything of {@link buildApp} once the storage directory is this process's. */
+async function assemble(
+  config: LoadedConfig,
+  options: BuildOptions,
+  logger: Logger,
+  lock: StorageLock | undefined,
+  lockLost: () => string | undefined,
+): Promise<App> {
+  const metrics = new Metrics({ defaultMetrics: options.defaultMetrics ?? true });
 
   // One headroom for the storage filesystem: cache fills stop at the reserve so that the audit trail
   // (and the metadata database) on the same disk still have room.
@@ -146,6 +181,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     maxBlobSize: config.storage.maxBlobSize,
     abandonedFillGraceMs: config.storage.abandonedFillGrace,
     headroom,
+    shared: config.storage.shared,
     logger: logger.child({ module: 'cache' }),
   });
   await blobs.init();
@@ -305,6 +341,8 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
     },
     ready: async () => {
       if (closing) throw new Error('shutting down');
+      const lost = lockLost();
+      if (lost !== undefined) throw new Error(lost);
       await access(config.storage.dir, constants.W_OK);
       await metadata.ping();
       const failing = audit.status().filter((s) => !s.ok);
@@ -365,6 +403,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
       await Promise.allSettled([...upstreams.values()].map((u) => u.upstream.close()));
       await audit.close();
       await metadata.close();
+      await lock?.release();
     },
   };
 }

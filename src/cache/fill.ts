@@ -7,9 +7,11 @@ import type { ReadSource } from './blob-read-stream.ts';
  */
 export class Fill implements ReadSource {
   readonly digest: Digest;
-  readonly tmpPath: string;
+  /** The file being written; set before `started` resolves (another process's, for a followed fill). */
+  tmpPath: string;
   readonly finalPath: string;
-  readonly paths: readonly string[];
+  /** The fill runs in another process; this one follows its temp file through the storage directory. */
+  remote = false;
   /** Resolves once the upstream answered 200; rejects with the upstream's (or the temp file's) error. */
   readonly started: Promise<undefined>;
   #expectedSize: number | undefined;
@@ -21,6 +23,7 @@ export class Fill implements ReadSource {
   abandonTimer: NodeJS.Timeout | undefined;
 
   #written = 0;
+  #started = false;
   #verifiedSize: number | undefined;
   #error: Error | undefined;
   readonly #listeners = new Set<() => void>();
@@ -31,13 +34,16 @@ export class Fill implements ReadSource {
     this.digest = digest;
     this.tmpPath = tmpPath;
     this.finalPath = finalPath;
-    this.paths = [tmpPath, finalPath];
     const { promise, resolve, reject } = Promise.withResolvers<undefined>();
     this.started = promise;
     this.#resolveStarted = resolve;
     this.#rejectStarted = reject;
     // Every caller awaits `started`; this only keeps a rejection nobody awaits from being "unhandled".
     promise.catch(() => undefined);
+  }
+
+  get paths(): readonly string[] {
+    return [this.tmpPath, this.finalPath];
   }
 
   written(): number {
@@ -64,7 +70,13 @@ export class Fill implements ReadSource {
     };
   }
 
+  /** Whether the upstream answered and readers may follow the temp file. */
+  hasStarted(): boolean {
+    return this.#started;
+  }
+
   markStarted(expectedSize: number | undefined): void {
+    this.#started = true;
     this.#expectedSize = expectedSize;
     this.#resolveStarted(undefined);
   }

@@ -6,6 +6,12 @@
  *                                                 a file here is always whole and correct
  *   <dir>/tmp/<random>                            fills and puts in progress; never served after a
  *                                                 restart (init() deletes them: leftovers of a crash)
+ *   <dir>/fills/<algorithm>-<hex>.lock            shared mode only: the one fill of a blob across the
+ *                                                 processes on the directory (pid, host, temp file name,
+ *                                                 Content-Length once the upstream answered; mtime is
+ *                                                 its heartbeat). Others follow that temp file as it
+ *                                                 grows; a stale lock (dead filler) is taken over
+ *   <dir>/owners/*.lock                           who serves from the directory (storage-lock.ts)
  *
  *   e.g. <dir>/blobs/sha256/9f/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
  *
@@ -14,7 +20,8 @@
  * from their atime/mtime, which the store refreshes at most once a minute per blob).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, rename, rm, unlink, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -25,6 +32,16 @@ import { BlobReadStream, toError } from './blob-read-stream.ts';
 import type { DiskHeadroom } from './disk-headroom.ts';
 import type { ReadSource } from './blob-read-stream.ts';
 import { Fill } from './fill.ts';
+import {
+  createLock,
+  judgeLock,
+  newNonce,
+  readLock,
+  rewriteLock,
+  takeOverLock,
+  touchLock,
+} from './lock-file.ts';
+import type { LockBase } from './lock-file.ts';
 import type { BlobHandle, BlobStore, BlobStoreStats, ByteRange, CacheState } from './types.ts';
 
 /** The logger calls the store makes (a pino logger fits). */
@@ -50,7 +67,38 @@ export interface FsBlobStoreOptions {
   /** Free-space headroom of the storage filesystem: below its reserve, fills are refused. */
   headroom?: DiskHeadroom;
   logger?: CacheLogger;
+  /**
+   * Other processes use the directory too (`storage.shared`): init() leaves their fills in tmp/ alone
+   * and removes only leftovers that have not been written for {@link SHARED_TMP_STALE_MS}.
+   */
+  shared?: boolean;
+  /** Shared mode: how often a filler refreshes its fill lock (default 1 s). */
+  fillHeartbeatMs?: number;
+  /** Shared mode: a fill lock on another host not refreshed for this long is stale (default 10 s). */
+  fillStaleMs?: number;
+  /** Shared mode: how often a follower looks at another process's fill (default 10 ms). */
+  followPollMs?: number;
 }
+
+/** What a fill lock says (see the layout above). */
+interface FillLock extends LockBase {
+  /** Name of the temp file under tmp/. */
+  tmp: string;
+  /** Set once the upstream answered 200 and the fill was admitted. */
+  started?: boolean;
+  /** Content-Length, when the upstream sent one. */
+  size?: number;
+}
+
+/** A followed fill ended before it started, or was replaced: the caller asks again from the top. */
+class AskAgain extends Error {
+  constructor() {
+    super('blob cache fill moved');
+  }
+}
+
+/** In shared mode, a temp file untouched this long is a crashed fill's leftover. */
+const SHARED_TMP_STALE_MS = 10 * 60_000;
 
 const ALGORITHMS = ['sha256', 'sha512'] as const;
 const HEX_LENGTH = { sha256: 64, sha512: 128 } as const;
@@ -94,6 +142,12 @@ export class FsBlobStore implements BlobStore {
   readonly #graceMs: number;
   readonly #headroom: DiskHeadroom | undefined;
   readonly #log: CacheLogger;
+  readonly #shared: boolean;
+  readonly #fillsDir: string;
+  readonly #host: string;
+  readonly #fillHeartbeatMs: number;
+  readonly #fillStaleMs: number;
+  readonly #followPollMs: number;
   /** Bytes running fills hold against maxBytes. */
   #reserved = 0;
 
@@ -119,6 +173,12 @@ export class FsBlobStore implements BlobStore {
     this.#graceMs = options.abandonedFillGraceMs ?? 30_000;
     this.#headroom = options.headroom;
     this.#log = options.logger ?? silentLogger;
+    this.#shared = options.shared ?? false;
+    this.#fillsDir = join(options.dir, 'fills');
+    this.#host = hostname();
+    this.#fillHeartbeatMs = options.fillHeartbeatMs ?? 1_000;
+    this.#fillStaleMs = options.fillStaleMs ?? 10_000;
+    this.#followPollMs = options.followPollMs ?? 10;
   }
 
   /** Construct and {@link init} a store. */
@@ -134,7 +194,14 @@ export class FsBlobStore implements BlobStore {
    */
   async init(): Promise<void> {
     if (this.#initialized) return;
-    await rm(this.#tmpDir, { recursive: true, force: true });
+    if (this.#shared) {
+      await mkdir(this.#fillsDir, { recursive: true });
+      await this.#removeStaleFills();
+      await this.#removeStaleTemp();
+    } else {
+      await rm(this.#tmpDir, { recursive: true, force: true });
+      await rm(this.#fillsDir, { recursive: true, force: true });
+    }
     await mkdir(this.#tmpDir, { recursive: true });
     for (const algorithm of ALGORITHMS) await mkdir(join(this.#blobsDir, algorithm), { recursive: true });
 
@@ -179,37 +246,50 @@ export class FsBlobStore implements BlobStore {
     this.#evict();
   }
 
-  stat(digest: Digest): Promise<{ size: number } | undefined> {
+  async stat(digest: Digest): Promise<{ size: number } | undefined> {
     this.#assertOpen();
+    if (this.#shared) await this.#lookOnDisk(digest);
     const entry = this.#index.get(digest);
-    return Promise.resolve(entry === undefined ? undefined : { size: entry.size });
+    return entry === undefined ? undefined : { size: entry.size };
   }
 
-  open(digest: Digest): Promise<BlobHandle | undefined> {
+  async open(digest: Digest): Promise<BlobHandle | undefined> {
     this.#assertOpen();
-    return Promise.resolve(this.#hitHandle(digest));
+    if (this.#shared) await this.#lookOnDisk(digest);
+    return this.#hitHandle(digest);
   }
 
   async getOrFill(digest: Digest, fetch: () => Promise<UpstreamBlob>): Promise<BlobHandle> {
     this.#assertOpen();
-    // Everything up to the first await runs synchronously, so N concurrent callers see either the
-    // complete blob, or the one fill the first of them registered: exactly one fetch().
-    const hit = this.#hitHandle(digest);
-    if (hit !== undefined) return hit;
-    let fill = this.#fills.get(digest);
-    let state: CacheState = 'joined';
-    if (fill === undefined) {
-      if (this.#closed) throw new RegistryError('UNAVAILABLE', 'blob cache is closed');
-      fill = new Fill(digest, join(this.#tmpDir, randomBytes(16).toString('hex')), this.#finalPath(digest));
-      this.#fills.set(digest, fill);
-      void this.#track(this.#runFill(fill, fetch));
-      state = 'miss';
+    for (let attempt = 0; ; attempt++) {
+      // Shared mode: another process may have evicted the blob (or stored it) since this one looked.
+      if (this.#shared && this.#index.has(digest)) await this.#confirmOnDisk(digest);
+      // Everything from here up to the first await runs synchronously, so N concurrent callers see
+      // either the complete blob, or the one fill the first of them registered: exactly one fetch()
+      // (in shared mode: one claim of the fill across processes, see #claim).
+      const hit = this.#hitHandle(digest);
+      if (hit !== undefined) return hit;
+      let fill = this.#fills.get(digest);
+      let first = false;
+      if (fill === undefined) {
+        if (this.#closed) throw new RegistryError('UNAVAILABLE', 'blob cache is closed');
+        fill = new Fill(digest, join(this.#tmpDir, randomBytes(16).toString('hex')), this.#finalPath(digest));
+        this.#fills.set(digest, fill);
+        void this.#track(this.#shared ? this.#claim(fill, fetch) : this.#runFill(fill, fetch));
+        first = true;
+      }
+      try {
+        await fill.started;
+      } catch (err) {
+        if (err instanceof AskAgain && attempt < 10) continue;
+        throw err;
+      }
+      // The body may already have failed while this caller waited; say so before a status is chosen.
+      const err = fill.error();
+      if (err !== undefined) throw err;
+      const state: CacheState = first && !fill.remote ? 'miss' : 'joined';
+      return this.#handle(digest, state, fill.verifiedSize() ?? fill.expectedSize(), fill);
     }
-    await fill.started;
-    // The body may already have failed while this caller waited; say so before a status is chosen.
-    const err = fill.error();
-    if (err !== undefined) throw err;
-    return this.#handle(digest, state, fill.verifiedSize() ?? fill.expectedSize(), fill);
   }
 
   async putBytes(digest: Digest, bytes: Buffer): Promise<void> {
@@ -430,7 +510,33 @@ export class FsBlobStore implements BlobStore {
     );
   }
 
-  async #runFill(fill: Fill, fetch: () => Promise<UpstreamBlob>): Promise<void> {
+  async #runFill(fill: Fill, fetch: () => Promise<UpstreamBlob>, lock?: FillLock): Promise<void> {
+    const { digest } = fill;
+    const lockPath = this.#fillLockPath(digest);
+    // Shared mode: the heartbeat says this process is alive and filling; the lock goes when the fill
+    // ends, after the rename (followers that see it gone look for the blob, else call the fill failed).
+    const heartbeat =
+      lock === undefined
+        ? undefined
+        : setInterval(() => {
+            void touchLock(lockPath).catch((err: unknown) => {
+              this.#log.warn({ err, digest }, 'blob cache fill lock heartbeat failed');
+            });
+          }, this.#fillHeartbeatMs);
+    heartbeat?.unref();
+    try {
+      await this.#fillOnce(fill, fetch, lock);
+    } finally {
+      clearInterval(heartbeat);
+      if (lock !== undefined) {
+        // Remove the lock only while it is still this fill's (a stale take-over may have replaced it).
+        const current = await readLock<FillLock>(lockPath).catch(() => undefined);
+        if (current?.nonce === lock.nonce) await unlink(lockPath).catch(noop);
+      }
+    }
+  }
+
+  async #fillOnce(fill: Fill, fetch: () => Promise<UpstreamBlob>, lock: FillLock | undefined): Promise<void> {
     const { digest } = fill;
     let fh: FileHandle | undefined;
     try {
@@ -462,6 +568,25 @@ export class FsBlobStore implements BlobStore {
       return;
     }
     fill.abort = (err) => upstream.body.destroy(err);
+    if (lock !== undefined) {
+      // Followers in other processes learn the size (their Content-Length) and may start reading.
+      try {
+        const started: FillLock = {
+          ...lock,
+          started: true,
+          ...(upstream.size === undefined ? {} : { size: upstream.size }),
+        };
+        await rewriteLock(this.#fillLockPath(digest), started);
+      } catch (err) {
+        this.#fills.delete(digest);
+        this.#release(fill);
+        upstream.body.destroy();
+        fill.failStart(new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: err }));
+        await fh.close().catch(noop);
+        await unlink(fill.tmpPath).catch(noop);
+        return;
+      }
+    }
     fill.markStarted(upstream.size);
     this.#log.debug({ digest, size: upstream.size }, 'blob cache fill started');
     try {
@@ -613,6 +738,217 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  #fillLockPath(digest: Digest): string {
+    return join(this.#fillsDir, `${digestAlgorithm(digest)}-${digestHex(digest)}.lock`);
+  }
+
+  /** Shared mode: drop a blob from the index when another process evicted it. */
+  async #confirmOnDisk(digest: Digest): Promise<void> {
+    try {
+      await stat(this.#finalPath(digest));
+    } catch (err) {
+      if (!isNotFound(err)) throw new RegistryError('UNKNOWN', 'blob cache read failed', { cause: err });
+      const entry = this.#index.get(digest);
+      if (entry !== undefined && !this.#refs.has(digest)) {
+        this.#index.delete(digest);
+        this.#bytes -= entry.size;
+      }
+    }
+  }
+
+  /** Shared mode: bring the index up to date with the disk for one blob (stored or evicted elsewhere). */
+  async #lookOnDisk(digest: Digest): Promise<void> {
+    if (this.#index.has(digest)) {
+      await this.#confirmOnDisk(digest);
+      return;
+    }
+    if (this.#fills.has(digest)) return;
+    const st = await stat(this.#finalPath(digest)).catch(() => undefined);
+    if (st !== undefined && st.isFile()) this.#adopt(digest, st.size);
+  }
+
+  /** Index a complete blob another process stored. */
+  #adopt(digest: Digest, size: number): void {
+    if (this.#index.has(digest)) return;
+    this.#index.set(digest, { size, touchedAt: Date.now() });
+    this.#bytes += size;
+    this.#evict(digest);
+  }
+
+  /**
+   * Shared mode: take the fill of `fill.digest` across every process on the directory, or follow the
+   * one another process runs. In-process callers have joined `fill` already.
+   */
+  async #claim(fill: Fill, fetch: () => Promise<UpstreamBlob>): Promise<void> {
+    const { digest } = fill;
+    const lockPath = this.#fillLockPath(digest);
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const done = await stat(fill.finalPath).catch((err: unknown) => {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        });
+        if (done !== undefined) {
+          // Another process stored it meanwhile: callers ask again and find it in the index.
+          this.#adopt(digest, done.size);
+          this.#fills.delete(digest);
+          fill.failStart(new AskAgain());
+          return;
+        }
+        const lock: FillLock = {
+          pid: process.pid,
+          host: this.#host,
+          nonce: newNonce(),
+          tmp: `${digestAlgorithm(digest)}-${digestHex(digest)}.${randomBytes(8).toString('hex')}`,
+        };
+        if (await createLock(lockPath, lock)) {
+          fill.tmpPath = join(this.#tmpDir, lock.tmp);
+          await this.#runFill(fill, fetch, lock);
+          return;
+        }
+        const judged = await judgeLock<FillLock>(lockPath, this.#fillStaleMs, { host: this.#host });
+        if (judged === 'gone') continue;
+        if (!judged.live || judged.owner === undefined || !isTempName(judged.owner.tmp)) {
+          if (attempt >= 5) throw new Error(`could not take over the stale fill lock ${lockPath}`);
+          await this.#takeOverFill(lockPath, judged.owner);
+          continue;
+        }
+        fill.remote = true;
+        fill.tmpPath = join(this.#tmpDir, judged.owner.tmp);
+        await this.#follow(fill, lockPath, judged.owner);
+        return;
+      }
+    } catch (err) {
+      if (this.#fills.get(digest) === fill) this.#fills.delete(digest);
+      const error =
+        err instanceof RegistryError
+          ? err
+          : new RegistryError('UNAVAILABLE', 'blob cache fill failed', { cause: err });
+      fill.failStart(error);
+      fill.fail(error);
+    }
+  }
+
+  /** Remove a dead filler's lock and its partial temp file. */
+  async #takeOverFill(lockPath: string, owner: FillLock | undefined): Promise<void> {
+    const removed = await takeOverLock<FillLock>(lockPath, owner?.nonce);
+    if (removed !== undefined && isTempName(removed.tmp)) {
+      await unlink(join(this.#tmpDir, removed.tmp)).catch(noop);
+    }
+    this.#log.warn(
+      { lock: lockPath, pid: owner?.pid, host: owner?.host },
+      'took over a stale blob cache fill',
+    );
+  }
+
+  /**
+   * Follow another process's fill through its temp file: report its growth to this process's readers
+   * (the same {@link Fill} in-process joiners use), and call it verified only once the blob is at its
+   * final path as the very file that was followed (same inode). A filler that dies or fails ends the
+   * followed fill: callers that have not started a response ask again (and one of them takes the fill
+   * over), responses under way are aborted — never ended short.
+   */
+  async #follow(fill: Fill, lockPath: string, owner: FillLock): Promise<void> {
+    const { digest } = fill;
+    let fh: FileHandle | undefined;
+    let idleSince: number | undefined;
+    const end = (err: Error) => {
+      if (this.#fills.get(digest) === fill) this.#fills.delete(digest);
+      fill.failStart(err);
+      fill.fail(err);
+    };
+    const lost = () =>
+      new RegistryError('UNAVAILABLE', 'the cache fill this response followed failed in another process', {
+        detail: { digest },
+      });
+    try {
+      for (;;) {
+        if (this.#closed) {
+          end(new RegistryError('UNAVAILABLE', 'blob cache is closed'));
+          return;
+        }
+        const current = await readLock<FillLock>(lockPath).catch(() => undefined);
+        const done = await stat(fill.finalPath).catch(() => undefined);
+        if (done !== undefined) {
+          const same = fh !== undefined && (await fh.stat()).ino === done.ino;
+          this.#adopt(digest, done.size);
+          if (!same || !fill.hasStarted()) {
+            end(fill.hasStarted() ? lost() : new AskAgain());
+            return;
+          }
+          if (done.size > fill.written()) fill.progress(done.size - fill.written());
+          fill.markVerified();
+          this.#fills.delete(digest);
+          return;
+        }
+        if (current === undefined || current.nonce !== owner.nonce) {
+          end(fill.hasStarted() ? lost() : new AskAgain());
+          return;
+        }
+        const judged = await judgeLock<FillLock>(lockPath, this.#fillStaleMs, { host: this.#host });
+        if (judged === 'gone' || !judged.live) {
+          if (judged !== 'gone') await this.#takeOverFill(lockPath, judged.owner);
+          end(fill.hasStarted() ? lost() : new AskAgain());
+          return;
+        }
+        if (current.started === true && !fill.hasStarted()) {
+          try {
+            fh = await open(fill.tmpPath, 'r');
+          } catch (err) {
+            if (!isNotFound(err)) throw err;
+            continue; // renamed or removed just now: the next round sees which
+          }
+          fill.markStarted(current.size);
+        }
+        if (fh !== undefined) {
+          const { size } = await fh.stat();
+          if (size > fill.written()) fill.progress(size - fill.written());
+        }
+        // Nobody in this process reads it any more: stop following (the filler goes on).
+        if (fill.hasStarted() && !this.#refs.has(digest)) {
+          idleSince ??= Date.now();
+          if (Date.now() - idleSince > 1_000) {
+            end(new AskAgain());
+            return;
+          }
+        } else idleSince = undefined;
+        await sleep(this.#followPollMs);
+      }
+    } finally {
+      await fh?.close().catch(noop);
+    }
+  }
+
+  /** Shared mode, at start: remove fill locks (and their temp files) whose filler is gone. */
+  async #removeStaleFills(): Promise<void> {
+    for (const name of await readdir(this.#fillsDir)) {
+      const path = join(this.#fillsDir, name);
+      if (!name.endsWith('.lock')) {
+        // a lock's own temp file or a take-over's leftover, older than any live operation
+        const st = await lstat(path).catch(() => undefined);
+        if (st !== undefined && Date.now() - st.mtimeMs > SHARED_TMP_STALE_MS)
+          await rm(path, { force: true });
+        continue;
+      }
+      const judged = await judgeLock<FillLock>(path, this.#fillStaleMs, { host: this.#host });
+      if (judged !== 'gone' && !judged.live) await this.#takeOverFill(path, judged.owner);
+    }
+  }
+
+  async #removeStaleTemp(): Promise<void> {
+    const names = await readdir(this.#tmpDir).catch((err: unknown) => {
+      if (isNotFound(err)) return [];
+      throw err;
+    });
+    const now = Date.now();
+    for (const name of names) {
+      const path = join(this.#tmpDir, name);
+      const st = await lstat(path).catch(() => undefined);
+      if (st !== undefined && now - st.mtimeMs > SHARED_TMP_STALE_MS)
+        await rm(path, { force: true, recursive: true });
+    }
+  }
+
   async #removeStray(path: string): Promise<void> {
     this.#log.warn({ path }, 'removing unexpected file from blob cache');
     await rm(path, { recursive: true, force: true });
@@ -631,4 +967,15 @@ function sizeMismatch(digest: Digest, expected: number): RegistryError {
   return new RegistryError('UNAVAILABLE', 'upstream blob size did not match its Content-Length', {
     detail: { digest, size: expected },
   });
+}
+
+const TEMP_NAME_RE = /^(sha256|sha512)-[a-f0-9]{64,128}\.[a-f0-9]{16}$/;
+
+/** A fill lock names a temp file under tmp/ and nothing else (no path separators, no "..") */
+function isTempName(name: unknown): name is string {
+  return typeof name === 'string' && TEMP_NAME_RE.test(name);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

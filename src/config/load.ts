@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
@@ -35,8 +36,8 @@ export type LoadedConfig = Omit<Config, 'upstreams' | 'metadata' | 'audit' | 'au
     tokens: { name: string; token: string; repositories: string[] }[];
   };
   /**
-   * The audit section with `dir` resolved (default `<storage.dir>/audit`) and the checkpoint signing
-   * key read (PEM). Never log it.
+   * The audit section with `dir` resolved (default `<storage.dir>/audit`; `…/<replica>` when shared)
+   * and the checkpoint signing key read (PEM). Never log it.
    */
   audit: Config['audit'] & { dir: string; checkpointKey?: string };
   upstreams: Record<string, LoadedUpstream>;
@@ -185,11 +186,14 @@ export async function loadConfig(
     ),
   };
 
-  // The audit trail lives next to the cache unless the file says otherwise.
-  const auditDir =
+  // The audit trail lives next to the cache unless the file says otherwise. Replicas sharing a storage
+  // directory each write their own hash chain, in a directory named after the replica.
+  const replica = config.storage.replica ?? hostname();
+  const auditBase =
     config.audit.dir === undefined
       ? join(storageDir, 'audit')
       : resolve(baseFor('audit.dir'), config.audit.dir);
+  const auditDir = config.storage.shared ? join(auditBase, replica) : auditBase;
   let checkpointKey: string | undefined;
   const cp = config.audit.checkpoint;
   if (cp !== undefined) {

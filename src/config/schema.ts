@@ -160,6 +160,22 @@ export const configSchema = z
             description:
               'Free space to keep on the storage filesystem: below it cache fills are refused (503) so the audit trail keeps room. Size ("1GiB") or percentage ("5%")',
           }),
+        shared: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Several replicas (each with its own workers) share this directory, e.g. on an NFS/EFS/CephFS volume; every one of them must set it. Without it a second process on the directory refuses to start',
+          ),
+        replica: z
+          .string()
+          .regex(
+            /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+            'expected letters, digits, ".", "_" or "-" (at most 63)',
+          )
+          .optional()
+          .describe(
+            'Id of this replica on a shared directory (default: the host name); names its lock file and its own audit chain',
+          ),
       })
       .prefault({})
       .describe('Local content-addressed blob cache'),
