@@ -13,6 +13,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryAuditDir } from '../../src/audit/index.ts';
+import type { AuditRecord } from '../../src/audit/index.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { startContainerd } from '../support/containerd.ts';
@@ -119,6 +121,18 @@ describe('pullwarden hosts-toml, registries-conf and doctor with real containerd
     ).rejects.toBeInstanceOf(CommandError);
     expect(await containerd.images()).toEqual([]);
     expect(await registry.requests()).toEqual([]);
+    // pullwarden refused it at routing, and the audit trail names the registry containerd asked for.
+    const refused: AuditRecord[] = [];
+    for await (const r of queryAuditDir(proxy.config.audit.dir, { upstream: unconfigured() }))
+      refused.push(r);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]).toMatchObject({
+      type: 'manifest',
+      repository: 'ok/app',
+      decision: 'deny',
+      status: 403,
+    });
+    expect(refused[0]?.userAgent).toMatch(/^containerd/);
   });
 
   it('control: with --no-default containerd pulls that registry straight past pullwarden, and doctor says so', async () => {
