@@ -62,7 +62,9 @@ async function buildTrustContext(
       ...(hasPublicGood && config.trust.refresh > 0
         ? { refresh: { cachePath: join(config.storage.dir, 'tuf'), intervalMs: config.trust.refresh } }
         : {}),
-      onRefreshError: (err) => logger.warn({ err }, 'trust root refresh failed; keeping the last good root'),
+      // One line, no stack: offline start-up (no route to the TUF mirror) is normal for air-gapped nodes.
+      onRefreshError: (_err, { reason, using, mirror }) =>
+        logger.warn({ mirror, reason, using }, `trust root refresh over TUF failed; using ${using}`),
       onRefreshed: (version) => logger.info({ version }, 'trust root refreshed'),
     },
   );

@@ -31,6 +31,8 @@ export interface AuditQuery {
   gate?: { name: string; result?: 'pass' | 'deny' | 'warn' | undefined } | undefined;
   /** Exact client address or authenticated identity. */
   client?: string | undefined;
+  /** Exact identity (`user:…`, `token:…`, `cert:…`, or `anonymous` for a refused unauthenticated request). */
+  identity?: string | undefined;
   type?: AuditEventType | undefined;
 }
 
@@ -215,6 +217,7 @@ function needlesFor(q: AuditQuery): Buffer[] {
   if (q.tag !== undefined) out.push(member('tag', q.tag));
   if (q.policy !== undefined) out.push(member('policy', q.policy));
   if (q.client !== undefined) out.push(Buffer.from(JSON.stringify(q.client)));
+  if (q.identity !== undefined) out.push(member('identity', q.identity));
   if (q.upstream !== undefined) out.push(member('upstream', q.upstream));
   if (q.type !== undefined) out.push(member('type', q.type));
   if (q.decision !== undefined) out.push(member('decision', q.decision));
@@ -248,6 +251,7 @@ function compile(q: AuditQuery): (r: AuditRecord) => boolean {
       return false;
     }
     if (q.client !== undefined && r.client !== q.client && r.identity !== q.client) return false;
+    if (q.identity !== undefined && r.identity !== q.identity) return false;
     if (
       q.digest !== undefined &&
       r.digest !== q.digest &&

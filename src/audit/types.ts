@@ -5,9 +5,15 @@ import type { SignerIdentity } from '../trust/types.ts';
  * What an audit event records.
  * - `manifest`: one per manifest request (HEAD or GET, by tag or by digest).
  * - `blob`: one per blob request (bytes and status exact, summarised over the request).
+ * - `tags`: a tag list request (`reference` empty).
+ * - `referrers`: a referrers request (`reference` and `digest`: the subject digest).
  * - `tag-moved`: a tag now resolves to a different digest than last time (`old` → `new`).
+ *
+ * Refusals are events of the request's type with `decision: deny`: at routing (an upstream that is
+ * not configured: `upstream` is the host the client asked for, never dialled), at authentication
+ * (`identity: "anonymous"` or the identity refused; never a secret) and by policy.
  */
-export type AuditEventType = 'manifest' | 'blob' | 'tag-moved';
+export type AuditEventType = 'manifest' | 'blob' | 'tags' | 'referrers' | 'tag-moved';
 
 /** One gate's outcome as the audit trail keeps it (compact: no full finding lists). */
 export interface AuditGate {

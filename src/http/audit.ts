@@ -22,6 +22,9 @@ function auditGates(gates: readonly GateResult[]): AuditGate[] {
   });
 }
 
+/** Error codes that are refusals (decision deny), not failures. */
+const REFUSALS = new Set(['DENIED', 'UNAUTHORIZED', 'TOOMANYREQUESTS']);
+
 /** What the HTTP layer needs to write the audit trail. */
 export interface HttpAudit {
   sink: AuditSink;
@@ -34,7 +37,7 @@ export interface HttpAudit {
 
 /** The request facts an audit event is built from. */
 export interface AuditFacts {
-  type: 'manifest' | 'blob';
+  type: 'manifest' | 'blob' | 'tags' | 'referrers';
   upstream: string;
   repository: string;
   reference: string;
@@ -83,8 +86,10 @@ export class AuditRecorder {
     outcome: { status: number; bytes: number; error?: unknown },
   ): AuditEvent {
     const d = f.decision;
+    // Refusals: by policy or routing (DENIED), and by authentication (401, and 429 once a client
+    // has spent its failure budget). All are `decision: deny`, so `--decision deny` finds them.
     const denied =
-      outcome.error !== undefined && isRegistryError(outcome.error) && outcome.error.code === 'DENIED';
+      outcome.error !== undefined && isRegistryError(outcome.error) && REFUSALS.has(outcome.error.code);
     const detail =
       denied && isRegistryError(outcome.error)
         ? (outcome.error.detail as
@@ -95,6 +100,8 @@ export class AuditRecorder {
                 signers?: SignerIdentity[];
                 gates?: GateResult[];
                 reason?: string;
+                digest?: string;
+                tag?: string;
               }
             | undefined)
         : undefined;
@@ -109,8 +116,9 @@ export class AuditRecorder {
       upstream: f.upstream,
       repository: f.repository,
       reference: f.reference,
-      tag: f.tag,
-      digest: f.digest,
+      // A denial names the digest it decided (and the tag) even when the request was by tag.
+      tag: f.tag ?? (typeof detail?.tag === 'string' ? detail.tag : undefined),
+      digest: f.digest ?? (typeof detail?.digest === 'string' ? detail.digest : undefined),
       mediaType: f.mediaType,
       cache: f.cache === 'joined' ? 'miss' : (f.cache as CacheState | undefined),
       bytes: outcome.bytes,

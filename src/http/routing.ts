@@ -68,8 +68,16 @@ export function parseRegistryPath(
     if (!m) continue;
     const name = m[1] ?? '';
     if (kind === 'upload') return { kind, name };
-    const target = resolveTarget(name, ns, config);
     const ref = m[2] ?? '';
+    let target: Target;
+    try {
+      target = resolveTarget(name, ns, config);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'DENIED') {
+        refusals.set(err, { kind, ...requested(name, ns, config), reference: ref });
+      }
+      throw err;
+    }
     switch (kind) {
       case 'manifest':
         return { kind, target, reference: parseManifestReference(ref), name };
@@ -84,6 +92,47 @@ export function parseRegistryPath(
   throw new RegistryError('NAME_UNKNOWN', `unknown registry API path "${truncate(rawPath)}"`);
 }
 
+/**
+ * A request routing refused (an upstream that is not configured, or none named): what it asked for,
+ * as data for the audit event. `upstream` is the host as the client named it and is never dialled.
+ */
+export interface RefusedRoute {
+  kind: 'manifest' | 'blob' | 'tags' | 'referrers';
+  /** The requested host (canonical form), or `''` when the request named none and there is no default. */
+  upstream: string;
+  /** The repository as the client wrote it (not normalized: the upstream's rules are unknown). */
+  repository: string;
+  /** Tag or digest from the path (`''` for tags/list). */
+  reference: string;
+}
+
+const refusals = new WeakMap<RegistryError, RefusedRoute>();
+
+/** The request a routing refusal (thrown by {@link parseRegistryPath}) was about. */
+export function refusedRoute(err: unknown): RefusedRoute | undefined {
+  return err instanceof RegistryError ? refusals.get(err) : undefined;
+}
+
+/** Host and repository the client named, before checking the host against the config. */
+function requested(
+  name: string,
+  ns: string | undefined,
+  config: RoutingConfig,
+): { upstream: string; repository: string } {
+  if (ns !== undefined && ns !== '') return { upstream: canonicalHost(ns), repository: name };
+  const slash = name.indexOf('/');
+  const first = slash > 0 ? name.slice(0, slash) : '';
+  if (slash > 0 && (config.resolveHost(first) !== undefined || looksLikeHost(first))) {
+    return { upstream: canonicalHost(first), repository: name.slice(slash + 1) };
+  }
+  return { upstream: config.defaultUpstream ?? '', repository: name };
+}
+
+/** Docker's rule for "is the first component a registry host": a dot, a port, or localhost. */
+function looksLikeHost(first: string): boolean {
+  return first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('[');
+}
+
 function resolveTarget(name: string, ns: string | undefined, config: RoutingConfig): Target {
   if (ns !== undefined && ns !== '') {
     if (!isRegistryHost(ns))
@@ -94,16 +143,9 @@ function resolveTarget(name: string, ns: string | undefined, config: RoutingConf
   const slash = name.indexOf('/');
   if (slash > 0) {
     const first = name.slice(0, slash);
-    // Docker's rule for "is the first component a registry host" (a dot, a port, or localhost), plus
-    // the configured aliases, which may be bare names.
-    const alias = config.resolveHost(first);
-    if (
-      alias !== undefined ||
-      first.includes('.') ||
-      first.includes(':') ||
-      first === 'localhost' ||
-      first.startsWith('[')
-    ) {
+    // Docker's rule for "is the first component a registry host", plus the configured aliases, which
+    // may be bare names.
+    if (config.resolveHost(first) !== undefined || looksLikeHost(first)) {
       if (!isRegistryHost(first))
         throw new RegistryError('NAME_INVALID', `invalid registry host "${truncate(first)}"`);
       const host = configuredHost(canonicalHost(first), config);

@@ -10,7 +10,7 @@ import type { AuditFacts, HttpAudit } from './audit.ts';
 import { sendRegistryError, toRegistryError } from './errors.ts';
 import { parseRange } from './range.ts';
 import { limitSlowReaders } from './send-timeout.ts';
-import { canonicalHost, parseRegistryPath } from './routing.ts';
+import { canonicalHost, parseRegistryPath, refusedRoute } from './routing.ts';
 import type { RegistryRoute } from './routing.ts';
 
 export interface HttpServerOptions {
@@ -221,32 +221,75 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
+  /** Who the audit trail names for a request: the identity, `anonymous`, or nobody without auth. */
+  const auditIdentity = async (request: FastifyRequest): Promise<string | undefined> => {
+    if (!auth) return undefined;
+    try {
+      return (await auth.authenticate(request))?.label ?? 'anonymous';
+    } catch {
+      // Credentials that do not verify name nobody (the user name they claim is not an identity).
+      return 'anonymous';
+    }
+  };
+
   const handleRead = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const { path, ns } = splitUrl(request.raw.url ?? '/');
-    const route = parseRegistryPath(path, ns, {
-      resolveHost: (host) => service.resolveHost(host),
-      defaultUpstream: options.defaultUpstream,
-    });
     reply.header(API_VERSION_HEADER, API_VERSION);
+    let route: RegistryRoute;
+    try {
+      route = parseRegistryPath(path, ns, {
+        resolveHost: (host) => service.resolveHost(host),
+        defaultUpstream: options.defaultUpstream,
+      });
+    } catch (err) {
+      // Refused at routing (an upstream that is not configured): audited with the host the client
+      // asked for, as data. Nothing was, or will be, dialled.
+      const refused = refusedRoute(err);
+      if (refused !== undefined) {
+        const identity = await auditIdentity(request);
+        const a: AuditFacts = {
+          type: refused.kind,
+          upstream: refused.upstream,
+          repository: refused.repository,
+          reference: refused.reference,
+        };
+        if (identity !== undefined) a.identity = identity;
+        if (refused.kind === 'manifest' && !refused.reference.includes(':')) a.tag = refused.reference;
+        else if (refused.reference.includes(':')) a.digest = refused.reference;
+        facts.set(request, {
+          route: refused.kind,
+          upstream: refused.upstream,
+          repository: refused.repository,
+          reference: refused.reference,
+          ...(identity === undefined ? {} : { identity }),
+          audit: a,
+        });
+      }
+      throw err;
+    }
     const f: RequestFacts = { route: route.kind };
     facts.set(request, f);
     if (route.kind !== 'base' && route.kind !== 'upload') {
       f.upstream = route.target.upstream;
       f.repository = route.target.repository;
-      if (route.kind === 'manifest' || route.kind === 'blob') {
-        // Provisional audit facts, so that a refusal below is audited too.
-        f.audit = {
-          type: route.kind,
-          upstream: route.target.upstream,
-          repository: route.target.repository,
-          reference:
-            route.kind === 'blob'
-              ? route.digest
+      // Provisional audit facts, so that a refusal below (auth, policy) is audited too.
+      f.audit = {
+        type: route.kind,
+        upstream: route.target.upstream,
+        repository: route.target.repository,
+        reference:
+          route.kind === 'blob' || route.kind === 'referrers'
+            ? route.digest
+            : route.kind === 'tags'
+              ? ''
               : route.reference.kind === 'tag'
                 ? route.reference.tag
                 : route.reference.digest,
-        };
-      }
+      };
+      if (route.kind === 'manifest' && route.reference.kind === 'tag') f.audit.tag = route.reference.tag;
+      else if (route.kind !== 'tags') f.audit.digest = f.audit.reference;
+      // Until credentials verify, the request is anonymous (a 401 below is audited as such).
+      if (auth) f.audit.identity = 'anonymous';
     }
     if (auth) {
       const identity = await auth.authenticate(request);
@@ -268,9 +311,9 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       case 'blob':
         return serveBlob(route, request, reply, f);
       case 'tags':
-        return serveTags(route, request, reply, ns);
+        return serveTags(route, request, reply, ns, f);
       case 'referrers':
-        return serveReferrers(route, request, reply);
+        return serveReferrers(route, request, reply, f);
     }
   };
 
@@ -287,7 +330,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       repository: route.target.repository,
       reference: f.reference,
     };
-    if (f.identity !== undefined) a.identity = f.identity;
+    if (f.audit?.identity !== undefined) a.identity = f.audit.identity;
     if (route.reference.kind === 'tag') a.tag = route.reference.tag;
     else {
       a.digest = route.reference.digest;
@@ -338,7 +381,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       reference: route.digest,
       digest: route.digest,
     };
-    if (f.identity !== undefined) a.identity = f.identity;
+    if (f.audit?.identity !== undefined) a.identity = f.audit.identity;
     const tag = recorder?.tagFor(request, a.upstream, a.repository, route.digest);
     if (tag !== undefined) a.tag = tag;
     f.audit = a;
@@ -402,6 +445,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     request: FastifyRequest,
     reply: FastifyReply,
     ns: string | undefined,
+    f: RequestFacts,
   ): Promise<unknown> {
     if (request.method === 'HEAD') throw unsupported();
     const q = request.query as Record<string, string | undefined>;
@@ -409,6 +453,8 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     if (q.n !== undefined && /^\d{1,6}$/.test(q.n)) query.n = Number(q.n);
     if (q.last !== undefined && q.last !== '') query.last = q.last;
     const list = await service.listTags(route.target, query);
+    f.bytes = list.body.length;
+    await recordListing(request, reply, f, list.policy, list.body.length);
     if (list.link) {
       const next = rewriteLink(list.link, route.name, ns);
       if (next) reply.header('Link', next);
@@ -416,14 +462,33 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     return reply.type('application/json').send(list.body);
   }
 
+  /** The audit event of a tag list or referrers answer (durable before the answer is sent). */
+  async function recordListing(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    f: RequestFacts,
+    policy: string | undefined,
+    bytes: number,
+  ): Promise<void> {
+    const a = f.audit;
+    if (!recorder || !a) return;
+    const event = recorder.event(request, reply.elapsedTime, a, { status: 200, bytes });
+    event.decision = 'allow';
+    if (policy !== undefined) event.policy = policy;
+    await recorder.record(event);
+  }
+
   async function serveReferrers(
     route: Extract<RegistryRoute, { kind: 'referrers' }>,
     request: FastifyRequest,
     reply: FastifyReply,
+    f: RequestFacts,
   ): Promise<unknown> {
     if (request.method === 'HEAD') throw unsupported();
     const artifactType = (request.query as Record<string, string | undefined>).artifactType;
     const answer = await service.getReferrers(route.target, route.digest, artifactType || undefined);
+    f.bytes = answer.body.length;
+    await recordListing(request, reply, f, answer.policy, answer.body.length);
     if (answer.filtersApplied) reply.header('OCI-Filters-Applied', 'artifactType');
     return reply.type('application/vnd.oci.image.index.v1+json').send(answer.body);
   }

@@ -571,11 +571,37 @@ export class RegistryService {
    * they are never passed upstream. The upstream's own pages are followed to collect the whole list.
    * Tag lists are not cached: they are not on the pull path.
    */
+  /**
+   * Whether a repository's tags and referrers may be listed: not when the policy that governs it
+   * refuses every pull (action deny, or no policy matches). A list names what exists; a repository
+   * the proxy refuses tells nothing about itself. Returns the governing policy's name.
+   */
+  assertListable(target: Target): { policy: string | undefined } {
+    const engine = this.#gate?.context.engine;
+    if (!engine) return { policy: undefined };
+    const policy = engine.match(target.upstream, target.repository);
+    if (policy !== undefined && policy.action !== 'deny') return { policy: policy.name };
+    const subject = `${target.upstream}/${target.repository}`;
+    const reason =
+      policy === undefined ? `no policy matches ${subject}` : `denied by policy "${policy.name}"`;
+    throw new RegistryError('DENIED', `${subject}: ${reason}`, {
+      detail: {
+        policy: policy?.name ?? null,
+        result: 'deny',
+        reason: 'repository-denied',
+        reasons: [reason],
+        upstream: target.upstream,
+        repository: target.repository,
+      },
+    });
+  }
+
   async listTags(
     target: Target,
     query: { n?: number; last?: string },
-  ): Promise<{ body: Buffer; link?: string }> {
+  ): Promise<{ body: Buffer; link?: string; policy: string | undefined }> {
     const entry = this.upstreamFor(target.upstream);
+    const { policy } = this.assertListable(target);
     const all = await this.#tagListFlights.run(`${target.upstream}\u0000${target.repository}`, () =>
       this.#allTags(entry, target.repository),
     );
@@ -584,9 +610,10 @@ export class RegistryService {
     const page = query.n === undefined ? after : after.slice(0, query.n);
     const body = Buffer.from(JSON.stringify({ name: target.repository, tags: page }));
     const lastTag = page.at(-1);
-    if (query.n === undefined || page.length >= after.length || lastTag === undefined) return { body };
+    if (query.n === undefined || page.length >= after.length || lastTag === undefined)
+      return { body, policy };
     const next = new URLSearchParams({ n: String(query.n), last: lastTag });
-    return { body, link: `</v2/${target.repository}/tags/list?${next.toString()}>; rel="next"` };
+    return { body, policy, link: `</v2/${target.repository}/tags/list?${next.toString()}>; rel="next"` };
   }
 
   async #allTags(entry: UpstreamEntry, repository: string): Promise<string[]> {
@@ -629,19 +656,25 @@ export class RegistryService {
     target: Target,
     digest: Digest,
     artifactType: string | undefined,
-  ): Promise<{ body: Buffer; filtersApplied: boolean }> {
+  ): Promise<{ body: Buffer; filtersApplied: boolean; policy: string | undefined }> {
     const entry = this.upstreamFor(target.upstream);
+    const { policy } = this.assertListable(target);
     const listing = await listReferrers(entry.upstream, target.repository, digest, {
       ...(artifactType === undefined ? {} : { artifactType }),
     });
     if (!listing) {
-      return { body: Buffer.from(JSON.stringify(emptyIndex())), filtersApplied: artifactType !== undefined };
+      return {
+        body: Buffer.from(JSON.stringify(emptyIndex())),
+        filtersApplied: artifactType !== undefined,
+        policy,
+      };
     }
     if (listing.source === 'referrers' && (artifactType === undefined || listing.filtersApplied)) {
-      return { body: listing.body, filtersApplied: listing.filtersApplied };
+      return { body: listing.body, filtersApplied: listing.filtersApplied, policy };
     }
-    if (artifactType === undefined) return { body: normalizeIndex(listing.index), filtersApplied: false };
-    return { body: filterIndex(listing.index, artifactType), filtersApplied: true };
+    if (artifactType === undefined)
+      return { body: normalizeIndex(listing.index), filtersApplied: false, policy };
+    return { body: filterIndex(listing.index, artifactType), filtersApplied: true, policy };
   }
 }
 

@@ -56,8 +56,11 @@ export interface TrustMaterialStoreOptions {
    * `@sigstore/tuf` is used as it is (and tests never reach the internet).
    */
   refresh?: TrustRefreshOptions;
-  /** Told about refresh failures (the last good root stays in use). */
-  onRefreshError?: (err: unknown) => void;
+  /**
+   * Told about refresh failures (the last good root stays in use): `reason` is the error and its
+   * causes in one line, `using` where the root in use came from ({@link TrustMaterialStore.publicGoodOrigin}).
+   */
+  onRefreshError?: (err: unknown, info: { reason: string; using: string; mirror: string }) => void;
   /** Told when a refresh changed a root (and so `version`). */
   onRefreshed?: (version: string) => void;
 }
@@ -73,6 +76,13 @@ const EMPTY_ROOT = TrustedRoot.fromJSON({
   ctlogs: [],
   timestampAuthorities: [],
 });
+
+/** Where the embedded public-good root comes from: the seeds of the installed `@sigstore/tuf`. */
+export async function embeddedRootOrigin(): Promise<string> {
+  const pkg = createRequire(import.meta.url).resolve('@sigstore/tuf/package.json');
+  const { version } = jsonObject(await readFile(pkg), '@sigstore/tuf package.json');
+  return `the root embedded in @sigstore/tuf ${String(version)} (seeds.json)`;
+}
 
 /** The public-good `trusted_root.json` embedded in `@sigstore/tuf`'s `seeds.json` (read at runtime). */
 export async function publicGoodTrustedRoot(): Promise<TrustedRoot> {
@@ -137,6 +147,8 @@ interface LoadedRoot {
   verifier: Verifier;
   /** The same root for key-based signatures with a transparency log entry. */
   source: TrustRootConfig;
+  /** Where these bytes came from, for operators ("embedded in @sigstore/tuf 5.0.1", "TUF … at …"). */
+  origin: string;
 }
 
 interface LoadedKey {
@@ -348,17 +360,27 @@ export class TrustMaterialStore implements SignatureVerifier {
     const roots = new Map<string, LoadedRoot>();
     for (const [name, source] of Object.entries(config.roots ?? {})) {
       let root: TrustedRoot;
+      let origin: string;
       try {
-        root =
-          'sigstore' in source
-            ? await publicGoodTrustedRoot()
-            : parseTrustedRoot(await readFile(source.file), `trust root ${name} (${source.file})`);
+        if ('sigstore' in source) {
+          root = await publicGoodTrustedRoot();
+          origin = await embeddedRootOrigin();
+        } else {
+          root = parseTrustedRoot(await readFile(source.file), `trust root ${name} (${source.file})`);
+          origin = source.file;
+        }
       } catch (cause) {
         throw new Error(`trust root ${name}: ${cause instanceof Error ? cause.message : String(cause)}`, {
           cause,
         });
       }
-      roots.set(name, { root, hash: rootHash(root), verifier: new Verifier(toTrustMaterial(root)), source });
+      roots.set(name, {
+        root,
+        hash: rootHash(root),
+        verifier: new Verifier(toTrustMaterial(root)),
+        source,
+        origin,
+      });
     }
     const names = [...roots.keys()];
     const keyTlogRoot =
@@ -390,6 +412,15 @@ export class TrustMaterialStore implements SignatureVerifier {
   /** A hash of every loaded root and key (with their names): part of every decision cache key. */
   get version(): string {
     return this.#version;
+  }
+
+  /**
+   * Where the public-good root in use came from: the one embedded in `@sigstore/tuf` until a TUF
+   * refresh succeeds, then the mirror and time of that refresh. Undefined without a public-good root.
+   */
+  get publicGoodOrigin(): string | undefined {
+    for (const r of this.#roots.values()) if ('sigstore' in r.source) return r.origin;
+    return undefined;
   }
 
   /** Names of the configured roots and keys (for config checks and `pullwarden verify`). */
@@ -424,27 +455,37 @@ export class TrustMaterialStore implements SignatureVerifier {
       try {
         const fresh = await (options.fetch ?? (() => defaultFetcher(options)))();
         const hash = rootHash(fresh);
+        const origin = `TUF ${options.mirrorURL ?? SEED_MIRROR}, refreshed ${new Date().toISOString()}`;
         let changed = false;
         const next = new Map(this.#roots);
         for (const [name, loaded] of this.#roots) {
-          if (!('sigstore' in loaded.source) || loaded.hash === hash) continue;
+          if (!('sigstore' in loaded.source)) continue;
+          if (loaded.hash === hash) {
+            next.set(name, { ...loaded, origin });
+            continue;
+          }
           next.set(name, {
             root: fresh,
             hash,
             verifier: new Verifier(toTrustMaterial(fresh)),
             source: loaded.source,
+            origin,
           });
           changed = true;
         }
+        this.#roots = next;
         if (changed) {
-          this.#roots = next;
           this.#rebuildKeyTlogVerifiers();
           this.#version = this.#computeVersion();
           this.#options.onRefreshed?.(this.#version);
         }
         return changed;
       } catch (err) {
-        this.#options.onRefreshError?.(err);
+        this.#options.onRefreshError?.(err, {
+          reason: causes(err).join(': ') || String(err),
+          using: this.publicGoodOrigin ?? 'no public-good root',
+          mirror: options.mirrorURL ?? SEED_MIRROR,
+        });
         return false;
       } finally {
         this.#refreshing = undefined;

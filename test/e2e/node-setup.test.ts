@@ -6,12 +6,15 @@
  * The upstream is configured twice: as `upstream.test` (a name, url = the registry) and under its own
  * `127.0.0.1:<port>`, a name containerd could reach directly (plain HTTP is allowed for loopback), so
  * a fallback would show up in the registry log as requests with containerd's user agent. The policy
- * allows `ok/**` and denies the rest.
+ * allows `ok/**` and denies the rest. The same registry as `localhost:<port>` is NOT an upstream: a
+ * registry the proxy does not know, which containerd and podman could still reach directly.
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryAuditDir } from '../../src/audit/index.ts';
+import type { AuditRecord } from '../../src/audit/index.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { startContainerd } from '../support/containerd.ts';
@@ -26,6 +29,11 @@ import { pushLayout } from '../support/skopeo.ts';
 
 const UPSTREAM = 'upstream.test';
 const CLI = join(import.meta.dirname, '../../src/cli/run.ts');
+
+/** containerd 1.6/1.7 config.toml (schema version 2) whose CRI reads hosts.toml files from `dir`. */
+function containerdV2(dir: string): string {
+  return `version = 2\n\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ${JSON.stringify(dir)}\n`;
+}
 
 /** `node src/cli/run.ts ARGS` as a real process. */
 async function pullwarden(args: string[]) {
@@ -93,11 +101,77 @@ describe('pullwarden hosts-toml, registries-conf and doctor with real containerd
     if (work !== undefined) await rm(work, { recursive: true, force: true });
   });
 
-  it('writes one directory per upstream: the name, and host:port for a host with a port', async () => {
-    expect((await readdir(hostsDir)).sort()).toEqual([registry.host, UPSTREAM].sort());
-    const text = await readFile(join(hostsDir, registry.host, 'hosts.toml'), 'utf8');
-    expect(text).toContain(`server = "${proxy.url}"`);
-    expect(text).toContain(`[host."${proxy.url}"]`);
+  /** The registry under a name that is not a configured upstream. */
+  const unconfigured = () => registry.host.replace('127.0.0.1', 'localhost');
+
+  it('writes one directory per upstream (the name, host:port for a host with a port) and _default', async () => {
+    expect((await readdir(hostsDir)).sort()).toEqual([registry.host, UPSTREAM, '_default'].sort());
+    for (const name of [registry.host, '_default']) {
+      const text = await readFile(join(hostsDir, name, 'hosts.toml'), 'utf8');
+      expect(text).toContain(`server = "${proxy.url}"`);
+      expect(text).toContain(`[host."${proxy.url}"]`);
+    }
+  });
+
+  it('a registry that is not an upstream reaches pullwarden through _default and is refused; nothing direct', async () => {
+    await registry.clearRequests();
+    // --plain-http: containerd could reach the registry itself over HTTP; only _default stops it.
+    await expect(
+      containerd.pull(`${unconfigured()}/ok/app:v1`, { hostsDir, plainHttp: true }),
+    ).rejects.toBeInstanceOf(CommandError);
+    expect(await containerd.images()).toEqual([]);
+    expect(await registry.requests()).toEqual([]);
+    // pullwarden refused it at routing, and the audit trail names the registry containerd asked for.
+    const refused: AuditRecord[] = [];
+    for await (const r of queryAuditDir(proxy.config.audit.dir, { upstream: unconfigured() }))
+      refused.push(r);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]).toMatchObject({
+      type: 'manifest',
+      repository: 'ok/app',
+      decision: 'deny',
+      status: 403,
+    });
+    expect(refused[0]?.userAgent).toMatch(/^containerd/);
+  });
+
+  it('control: with --no-default containerd pulls that registry straight past pullwarden, and doctor says so', async () => {
+    const leaky = join(work, 'certs-no-default');
+    const written = await pullwarden([
+      'hosts-toml',
+      '--config',
+      config,
+      '--proxy',
+      proxy.url,
+      '--out',
+      leaky,
+      '--no-default',
+    ]);
+    expect(written.code).toBe(0);
+    expect(written.stderr).toContain('WARNING: --no-default');
+    await registry.clearRequests();
+    const image = await containerd.pull(`${unconfigured()}/ok/app:v1`, { hostsDir: leaky, plainHttp: true });
+    expect(image.digest).toBe(allowed.digest);
+    expect((await registry.requests()).filter(isContainerd).length).toBeGreaterThan(0);
+    await containerd.removeImages();
+    const containerdConfig = join(work, 'config-leaky.toml');
+    await writeFile(containerdConfig, containerdV2(leaky));
+    const r = await pullwarden([
+      'doctor',
+      '--config',
+      config,
+      '--proxy',
+      proxy.url,
+      '--hosts-dir',
+      leaky,
+      '--containerd-config',
+      containerdConfig,
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(
+      /^NO_DEFAULT +_default \(every other registry\): no .*_default\/hosts\.toml: containerd pulls every registry/m,
+    );
+    expect(r.stdout).toContain('1 problem found');
   });
 
   it('containerd pulls the allowed image through the proxy with the upstream digest', async () => {
@@ -141,11 +215,43 @@ describe('pullwarden hosts-toml, registries-conf and doctor with real containerd
     expect(content.filter((d) => deniedBlobs.has(d))).toEqual([]);
   });
 
-  it('doctor: exit 0 for the generated dir with a refused canary; exit 1 for an allowed one', async () => {
+  it("doctor reads containerd's config.toml as containerd 1.6 does (config dump), and flags the wrong config_path", async () => {
+    const file = join(work, 'config-v2.toml');
+    await writeFile(file, containerdV2(hostsDir));
+    // containerd 1.6 itself reads the file doctor accepts and finds config_path where doctor looked.
+    const dump = await run('containerd', ['--config', file, 'config', 'dump'], { timeoutMs: 30_000 });
+    expect(dump.stdout).toContain(`config_path = ${JSON.stringify(hostsDir)}`);
     const base = ['doctor', '--config', config, '--proxy', proxy.url, '--hosts-dir', hostsDir];
+    const ok = await pullwarden([...base, '--containerd-config', file, '--json']);
+    const codes = (JSON.parse(ok.stdout) as { findings: { code: string }[] }).findings.map((f) => f.code);
+    expect(codes).toContain('CONFIG_PATH');
+    const other = join(work, 'config-other.toml');
+    await writeFile(other, containerdV2('/etc/containerd/certs.d'));
+    const bad = await pullwarden([...base, '--containerd-config', other]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/^CONFIG_PATH_MISMATCH +containerd config .*does not include/m);
+  });
+
+  it('doctor: exit 0 for the generated dir with a refused canary; exit 1 for an allowed one', async () => {
+    const containerdConfig = join(work, 'config-good.toml');
+    await writeFile(containerdConfig, containerdV2(hostsDir));
+    const base = [
+      'doctor',
+      '--config',
+      config,
+      '--proxy',
+      proxy.url,
+      '--hosts-dir',
+      hostsDir,
+      '--containerd-config',
+      containerdConfig,
+    ];
     const good = await pullwarden([...base, '--canary', `${UPSTREAM}/blocked/app:v1`]);
     expect(good.code, good.stdout + good.stderr).toBe(0);
     expect(good.stdout).toContain('refused with 403');
+    expect(good.stdout).toMatch(
+      /^ok +canary unconfigured\.pullwarden-doctor\.invalid\/.*refused with 403 \(upstream-not-configured\)/m,
+    );
     const bad = await pullwarden([...base, '--canary', `${UPSTREAM}/ok/app:v1`]);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(
@@ -179,6 +285,8 @@ describe('pullwarden hosts-toml, registries-conf and doctor with real containerd
         proxy.url,
         '--hosts-dir',
         hostsDir,
+        '--containerd-config',
+        join(work, 'config-good.toml'),
       ]);
       expect(r.code).toBe(1);
       expect(r.stdout).toMatch(
@@ -212,6 +320,46 @@ describe('pullwarden hosts-toml, registries-conf and doctor with real containerd
       const seen = await registry.requests();
       expect(seen.filter((r) => !r.userAgent.startsWith('pullwarden'))).toEqual([]);
       expect(blobGets(seen).filter((r) => r.repository === 'blocked/app')).toEqual([]);
+    } finally {
+      await store.cleanup();
+    }
+  });
+
+  it('podman: registries.conf cannot route an unlisted registry; the --policy-json catch-all refuses its images', async () => {
+    const conf = join(work, 'registries-catch-all.conf');
+    const policy = join(work, 'policy.json');
+    const written = await pullwarden([
+      'registries-conf',
+      '--config',
+      config,
+      '--proxy',
+      proxy.url,
+      '--out',
+      conf,
+      '--policy-json',
+      policy,
+    ]);
+    expect(written.code, written.stderr).toBe(0);
+    const store = await createPodmanStore({ registriesConf: conf });
+    try {
+      // Control: without the policy, podman pulls the unlisted registry directly.
+      await registry.clearRequests();
+      expect((await store.pull(`${unconfigured()}/ok/app:v1`)).digest).toBe(allowed.digest);
+      expect(
+        blobGets(await registry.requests()).filter((r) => !r.userAgent.startsWith('pullwarden')).length,
+      ).toBeGreaterThan(0);
+      await store.removeImages();
+      // With it: refused on the node. containers/image reads the manifest to apply the policy, no layer.
+      await registry.clearRequests();
+      const refused = store.pull(`${unconfigured()}/ok/app:v1`, { signaturePolicy: policy });
+      await expect(refused).rejects.toBeInstanceOf(CommandError);
+      await expect(refused).rejects.toThrow(/rejected by policy/i);
+      expect(blobGets(await registry.requests())).toEqual([]);
+      // The routed upstreams still pull, through the proxy.
+      await registry.clearRequests();
+      const image = await store.pull(`${UPSTREAM}/ok/app:v1`, { signaturePolicy: policy });
+      expect(image.digest).toBe(allowed.digest);
+      expect((await registry.requests()).filter((r) => !r.userAgent.startsWith('pullwarden'))).toEqual([]);
     } finally {
       await store.cleanup();
     }

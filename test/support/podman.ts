@@ -13,6 +13,8 @@ export interface PodmanOptions {
   runroot: string;
   /** `--tls-verify` (default false: the test registries speak plain HTTP). */
   tlsVerify?: boolean;
+  /** containers/image signature policy (`--signature-policy FILE`) instead of /etc/containers/policy.json. */
+  signaturePolicy?: string;
   timeoutMs?: number;
 }
 
@@ -81,7 +83,8 @@ export async function podman(
  */
 export async function podmanPull(ref: string, opts: PodmanOptions): Promise<PodmanImage> {
   const tls = `--tls-verify=${String(opts.tlsVerify ?? false)}`;
-  await podman(['pull', '--quiet', tls, ref], opts);
+  const policy = opts.signaturePolicy === undefined ? [] : ['--signature-policy', opts.signaturePolicy];
+  await podman(['pull', '--quiet', tls, ...policy, ref], opts);
   // podman 4.3 ignores `--format '{{json .}}'` and prints the usual JSON array anyway.
   const { stdout } = await podman(['image', 'inspect', ref], opts);
   const [parsed] = JSON.parse(stdout) as [{ Id: string; Digest: string; RepoDigests: string[] | null }];
@@ -90,7 +93,10 @@ export async function podmanPull(ref: string, opts: PodmanOptions): Promise<Podm
 
 export interface PodmanStore extends Pick<PodmanOptions, 'root' | 'runroot'> {
   readonly dir: string;
-  pull(ref: string, opts?: { registriesConf?: string; tlsVerify?: boolean }): Promise<PodmanImage>;
+  pull(
+    ref: string,
+    opts?: { registriesConf?: string; tlsVerify?: boolean; signaturePolicy?: string },
+  ): Promise<PodmanImage>;
   /** `podman image rm --all --force`. */
   removeImages(): Promise<void>;
   /** Removes images and the store directory. */
@@ -116,6 +122,7 @@ export async function createPodmanStore(defaults: { registriesConf?: string } = 
         ...base,
         ...(registriesConf === undefined ? {} : { registriesConf }),
         ...(opts.tlsVerify === undefined ? {} : { tlsVerify: opts.tlsVerify }),
+        ...(opts.signaturePolicy === undefined ? {} : { signaturePolicy: opts.signaturePolicy }),
       });
     },
     removeImages,

@@ -50,7 +50,7 @@ function fail(name: string, error: unknown, ctx: CliContext): number {
 }
 
 const DECISIONS = ['allow', 'deny', 'warn'] as const;
-const TYPES = ['manifest', 'blob', 'tag-moved'] as const;
+const TYPES = ['manifest', 'blob', 'tags', 'referrers', 'tag-moved'] as const;
 
 export const auditQuery: Command = {
   name: 'audit query',
@@ -74,7 +74,8 @@ export const auditQuery: Command = {
     '  --policy P          Policy name',
     '  --gate NAME[:R]     Attestation gate by name, optionally with its result (pass, deny, warn)',
     '  --client C          Client address or authenticated identity',
-    '  --type T            manifest, blob or tag-moved',
+    '  --identity I        Identity exactly (user:…, token:…, cert:…, or anonymous)',
+    '  --type T            manifest, blob, tags, referrers or tag-moved',
     '',
     '  --newest            Newest first (with --limit: the newest N)',
     '  --limit N           At most N events',
@@ -98,6 +99,7 @@ export const auditQuery: Command = {
         policy: { type: 'string' },
         gate: { type: 'string' },
         client: { type: 'string' },
+        identity: { type: 'string' },
         type: { type: 'string' },
         newest: { type: 'boolean' },
         limit: { type: 'string' },
@@ -142,6 +144,7 @@ export const auditQuery: Command = {
       policy: values.policy,
       gate: gateFilter(values.gate),
       client: values.client,
+      identity: values.identity,
       type: oneOf('type', values.type, TYPES),
     };
     const json = values.json === true;

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { isRegistryError, parseImageReference } from '../../oci/index.ts';
 import {
+  checkContainerdConfig,
   checkHostsDir,
   checkProxy,
   containerdHostName,
@@ -15,22 +16,30 @@ import { UsageError } from '../types.ts';
 import { parseCommandArgs } from './parse.ts';
 
 const DEFAULT_HOSTS_DIR = '/etc/containerd/certs.d';
+const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 
 export const doctor: Command = {
   name: 'doctor',
-  synopsis: '--proxy URL [--hosts-dir DIR] [--canary REF] [--config FILE] …',
+  synopsis: '--proxy URL [--hosts-dir DIR] [--containerd-config FILE] [--canary REF] [--config FILE] …',
   summary: "Check that a node's containerd routes every upstream through pullwarden, with no fallback",
   help: [
+    "Reads containerd's config.toml (schema version 2 for 1.6/1.7, 3 for 2.x) and checks that the CRI's",
+    'config_path is DIR, and not a list of directories, which the transfer service of containerd 2.1+',
+    'silently ignores (containerd#12415, #12636).',
     'For every configured upstream, reads the hosts.toml containerd will use (DIR/<host>/hosts.toml,',
     'or DIR/<host>_<port>_/ which containerd prefers, or DIR/_default/) and checks that it exists,',
     'parses, that `server` and every [host."…"] is the proxy, and that the proxy has the pull and',
     'resolve capabilities. A real registry as `server` or as a host is reported as FALLBACK: containerd',
-    'pulls from it whenever pullwarden refuses. Then asks the proxy for /readyz and, with --canary,',
-    'sends HEAD /v2/<repository>/manifests/<reference>?ns=<host> as containerd does, expecting 403.',
+    'pulls from it whenever pullwarden refuses. DIR/_default/hosts.toml must exist and be the proxy too',
+    '(NO_DEFAULT otherwise): containerd reads it for every registry that is not an upstream.',
+    'Then asks the proxy for /readyz, for a registry that is not an upstream (expecting 403',
+    'upstream-not-configured) and, with --canary, sends HEAD /v2/<repository>/manifests/<reference>?ns=<host>',
+    'as containerd does, expecting 403.',
     '',
     'Options:',
     '  --proxy URL          pullwarden as this node reaches it',
     `  --hosts-dir DIR      containerd's config_path (default ${DEFAULT_HOSTS_DIR})`,
+    `  --containerd-config FILE  containerd's config.toml (default ${DEFAULT_CONTAINERD_CONFIG})`,
     '  --canary REF         An image your policy must refuse, e.g. docker.io/library/busybox:1.36',
     '  -c, --config FILE    Config file (default: $PULLWARDEN_CONFIG, else the embedded defaults)',
     '  --ca FILE            https proxy: CA bundle for the checks against the proxy',
@@ -46,6 +55,7 @@ export const doctor: Command = {
       {
         proxy: { type: 'string' },
         'hosts-dir': { type: 'string' },
+        'containerd-config': { type: 'string' },
         canary: { type: 'string' },
         config: { type: 'string', short: 'c' },
         ca: { type: 'string' },
@@ -93,7 +103,13 @@ export const doctor: Command = {
         probe.cert = await readFile(resolve(ctx.cwd, values['client-cert']), 'utf8');
         probe.key = await readFile(resolve(ctx.cwd, values['client-key']), 'utf8');
       }
+      const containerdConfig = values['containerd-config'];
       findings = [
+        ...(await checkContainerdConfig(
+          resolve(ctx.cwd, containerdConfig ?? DEFAULT_CONTAINERD_CONFIG),
+          hostsDir,
+          containerdConfig !== undefined,
+        )),
         ...(await checkHostsDir(
           hostsDir,
           Object.entries(config.upstreams).map(([host, u]) => ({ host, url: u.url })),

@@ -10,6 +10,7 @@ import type { Dispatcher } from 'undici';
 import {
   containerdHostDirs,
   containerdHostName,
+  DEFAULT_HOST_DIR,
   defaultServer,
   effectiveEndpoint,
   readHostsToml,
@@ -22,6 +23,7 @@ export type FindingLevel = 'ok' | 'warning' | 'problem';
 export type FindingCode =
   | 'ROUTED'
   | 'MISSING'
+  | 'NO_DEFAULT'
   | 'NO_HOSTS_TOML'
   | 'INVALID'
   | 'FALLBACK'
@@ -29,6 +31,12 @@ export type FindingCode =
   | 'CAPABILITIES'
   | 'SHADOWED'
   | 'SKIP_VERIFY'
+  | 'NO_CONTAINERD_CONFIG'
+  | 'NO_CONFIG_PATH'
+  | 'MULTI_CONFIG_PATH'
+  | 'CONFIG_PATH_MISMATCH'
+  | 'CONFIG_PATH_ORDER'
+  | 'CONFIG_PATH'
   | 'READY'
   | 'NOT_READY'
   | 'UNREACHABLE'
@@ -36,6 +44,9 @@ export type FindingCode =
   | 'CANARY_ALLOWED'
   | 'CANARY_FAILED'
   | 'CANARY_UNCONFIGURED'
+  | 'UNCONFIGURED_DENIED'
+  | 'UNCONFIGURED_SERVED'
+  | 'UNCONFIGURED_UNCHECKED'
   | 'NO_CANARY';
 
 export interface Finding {
@@ -95,7 +106,7 @@ export async function checkHostsDir(
 ): Promise<Finding[]> {
   const findings: Finding[] = [];
   const proxyEndpoint = effectiveEndpoint(proxy.url) ?? proxy.url;
-  const defaultDir = join(hostsDir, '_default');
+  const defaultDir = join(hostsDir, DEFAULT_HOST_DIR);
   const hasDefault = await exists(join(defaultDir, 'hosts.toml'));
   for (const entry of upstreams) {
     const upstream = entry.host;
@@ -129,96 +140,138 @@ export async function checkHostsDir(
       });
       continue;
     }
-    const file = join(dir, 'hosts.toml');
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      findings.push({
-        level: 'problem',
-        code: 'NO_HOSTS_TOML',
-        subject,
-        message: `${dir}/ exists but has no hosts.toml: containerd uses it only for certificates and pulls from the real registry ${defaultServer(upstream)}`,
-        fix: `write ${file}: ${regenerate}`,
-      });
-      continue;
-    }
-    let route;
-    try {
-      route = readHostsToml(text, upstream);
-    } catch (error) {
-      findings.push({
-        level: 'problem',
-        code: 'INVALID',
-        subject,
-        message: `${file}: ${(error as Error).message} (containerd fails every pull of ${subject} with this file)`,
-        fix: `fix the syntax, or write it again: ${regenerate}`,
-      });
-      continue;
-    }
-    const before = findings.filter((f) => f.level === 'problem').length;
-    const otherName = `if it is pullwarden under another name, pass that URL as --proxy`;
-    for (const h of route.hosts) {
-      if (isProxy(h, proxyEndpoint)) continue;
-      const real = isRealRegistry(h, entry);
-      findings.push({
-        level: 'problem',
-        code: real ? 'FALLBACK' : 'NOT_PROXY',
-        subject,
-        message: real
-          ? `${file}: [host."${h.raw}"] is the real registry: containerd pulls from it directly whenever pullwarden refuses`
-          : `${file}: [host."${h.raw}"] is not pullwarden at ${proxy.url} (${otherName}): containerd tries it in file order and after every refusal`,
-        fix: `remove the [host."${h.raw}"] table; only [host."${proxy.url}"] belongs there (${regenerate})`,
-      });
-    }
-    if (!isProxy(route.server, proxyEndpoint)) {
-      const real = isRealRegistry(route.server, entry);
-      const what = route.serverExplicit
-        ? `server = "${route.server.raw}"`
-        : `no server line, so containerd's default server ${route.server.raw}`;
-      findings.push({
-        level: 'problem',
-        code: real ? 'FALLBACK' : 'NOT_PROXY',
-        subject,
-        message: real
-          ? `${file}: ${what} is the real registry: when pullwarden refuses (403) or is down, containerd falls back to it and pulls the image directly`
-          : `${file}: ${what} is not pullwarden at ${proxy.url} (${otherName}): containerd falls back to it when pullwarden refuses or is down`,
-        fix: `set server = "${proxy.url}" (${regenerate})`,
-      });
-    }
-    const proxyEntries =
-      route.hosts.length > 0 ? route.hosts.filter((h) => isProxy(h, proxyEndpoint)) : [route.server];
-    for (const h of proxyEntries) {
-      if (!isProxy(h, proxyEndpoint)) continue;
-      const missing = ['pull', 'resolve'].filter((c) => !h.capabilities.includes(c));
-      if (missing.length > 0) {
-        findings.push({
-          level: 'problem',
-          code: 'CAPABILITIES',
-          subject,
-          message: `${file}: ${h === route.server ? 'server' : `[host."${h.raw}"]`} lacks capabilities ${missing.map((c) => `"${c}"`).join(', ')}: containerd sends those requests elsewhere`,
-          fix: 'capabilities = ["pull", "resolve"]',
-        });
-      }
-    }
-    if (findings.filter((f) => f.level === 'problem').length > before) continue;
-    if ([...route.hosts, route.server].some((h) => h.skipVerify) && proxy.scheme === 'https') {
-      findings.push({
-        level: 'warning',
-        code: 'SKIP_VERIFY',
-        subject,
-        message: `${file}: skip_verify = true: containerd accepts any certificate for pullwarden`,
-        fix: 'give containerd pullwarden\'s CA instead: ca = "/path/ca.pem" (pullwarden hosts-toml --ca FILE)',
-      });
-    }
+    findings.push(...(await checkFile(dir, entry, subject, proxy, proxyEndpoint, regenerate)));
+  }
+  // _default/: what containerd reads for every registry that is not an upstream. Without it (or with
+  // a real registry in it) `docker.io/x` when docker.io is not configured, or `evil.example.com/x`,
+  // is pulled from the internet with no refusal and no audit event.
+  const subject = `${DEFAULT_HOST_DIR} (every other registry)`;
+  const fixDefault = `write it: ${regenerate} (without --no-default)`;
+  if (!hasDefault) {
+    const dirOnly = await exists(defaultDir);
     findings.push({
-      level: 'ok',
-      code: 'ROUTED',
+      level: 'problem',
+      code: 'NO_DEFAULT',
       subject,
-      message: `${file} routes every pull through pullwarden, with server = pullwarden (no fallback)`,
+      message:
+        `${dirOnly ? `${defaultDir}/ has no hosts.toml` : `no ${join(defaultDir, 'hosts.toml')}`}: ` +
+        'containerd pulls every registry that is not a configured upstream (e.g. docker.io when it is not one, any evil.example.com/x) straight from the internet, past pullwarden and its audit trail',
+      fix: fixDefault,
+    });
+  } else {
+    findings.push(
+      ...(await checkFile(defaultDir, { host: DEFAULT_HOST_DIR }, subject, proxy, proxyEndpoint, fixDefault)),
+    );
+  }
+  return findings;
+}
+
+/** Check one directory's hosts.toml for `entry` (an upstream, or `_default`). */
+async function checkFile(
+  dir: string,
+  entry: DoctorUpstream,
+  subject: string,
+  proxy: ProxyEndpoint,
+  proxyEndpoint: string,
+  regenerate: string,
+): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  const upstream = entry.host;
+  const isDefault = upstream === DEFAULT_HOST_DIR;
+  const file = join(dir, 'hosts.toml');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    findings.push({
+      level: 'problem',
+      code: 'NO_HOSTS_TOML',
+      subject,
+      message: `${dir}/ exists but has no hosts.toml: containerd uses it only for certificates and pulls from the real registry ${defaultServer(upstream)}`,
+      fix: `write ${file}: ${regenerate}`,
+    });
+    return findings;
+  }
+  let route;
+  try {
+    route = readHostsToml(text, upstream);
+  } catch (error) {
+    findings.push({
+      level: 'problem',
+      code: 'INVALID',
+      subject,
+      message: `${file}: ${(error as Error).message} (containerd fails every pull of ${isDefault ? 'these registries' : subject} with this file)`,
+      fix: `fix the syntax, or write it again: ${regenerate}`,
+    });
+    return findings;
+  }
+  // In _default/ every host other than the proxy leads past it: whatever registry is being pulled.
+  const real = (e: HostsEndpoint): boolean => !isDefault && isRealRegistry(e, entry);
+  const otherName = `if it is pullwarden under another name, pass that URL as --proxy`;
+  for (const h of route.hosts) {
+    if (isProxy(h, proxyEndpoint)) continue;
+    findings.push({
+      level: 'problem',
+      code: real(h) ? 'FALLBACK' : 'NOT_PROXY',
+      subject,
+      message: real(h)
+        ? `${file}: [host."${h.raw}"] is the real registry: containerd pulls from it directly whenever pullwarden refuses`
+        : `${file}: [host."${h.raw}"] is not pullwarden at ${proxy.url} (${otherName}): containerd tries it in file order and after every refusal`,
+      fix: `remove the [host."${h.raw}"] table; only [host."${proxy.url}"] belongs there (${regenerate})`,
     });
   }
+  if (!isProxy(route.server, proxyEndpoint)) {
+    const implicit = isDefault && !route.serverExplicit;
+    const what = route.serverExplicit
+      ? `server = "${route.server.raw}"`
+      : implicit
+        ? "no server line, so containerd's default server: the registry being pulled"
+        : `no server line, so containerd's default server ${route.server.raw}`;
+    const fallback = implicit || real(route.server);
+    findings.push({
+      level: 'problem',
+      code: fallback ? 'FALLBACK' : 'NOT_PROXY',
+      subject,
+      message: fallback
+        ? `${file}: ${what} is the real registry: when pullwarden refuses (403) or is down, containerd falls back to it and pulls the image directly`
+        : `${file}: ${what} is not pullwarden at ${proxy.url} (${otherName}): containerd falls back to it when pullwarden refuses or is down`,
+      fix: `set server = "${proxy.url}" (${regenerate})`,
+    });
+  }
+  const proxyEntries =
+    route.hosts.length > 0 ? route.hosts.filter((h) => isProxy(h, proxyEndpoint)) : [route.server];
+  for (const h of proxyEntries) {
+    if (!isProxy(h, proxyEndpoint)) continue;
+    const missing = ['pull', 'resolve'].filter((c) => !h.capabilities.includes(c));
+    if (missing.length > 0) {
+      findings.push({
+        level: 'problem',
+        code: 'CAPABILITIES',
+        subject,
+        message: `${file}: ${h === route.server ? 'server' : `[host."${h.raw}"]`} lacks capabilities ${missing.map((c) => `"${c}"`).join(', ')}: containerd sends those requests elsewhere`,
+        fix: 'capabilities = ["pull", "resolve"]',
+      });
+    }
+  }
+  if (findings.some((f) => f.level === 'problem')) return findings;
+  if ([...route.hosts, route.server].some((h) => h.skipVerify) && proxy.scheme === 'https') {
+    findings.push({
+      level: 'warning',
+      code: 'SKIP_VERIFY',
+      subject,
+      message: `${file}: skip_verify = true: containerd accepts any certificate for pullwarden`,
+      fix: 'give containerd pullwarden\'s CA instead: ca = "/path/ca.pem" (pullwarden hosts-toml --ca FILE)',
+    });
+  }
+  findings.push({
+    level: 'ok',
+    code: 'ROUTED',
+    subject,
+    message: isDefault
+      ? `${file} sends every other registry to pullwarden (which refuses them), with server = pullwarden (no fallback)`
+      : `${file} routes every pull through pullwarden, with server = pullwarden (no fallback)`,
+  });
   return findings;
 }
 
@@ -317,6 +370,7 @@ export async function checkProxy(
         fix: "see pullwarden's log for why it is not ready (storage, metadata store, trust roots)",
       });
     }
+    findings.push(await unconfiguredCanary(call));
     if (canary === undefined) {
       findings.push({
         level: 'warning',
@@ -380,6 +434,67 @@ export async function checkProxy(
   } finally {
     await dispatcher.close();
   }
+}
+
+/**
+ * A registry no config names (`.invalid` is reserved, RFC 2606): what containerd sends through
+ * `_default/hosts.toml` for `evil.example.com/x`. pullwarden must refuse it at routing, without
+ * dialling anything.
+ */
+export const UNCONFIGURED_CANARY = {
+  host: 'unconfigured.pullwarden-doctor.invalid',
+  repository: 'doctor/canary',
+};
+
+async function unconfiguredCanary(
+  call: (method: 'GET' | 'HEAD', path: string) => Promise<{ status: number; body: string }>,
+): Promise<Finding> {
+  const { host, repository } = UNCONFIGURED_CANARY;
+  const path = `/v2/${repository}/manifests/latest?ns=${encodeURIComponent(host)}`;
+  const subject = `canary ${host}/${repository}:latest (not an upstream)`;
+  let res;
+  try {
+    res = await call('GET', path);
+  } catch (error) {
+    return {
+      level: 'problem',
+      code: 'CANARY_FAILED',
+      subject,
+      message: `GET ${path}: ${(error as Error).message}`,
+    };
+  }
+  let why: string | undefined;
+  try {
+    why = (JSON.parse(res.body) as { errors?: { detail?: { reason?: string } }[] }).errors?.[0]?.detail
+      ?.reason;
+  } catch {
+    // Not JSON: judged by the status alone.
+  }
+  if (res.status === 403 && why === 'upstream-not-configured') {
+    return {
+      level: 'ok',
+      code: 'UNCONFIGURED_DENIED',
+      subject,
+      message: 'refused with 403 (upstream-not-configured): a registry that is not an upstream gets nothing',
+    };
+  }
+  if (res.status === 401) {
+    return {
+      level: 'warning',
+      code: 'UNCONFIGURED_UNCHECKED',
+      subject,
+      message:
+        'the proxy asks for credentials first (401): the refusal of unconfigured registries was not checked',
+      fix: 'allow anonymous requests to reach routing, or check with credentials (curl -u …)',
+    };
+  }
+  return {
+    level: 'problem',
+    code: 'UNCONFIGURED_SERVED',
+    subject,
+    message: `answered ${res.status}${reason(res.body)}, not 403 upstream-not-configured: a registry that is not an upstream is not refused`,
+    fix: 'check that this URL is pullwarden (not another registry or proxy) and that upstreams lists only the registries you mean',
+  };
 }
 
 /** `: <message>` from an OCI error body or a /readyz body, or ''. */

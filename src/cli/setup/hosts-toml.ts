@@ -26,6 +26,13 @@ const DOCKER_HUB = new Set([
   'registry.hub.docker.com',
 ]);
 
+/**
+ * The directory containerd reads for a registry that has none of its own (containerd 1.5+, and 2.x).
+ * Written by `hosts-toml` so that unconfigured registries reach pullwarden (and its 403) instead of
+ * the internet.
+ */
+export const DEFAULT_HOST_DIR = '_default';
+
 /** The name containerd uses for `host` (its certs.d directory is this name, see the module doc). */
 export function containerdHostName(host: string): string {
   const lower = host.toLowerCase();
@@ -63,8 +70,18 @@ export function renderHostsToml(upstream: string, proxy: ProxyEndpoint, opts: Ho
   }
   if (opts.skipVerify === true) tls.push('skip_verify = true');
   const caps = 'capabilities = ["pull", "resolve"]';
+  const head =
+    upstream === DEFAULT_HOST_DIR
+      ? [
+          '# containerd hosts.toml for every registry without a directory of its own (_default), written by',
+          '# `pullwarden hosts-toml`. Pulls of registries that are not pullwarden upstreams reach pullwarden',
+          '# too, which refuses them (403, upstream-not-configured) and audits them: no direct path.',
+        ]
+      : [
+          `# containerd hosts.toml for ${containerdHostName(upstream)}, written by \`pullwarden hosts-toml\`.`,
+        ];
   return [
-    `# containerd hosts.toml for ${containerdHostName(upstream)}, written by \`pullwarden hosts-toml\`.`,
+    ...head,
     '# Both the mirror host and `server` are pullwarden: containerd falls back to the next host and',
     '# finally to `server` when a host refuses (4xx/5xx) or is down, so the real registry must not be',
     '# `server` here, or every refusal would become a direct pull. Check with `pullwarden doctor`.',

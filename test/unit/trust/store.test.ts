@@ -81,7 +81,7 @@ describe('TUF refresh', () => {
     const world = await createTestSigstore();
     const fresh = TrustedRoot.fromJSON(world.trustedRootJSON);
     let fail = false;
-    const errors: unknown[] = [];
+    const errors: { reason: string; using: string }[] = [];
     const versions: string[] = [];
     const baseline = await track(TrustMaterialStore.load({ roots: { pg: { sigstore: 'public-good' } } }));
     const store = await track(
@@ -93,12 +93,14 @@ describe('TUF refresh', () => {
             intervalMs: 3_600_000,
             fetch: () => (fail ? Promise.reject(new Error('tuf down')) : Promise.resolve(fresh)),
           },
-          onRefreshError: (err) => errors.push(err),
+          onRefreshError: (_err, info) => errors.push(info),
           onRefreshed: (v) => versions.push(v),
         },
       ),
     );
+    expect(baseline.publicGoodOrigin).toMatch(/^the root embedded in @sigstore\/tuf \d+\.\d+\.\d+ /);
     await store.refresh(); // joins the refresh started at load
+    expect(store.publicGoodOrigin).toMatch(/^TUF https:\/\/tuf-repo-cdn\.sigstore\.dev, refreshed \d{4}-/);
     expect(store.version).not.toBe(baseline.version);
     expect(versions).toEqual([store.version]);
     const good = store.version;
@@ -106,7 +108,7 @@ describe('TUF refresh', () => {
     fail = true;
     expect(await store.refresh()).toBe(false);
     expect(store.version).toBe(good);
-    expect(errors).toHaveLength(1);
+    expect(errors).toEqual([expect.objectContaining({ reason: 'tuf down', using: store.publicGoodOrigin })]);
   });
 });
 
