@@ -67,15 +67,40 @@ export function isRetryableConnectionError(err: unknown): boolean {
  * Returns undefined when the limit was exceeded, so the caller can choose the error. The stream is
  * always consumed or destroyed: `for await` destroys it when the loop is left early.
  */
-export async function readLimited(body: Readable, limit: number): Promise<Buffer | undefined> {
+export async function readLimited(
+  body: Readable,
+  limit: number,
+  deadlineMs?: number,
+): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) return undefined;
-    chunks.push(chunk);
+  // undici's bodyTimeout bounds each pause between chunks; a body that trickles one byte just inside
+  // it would never end. A buffered body (a manifest, a token, a tag list) must be complete in time.
+  const timer =
+    deadlineMs === undefined
+      ? undefined
+      : setTimeout(() => body.destroy(new BodyDeadlineError(deadlineMs)), deadlineMs).unref();
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > limit) return undefined;
+      chunks.push(chunk);
+    }
+  } finally {
+    clearTimeout(timer);
   }
   return Buffer.concat(chunks, total);
+}
+
+/** A body that did not arrive in time (in whole, or at the lowest rate accepted for a blob). */
+export class BodyDeadlineError extends Error {
+  readonly code = 'PW_BODY_DEADLINE';
+  readonly ms: number;
+
+  constructor(ms: number, message = `body not complete within ${ms} ms`) {
+    super(message);
+    this.ms = ms;
+  }
 }
 
 /**

@@ -20,6 +20,7 @@ import {
 } from '../oci/index.ts';
 import type { Digest, ErrorCode, ManifestReference } from '../oci/index.ts';
 import {
+  BodyDeadlineError,
   bareMediaType,
   contentLength,
   discard,
@@ -164,6 +165,11 @@ const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
 const ERROR_BODY_BYTES = 16 * 1024;
+// An error body only tells us which not-found code applies: not worth waiting for.
+const ERROR_BODY_DEADLINE_MS = 5_000;
+// The slowest blob body accepted: at least this many bytes in every bodyTimeout window (1 KiB/s at the
+// default 60 s). undici's bodyTimeout alone bounds a pause, so one byte every 59 s would never end.
+const MIN_BLOB_BYTES_PER_WINDOW = 64 * 1024;
 // Token realms on another host that a registry is known to use. Docker Hub's registry-1.docker.io
 // sends clients to auth.docker.io; every other big registry (GHCR, Quay, GCR, ECR Public, Harbor)
 // keeps its realm on its own host.
@@ -452,7 +458,7 @@ export class UndiciUpstream implements Upstream {
     let bytes: Buffer | undefined;
     if (declared === undefined || declared <= this.#maxManifestBytes) {
       try {
-        bytes = await readLimited(res.body, this.#maxManifestBytes);
+        bytes = await readLimited(res.body, this.#maxManifestBytes, this.#config.bodyTimeout);
       } catch (err) {
         throw new BodyReadError(err);
       }
@@ -780,7 +786,7 @@ export class UndiciUpstream implements Upstream {
   async #readBody(ex: Exchange, res: Dispatcher.ResponseData, limit: number): Promise<Buffer> {
     let body: Buffer | undefined;
     try {
-      body = await readLimited(res.body, limit);
+      body = await readLimited(res.body, limit, this.#config.bodyTimeout);
     } catch (err) {
       throw this.#transportError(ex, err);
     }
@@ -802,7 +808,37 @@ export class UndiciUpstream implements Upstream {
     body.on('error', (err) => {
       out.destroy(signal?.aborted === true ? err : this.#transportError({ what }, err));
     });
+    // A trickle (slowloris) upstream: too few bytes in a whole bodyTimeout window, while we were
+    // ready to take more (a window in which our reader held the stream back does not count).
+    const window = this.#config.bodyTimeout;
+    let received = 0;
+    let heldBack = false;
+    body.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    body.on('pause', () => (heldBack = true));
+    const timer =
+      window > 0
+        ? setInterval(() => {
+            // No byte at all is a stall, which undici's own bodyTimeout reports as such.
+            const trickle = received > 0 && received < MIN_BLOB_BYTES_PER_WINDOW;
+            if (trickle && !heldBack && !body.isPaused()) {
+              body.destroy(
+                new BodyDeadlineError(
+                  window,
+                  `${received} bytes in ${window} ms, below ${MIN_BLOB_BYTES_PER_WINDOW} bytes per bodyTimeout`,
+                ),
+              );
+            }
+            received = 0;
+            heldBack = body.isPaused();
+          }, window).unref()
+        : undefined;
+    const stop = () => clearInterval(timer);
+    body.once('end', stop);
+    body.once('close', stop);
     out.on('close', () => {
+      stop();
       if (!body.destroyed) body.destroy();
     });
     body.pipe(out);
@@ -872,6 +908,8 @@ export class UndiciUpstream implements Upstream {
       message = `upstream ${this.host} sent no response within ${this.#config.headersTimeout} ms (${ex.what})`;
     } else if (code === 'UND_ERR_BODY_TIMEOUT') {
       message = `upstream ${this.host} stalled for ${this.#config.bodyTimeout} ms while sending ${ex.what}`;
+    } else if (err instanceof BodyDeadlineError) {
+      message = `upstream ${this.host} sent ${ex.what} too slowly (${err.message}); abandoned`;
     } else if (code === 'UND_ERR_CONNECT_TIMEOUT') {
       message = `could not connect to upstream ${this.host} within ${this.#config.connectTimeout} ms`;
     } else {
@@ -932,7 +970,7 @@ function portOf(url: URL): number {
 /** The code of the first error in an OCI error body, if it is a known code. Consumes the body. */
 async function ociErrorCode(body: Readable): Promise<ErrorCode | undefined> {
   try {
-    const bytes = await readLimited(body, ERROR_BODY_BYTES);
+    const bytes = await readLimited(body, ERROR_BODY_BYTES, ERROR_BODY_DEADLINE_MS);
     if (bytes === undefined) return undefined;
     const json = JSON.parse(bytes.toString('utf8')) as { errors?: { code?: unknown }[] };
     const code = json.errors?.[0]?.code;

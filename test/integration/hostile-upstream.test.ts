@@ -295,3 +295,53 @@ describe('token answers', () => {
     }
   });
 });
+
+describe('slow (trickling) upstream bodies', () => {
+  async function start() {
+    fake = await startFakeUpstream();
+    proxy = await startTestProxy({
+      upstreams: { [fake.host]: { url: fake.url, bodyTimeout: '1s', retries: 0 } },
+      policies: ALLOW_ALL,
+    });
+    return { f: fake, p: proxy };
+  }
+
+  it('abandons a manifest that trickles in just inside bodyTimeout, caches nothing, and says why', async () => {
+    const { f, p } = await start();
+    const img = makeImage(f, 'acme/app', '1.0');
+    // ~450 bytes, 8 bytes every 200 ms: no pause reaches bodyTimeout (1 s), the whole takes 11 s.
+    f.fault({ kind: 'manifest', method: 'GET' }, { delayBodyMs: 200, chunkBytes: 8 }, { times: 1 });
+
+    const res = await fetch(`${p.url}/v2/acme/app/manifests/1.0?ns=${f.host}`);
+
+    expect(res.status).toBe(503);
+    expect((await errorOf(res)).message).toMatch(/too slowly/);
+    const again = await fetch(`${p.url}/v2/acme/app/manifests/1.0?ns=${f.host}`);
+    expect(again.status).toBe(200);
+    expect(again.headers.get('docker-content-digest')).toBe(img.manifestDigest);
+    expect(Buffer.from(await again.arrayBuffer()).equals(img.manifestBytes)).toBe(true);
+  }, 30_000);
+
+  it('abandons a blob fill that trickles (slowloris), never serves it complete, and caches nothing', async () => {
+    const { f, p } = await start();
+    const img = makeImage(f, 'acme/app', '1.0', { layerSize: 2048 });
+    const layer = img.layerDigests[0]!;
+    await fetch(`${p.url}/v2/acme/app/manifests/1.0?ns=${f.host}`);
+    // 16 bytes every 200 ms: 80 B/s, far below the floor, and no single pause reaches bodyTimeout.
+    f.fault({ kind: 'blob', method: 'GET' }, { delayBodyMs: 200, chunkBytes: 16 }, { times: 1 });
+
+    let outcome: string | number;
+    try {
+      const res = await fetch(`${p.url}/v2/acme/app/blobs/${layer}?ns=${f.host}`);
+      outcome = res.status === 200 ? sha256(Buffer.from(await res.arrayBuffer())) : res.status;
+    } catch {
+      outcome = 'aborted';
+    }
+    expect(outcome === 503 || outcome === 'aborted', String(outcome)).toBe(true);
+
+    const again = await fetch(`${p.url}/v2/acme/app/blobs/${layer}?ns=${f.host}`);
+    expect(again.status).toBe(200);
+    expect(again.headers.get('x-pullwarden-cache')).toBe('miss');
+    expect(sha256(Buffer.from(await again.arrayBuffer()))).toBe(layer);
+  }, 40_000);
+});
