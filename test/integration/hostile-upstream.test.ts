@@ -345,3 +345,44 @@ describe('slow (trickling) upstream bodies', () => {
     expect(sha256(Buffer.from(await again.arrayBuffer()))).toBe(layer);
   }, 40_000);
 });
+
+describe('bodies that do not match their Content-Length', () => {
+  for (const [name, fault] of [
+    ['short (Content-Length promises more, then FIN)', 'truncate'],
+    ['long (more bytes than Content-Length)', 'long'],
+    ['understated (Content-Length says less, connection closed after)', 'understated'],
+  ] as const) {
+    it(`never caches or completes a blob whose body is ${name}`, async () => {
+      fake = await startFakeUpstream();
+      proxy = await startTestProxy({
+        upstreams: { [fake.host]: { url: fake.url, retries: 0 } },
+        policies: ALLOW_ALL,
+      });
+      const img = makeImage(fake, 'acme/app', '1.0', { layerSize: 256 * 1024 });
+      const layer = img.layerDigests[0]!;
+      const size = img.layers[0]!.length;
+      await fetch(`${proxy.url}/v2/acme/app/manifests/1.0?ns=${fake.host}`);
+      const matcher = { kind: 'blob', method: 'GET' } as const;
+      if (fault === 'truncate') fake.fault(matcher, 'truncate', { times: 1 });
+      else if (fault === 'long')
+        fake.fault(matcher, { headers: { 'content-length': size - 100 } }, { times: 1 });
+      else
+        fake.fault(matcher, { headers: { 'content-length': size - 100, connection: 'close' } }, { times: 1 });
+
+      let outcome: string | number;
+      try {
+        const res = await fetch(`${proxy.url}/v2/acme/app/blobs/${layer}?ns=${fake.host}`);
+        const body = Buffer.from(await res.arrayBuffer());
+        outcome = res.status === 200 ? `200 with ${body.length} bytes` : res.status;
+      } catch {
+        outcome = 'aborted';
+      }
+      expect(outcome === 'aborted' || outcome === 503, String(outcome)).toBe(true);
+
+      const again = await fetch(`${proxy.url}/v2/acme/app/blobs/${layer}?ns=${fake.host}`);
+      expect(again.status).toBe(200);
+      expect(again.headers.get('x-pullwarden-cache')).toBe('miss');
+      expect(sha256(Buffer.from(await again.arrayBuffer()))).toBe(layer);
+    });
+  }
+});
