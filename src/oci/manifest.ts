@@ -26,6 +26,50 @@ export interface ParsedManifest {
   artifactType?: string;
 }
 
+/**
+ * Deepest nesting of objects and arrays accepted in a manifest. Real ones nest five levels (index →
+ * manifests → descriptor → platform → os.features); JSON.parse copes with any depth, but everything
+ * that walks the value afterwards (JSON.stringify of a referrers answer, logging, policy evaluation)
+ * would overflow the stack on a 4 MiB document of `[[[[…`.
+ */
+export const MAX_MANIFEST_DEPTH = 32;
+
+/** Whether `bytes` (JSON text) nest objects/arrays deeper than `max`; one pass, strings skipped. */
+export function jsonDeeperThan(bytes: Uint8Array, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/** OCI annotations: a string-to-string map, nothing else. */
+function annotationsOf(value: unknown, where: string): Record<string, string> {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Array.isArray(value) ||
+    !Object.values(value).every((v) => typeof v === 'string')
+  ) {
+    throw new RegistryError('MANIFEST_INVALID', `${where}: annotations must map strings to strings`, {
+      detail: { reason: 'invalid-annotations' },
+    });
+  }
+  return value as Record<string, string>;
+}
+
 function asDescriptor(value: unknown, where: string): Descriptor {
   if (typeof value !== 'object' || value === null) {
     throw new RegistryError('MANIFEST_INVALID', `${where}: descriptor is not an object`, {
@@ -46,9 +90,7 @@ function asDescriptor(value: unknown, where: string): Descriptor {
   };
   if (typeof v.platform === 'object' && v.platform !== null) d.platform = v.platform;
   if (typeof v.artifactType === 'string') d.artifactType = v.artifactType;
-  if (typeof v.annotations === 'object' && v.annotations !== null) {
-    d.annotations = v.annotations as Record<string, string>;
-  }
+  if (v.annotations !== undefined) d.annotations = annotationsOf(v.annotations, where);
   return d;
 }
 
@@ -81,6 +123,13 @@ export function parseManifest(bytes: Uint8Array, mediaType: string): ParsedManif
     throw invalid(
       'not-a-manifest-media-type',
       `"${truncate(mediaType)}" is not a manifest media type`,
+      mediaType,
+    );
+  }
+  if (jsonDeeperThan(bytes, MAX_MANIFEST_DEPTH)) {
+    throw invalid(
+      'too-deep',
+      `manifest nests objects or arrays deeper than ${MAX_MANIFEST_DEPTH} levels`,
       mediaType,
     );
   }

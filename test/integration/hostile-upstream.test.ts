@@ -386,3 +386,29 @@ describe('bodies that do not match their Content-Length', () => {
     });
   }
 });
+
+describe('deeply nested JSON', () => {
+  it('refuses a referrers index with 200 000 levels of annotations as invalid, not with an internal error', async () => {
+    fake = await startFakeUpstream();
+    proxy = await startTestProxy({ upstreams: { [fake.host]: { url: fake.url } }, policies: ALLOW_ALL });
+    const img = makeImage(fake, 'acme/app', '1.0');
+    const n = 200_000;
+    const deep = `${'{"a":'.repeat(n)}"x"${'}'.repeat(n)}`;
+    const index = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"${img.mediaType}","digest":"${img.manifestDigest}","size":${img.manifestBytes.length},"artifactType":"x","annotations":${deep}}]}`;
+    fake.putManifest(
+      'acme/app',
+      `sha256-${img.manifestDigest.slice(7)}`,
+      index,
+      'application/vnd.oci.image.index.v1+json',
+    );
+
+    const res = await fetch(`${proxy.url}/v2/acme/app/referrers/${img.manifestDigest}?ns=${fake.host}`);
+
+    expect(res.status).toBe(400);
+    const err = await errorOf(res);
+    expect(err.code).toBe('MANIFEST_INVALID');
+    expect(err.detail).toMatchObject({ reason: 'too-deep' });
+    // The proxy is fine: the image itself still pulls.
+    expect((await fetch(`${proxy.url}/v2/acme/app/manifests/1.0?ns=${fake.host}`)).status).toBe(200);
+  });
+});

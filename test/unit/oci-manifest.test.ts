@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   acceptsManifest,
   cosignTag,
+  jsonDeeperThan,
   MediaType,
   parseDigest,
   parseManifest,
@@ -123,5 +124,48 @@ describe('acceptsManifest', () => {
     );
     expect(acceptsManifest([MediaType.ociIndex], MediaType.ociManifest)).toBe(false);
     expect(acceptsManifest([MediaType.ociManifest], MediaType.dockerManifestV1Signed)).toBe(false);
+  });
+});
+
+describe('manifest nesting and annotations', () => {
+  const image = (extra: string) =>
+    Buffer.from(
+      `{"schemaVersion":2,"mediaType":"${MediaType.ociManifest}","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:${'a'.repeat(64)}","size":2},"layers":[]${extra}}`,
+    );
+
+  it('refuses a manifest nested deeper than MAX_MANIFEST_DEPTH, before anything walks it', () => {
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    expect(() =>
+      parseManifest(image(`,"annotations":{"x":"y"},"extra":${deep}`), MediaType.ociManifest),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'MANIFEST_INVALID',
+        detail: expect.objectContaining({ reason: 'too-deep' }),
+      }),
+    );
+    // Brackets inside strings do not count; ordinary nesting passes.
+    expect(() =>
+      parseManifest(image(`,"annotations":{"x":"${'[{'.repeat(1000)}\\"]"}`), MediaType.ociManifest),
+    ).not.toThrow();
+    expect(jsonDeeperThan(Buffer.from('{"a":[{"b":[1]}]}'), 4)).toBe(false);
+    expect(jsonDeeperThan(Buffer.from('{"a":[{"b":[1]}]}'), 3)).toBe(true);
+  });
+
+  it('refuses descriptor annotations that are not a string-to-string map', () => {
+    const index = (annotations: string) =>
+      Buffer.from(
+        `{"schemaVersion":2,"mediaType":"${MediaType.ociIndex}","manifests":[{"mediaType":"${MediaType.ociManifest}","digest":"sha256:${'b'.repeat(64)}","size":3,"annotations":${annotations}}]}`,
+      );
+    expect(
+      parseManifest(index('{"org.opencontainers.image.title":"x"}'), MediaType.ociIndex).manifests[0]
+        ?.annotations,
+    ).toEqual({
+      'org.opencontainers.image.title': 'x',
+    });
+    for (const bad of ['{"a":{"b":"c"}}', '{"a":1}', '["a"]', '"a"']) {
+      expect(() => parseManifest(index(bad), MediaType.ociIndex), bad).toThrow(
+        expect.objectContaining({ code: 'MANIFEST_INVALID' }),
+      );
+    }
   });
 });
