@@ -103,14 +103,22 @@ export class BodyDeadlineError extends Error {
   }
 }
 
+const DISCARD_DEADLINE_MS = 2_000;
+
 /**
  * Discard a body we do not need. Small bodies are read so the keep-alive connection can be reused;
  * anything larger is destroyed (closing that connection) rather than downloaded for nothing.
  */
-export async function discard(body: Readable & { dump?: (opts?: { limit: number }) => Promise<void> }) {
+export async function discard(
+  body: Readable & { dump?: (opts?: { limit: number; signal?: AbortSignal }) => Promise<void> },
+) {
   try {
-    if (typeof body.dump === 'function') await body.dump({ limit: 64 * 1024 });
-    else body.destroy();
+    if (body.destroyed || body.readableEnded) return;
+    // Never wait long for bytes nobody needs: an upstream trickling an error page one byte at a time
+    // would otherwise hold the request for as long as it likes.
+    if (typeof body.dump === 'function') {
+      await body.dump({ limit: 64 * 1024, signal: AbortSignal.timeout(DISCARD_DEADLINE_MS) });
+    } else body.destroy();
   } catch {
     // A body that fails while being discarded has nothing left to tell us.
   }

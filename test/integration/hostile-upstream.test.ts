@@ -412,3 +412,25 @@ describe('deeply nested JSON', () => {
     expect((await fetch(`${proxy.url}/v2/acme/app/manifests/1.0?ns=${fake.host}`)).status).toBe(200);
   });
 });
+
+describe('error bodies', () => {
+  it('does not wait for an error body that trickles in: the failure is answered at once', async () => {
+    fake = await startFakeUpstream();
+    proxy = await startTestProxy({
+      upstreams: { [fake.host]: { url: fake.url, retries: 0, bodyTimeout: '5s' } },
+      policies: ALLOW_ALL,
+    });
+    makeImage(fake, 'acme/app', '1.0');
+    // A 500 whose ~70-byte error body comes one byte a second: 70 s if anyone waited for it.
+    fake.fault(
+      { kind: 'manifest', method: 'GET' },
+      { status: 500, delayBodyMs: 1_000, chunkBytes: 1 },
+      { times: 1 },
+    );
+
+    const res = await fetch(`${proxy.url}/v2/acme/app/manifests/1.0?ns=${fake.host}`);
+
+    expect(res.status).toBe(503);
+    expect((await errorOf(res)).message).toContain('answered 500');
+  }, 20_000);
+});

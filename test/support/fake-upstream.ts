@@ -80,7 +80,14 @@ export type Fault =
   | 'reset-mid-body'
   | 'truncate'
   | 'wrong-bytes'
-  | { status: number; retryAfter?: number | string; code?: string }
+  | {
+      status: number;
+      retryAfter?: number | string;
+      code?: string;
+      /** Trickle the error body too: `chunkBytes` (default 1) after each pause of this many ms. */
+      delayBodyMs?: number;
+      chunkBytes?: number;
+    }
   | { delayHeadersMs: number }
   | { delayBodyMs: number; chunkBytes?: number }
   | { headers: OutgoingHttpHeaders }
@@ -532,7 +539,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     // Body faults apply to 200 answers with a body only (not to a redirect or an injected status).
     if (
       req.method === 'HEAD' ||
-      answer.status !== 200 ||
+      (answer.status !== 200 && !(typeof fault === 'object' && 'status' in fault && fault.delayBodyMs)) ||
       fault === undefined ||
       (typeof fault === 'object' && !('delayBodyMs' in fault))
     ) {
@@ -561,9 +568,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       res.writeHead(answer.status, headers);
       // Node holds headers back until the first body write; a slow body must not look like slow headers.
       res.flushHeaders();
-      const chunk = Math.max(1, fault.chunkBytes ?? 64 * 1024);
+      const chunk = Math.max(1, fault.chunkBytes ?? ('status' in fault ? 1 : 64 * 1024));
       for (let at = 0; at < body.length; at += chunk) {
-        if (!(await pause(fault.delayBodyMs)) || res.destroyed) return;
+        if (!(await pause(fault.delayBodyMs ?? 0)) || res.destroyed) return;
         res.write(body.subarray(at, at + chunk));
       }
       res.end();
