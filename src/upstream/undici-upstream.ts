@@ -165,6 +165,8 @@ const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
 const ERROR_BODY_BYTES = 16 * 1024;
+// All response headers together (Node's default; a signed CDN Location is a few KiB).
+const MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
 // An error body only tells us which not-found code applies: not worth waiting for.
 const ERROR_BODY_DEADLINE_MS = 5_000;
 // The slowest blob body accepted: at least this many bytes in every bodyTimeout window (1 KiB/s at the
@@ -247,6 +249,9 @@ export class UndiciUpstream implements Upstream {
       connections: config.connections,
       headersTimeout: config.headersTimeout,
       bodyTimeout: config.bodyTimeout,
+      // Set here rather than inherited from --max-http-header-size: a hostile upstream's 1 MiB
+      // WWW-Authenticate or Location must fail the request, whatever NODE_OPTIONS says.
+      maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
       // The upstream's own URL may well be private (a registry in the cluster); what it sends us to
       // (redirect targets) is checked unless the operator allowed the host. Allowed realms are trusted
       // like the upstream: they were named in the config, and #realm refuses every other one.

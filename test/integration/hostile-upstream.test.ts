@@ -434,3 +434,24 @@ describe('error bodies', () => {
     expect((await errorOf(res)).message).toContain('answered 500');
   }, 20_000);
 });
+
+describe('oversized upstream headers', () => {
+  it('answers 503 for an upstream whose response headers are huge (a 1 MiB WWW-Authenticate), and stays up', async () => {
+    fake = await startFakeUpstream();
+    proxy = await startTestProxy({
+      upstreams: { [fake.host]: { url: fake.url, retries: 0 } },
+      policies: ALLOW_ALL,
+    });
+    const img = makeImage(fake, 'acme/app', '1.0');
+    const huge = `Bearer realm="${fake.url}/token",service="${'s'.repeat(1024 * 1024)}"`;
+    fake.fault({ kind: 'manifest' }, { headers: { 'www-authenticate': huge } }, { times: 1 });
+
+    const res = await fetch(`${proxy.url}/v2/acme/app/manifests/1.0?ns=${fake.host}`);
+
+    expect(res.status).toBe(503);
+    expect((await errorOf(res)).code).toBe('UNAVAILABLE');
+    const again = await fetch(`${proxy.url}/v2/acme/app/manifests/1.0?ns=${fake.host}`);
+    expect(again.status).toBe(200);
+    expect(again.headers.get('docker-content-digest')).toBe(img.manifestDigest);
+  });
+});
