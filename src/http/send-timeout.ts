@@ -35,3 +35,13 @@ export function limitSlowReaders(server: Server, ms: number, onCut: () => void):
     socket.destroy();
   });
 }
+
+/**
+ * Count clients cut by `server.headersTimeout` / `requestTimeout` (Node answers them 408 itself and
+ * reports them as a client error; this only observes, Fastify's own handler still answers).
+ */
+export function countRequestTimeouts(server: Server, onTimeout: () => void): void {
+  server.on('clientError', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') onTimeout();
+  });
+}

@@ -9,7 +9,7 @@ import type { PullAuth } from './auth.ts';
 import type { AuditFacts, HttpAudit } from './audit.ts';
 import { sendRegistryError, toRegistryError } from './errors.ts';
 import { parseRange } from './range.ts';
-import { limitSlowReaders } from './send-timeout.ts';
+import { countRequestTimeouts, limitSlowReaders } from './send-timeout.ts';
 import { canonicalHost, parseRegistryPath, refusedRoute } from './routing.ts';
 import type { RegistryRoute } from './routing.ts';
 
@@ -121,6 +121,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
   limitSlowReaders(app.server, options.timeouts?.send ?? DEFAULT_TIMEOUTS.send ?? 60_000, () =>
     metrics.requestsLimited.inc({ reason: 'send-timeout' }),
   );
+  countRequestTimeouts(app.server, () => metrics.requestsLimited.inc({ reason: 'request-timeout' }));
   const recorder = options.audit ? new AuditRecorder(options.audit, log) : undefined;
   const auth = options.auth?.enabled === true ? options.auth : undefined;
   const countDenial = (err: unknown): void => {
@@ -134,6 +135,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     // would otherwise parse it first), and the connection closes rather than drain a body we refused.
     if (WRITE_METHODS.has(request.method) && request.url.startsWith('/v2')) {
       facts.set(request, { route: 'write' });
+      metrics.requestsLimited.inc({ reason: 'write-method' });
       void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
       sendRegistryError(unsupported(), request, reply, log);
       return;

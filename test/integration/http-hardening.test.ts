@@ -90,6 +90,8 @@ describe('slow and oversized requests', () => {
     await closed;
     expect(sent).toBeLessThan(5);
     expect(received()).toMatch(/^HTTP\/1\.1 408/);
+    const text = await (await fetch(`${p.url}/metrics`)).text();
+    expect(text).toContain('pullwarden_requests_limited_total{reason="request-timeout"} 1');
   }, 30_000);
 
   it('cuts a client that stops reading a blob response (sendTimeout), and counts it', async () => {
@@ -134,6 +136,8 @@ describe('slow and oversized requests', () => {
       const text = received();
       expect(text).toMatch(/^HTTP\/1\.1 405/);
       expect(text).toContain('"code":"UNSUPPORTED"');
+      const metrics = await (await fetch(`${p.url}/metrics`)).text();
+      expect(metrics).toContain('pullwarden_requests_limited_total{reason="write-method"} 1');
       expect(text.toLowerCase()).toContain('x-content-type-options: nosniff');
     }, 15_000);
   }
