@@ -64,6 +64,8 @@ export interface Inventory {
   denials: InventoryDenial[];
   /** Newest first, every repository. */
   moves: { time: string; upstream: string; repository: string; tag: string; old: string; new: string }[];
+  /** How manifest and blob requests were answered: from the cache, fetched, or served stale. */
+  cache: { hit: number; miss: number; stale: number };
   /** Manifest requests and denials per bucket (oldest first), for a chart. */
   series: { start: string; pulls: number; denials: number }[];
 }
@@ -122,6 +124,7 @@ export async function buildInventory(
   const denials: InventoryDenial[] = [];
   const moves: Inventory['moves'] = [];
   const denialLimit = options.denialLimit ?? 50;
+  const cache = { hit: 0, miss: 0, stale: 0 };
 
   const query = { since: options.since, repository: options.repository };
   for await (const r of queryAuditDir(sources.auditDir, query)) {
@@ -133,6 +136,7 @@ export async function buildInventory(
       }
       continue;
     }
+    if (r.cache !== undefined && r.cache in cache) cache[r.cache] += 1;
     if (r.type !== 'manifest') continue;
     const denied = r.decision === 'deny' || r.status === 403;
     const t = Date.parse(r.time);
@@ -203,6 +207,7 @@ export async function buildInventory(
     entries: filtered,
     denials: denials.slice(-denialLimit).reverse(),
     moves: moves.reverse(),
+    cache,
     series,
   };
 }
