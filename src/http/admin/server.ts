@@ -61,6 +61,8 @@ export function buildAdminServer(options: AdminServerOptions): FastifyInstance {
     const v = await options.view();
     return reply.send({ ...v.inventory, cacheStore: v.cache, generatedAt: v.now.toISOString() });
   });
+  // Browsers ask for it on every page: an empty answer, not a 404 in the console.
+  app.get('/favicon.ico', (_request, reply) => reply.code(204).send());
   app.get('/healthz', (_request, reply) => reply.send({ status: 'ok' }));
   return app;
 }
