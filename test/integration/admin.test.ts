@@ -92,6 +92,42 @@ describe('the admin page', () => {
   });
 });
 
+describe("the admin page with the API's credentials", () => {
+  it('lets only the listed identities in', async () => {
+    const fake = await startFakeUpstream();
+    const dir = await mkdtemp(join(tmpdir(), 'pw-admin-api-'));
+    await writeFile(
+      join(dir, 'htpasswd'),
+      `ops:${bcrypt.hashSync('o', 4)}\nrobot:${bcrypt.hashSync('r', 4)}\n`,
+    );
+    const proxy = await startTestProxy({
+      upstreams: { [fake.host]: { url: fake.url } },
+      auth: { htpasswd: join(dir, 'htpasswd'), users: { ops: ['**'], robot: ['**'] } },
+      admin: { listen: '127.0.0.1:0', identities: ['user:ops'] },
+    });
+    try {
+      const url = `${proxy.handle.adminAddress!}/`;
+      expect((await fetch(url)).status).toBe(401);
+      expect((await fetch(url, { headers: { authorization: basic('ops', 'o') } })).status).toBe(200);
+      // A pulling robot with valid API credentials is not an operator.
+      const robot = await fetch(url, { headers: { authorization: basic('robot', 'r') } });
+      expect(robot.status).toBe(403);
+      expect(await robot.text()).toContain('user:robot may not view the admin page');
+    } finally {
+      await proxy.close();
+      await fake.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses admin.listen without credentials of either kind', async () => {
+    const { configSchema } = await import('../../src/config/index.ts');
+    const r = configSchema.safeParse({ upstreams: { 'a.io': {} }, admin: { listen: '127.0.0.1:5052' } });
+    expect(r.success).toBe(false);
+    expect(JSON.stringify(r.error?.issues)).toContain('needs exactly one of htpasswd');
+  });
+});
+
 describe('renderAdminPage', () => {
   it('escapes every value that came from a client or upstream', () => {
     const evil = '<img src=x onerror=alert(1)>';

@@ -134,6 +134,29 @@ describe('audit retention', () => {
     }
   });
 
+  it('keeps a signed trail verifiable with the key across deletion, and catches files removed beyond it', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const sink = await JsonlAuditSink.open({
+      dir,
+      maxFileBytes: 4096,
+      retention: { maxBytes: 10_000 },
+      checkpoint: { key: privateKey, everyEvents: 7, intervalMs: 3_600_000 },
+    });
+    for (let i = 0; i < 60; i++) await sink.append(event({ requestId: `r${i}` }));
+    const r = await sink.runRetention();
+    await sink.close();
+    expect(r.deleted.length).toBeGreaterThan(0);
+    const v = await verifyAuditDir(dir, { key: publicKey });
+    expect(v.ok).toBe(true);
+    expect(v.firstSeq).toBeGreaterThan(1);
+    const files = await auditFiles(dir);
+    await rm(join(dir, files[0]!));
+    const broken = await verifyAuditDir(dir, { key: publicKey });
+    expect(broken.ok).toBe(false);
+    expect(broken.firstBreak?.problem).toContain('removed outside retention');
+  });
+
   it('is off by default', async () => {
     const sink = await JsonlAuditSink.open({ dir, maxFileBytes: 4096 });
     for (let i = 0; i < 40; i++) await sink.append(event({ requestId: `r${i}` }));
