@@ -504,6 +504,12 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
       throw err;
     }
     adminAddress = boundAddress(adminServer, a.host, a.port, 'http');
+    if (!/^(127\.|\[?::1\]?$|localhost$)/.test(a.host)) {
+      app.logger.warn(
+        { admin: adminAddress },
+        'the admin page is plain HTTP on a non-loopback address: credentials cross the network in the clear; put it behind TLS',
+      );
+    }
   }
   app.logger.info(
     {
