@@ -98,6 +98,13 @@ export const inventory: Command = {
       return 0;
     } catch (error) {
       if (error instanceof UsageError) throw error;
+      const e = error as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT' && e.syscall === 'scandir') {
+        ctx.stderr.write(
+          `pullwarden inventory: no audit trail at ${e.path ?? '?'} (check --dir, or audit.dir in the config)\n`,
+        );
+        return 2;
+      }
       const message =
         error instanceof ConfigError ? `invalid configuration\n${error.message}` : (error as Error).message;
       ctx.stderr.write(`pullwarden inventory: ${message}\n`);
