@@ -137,18 +137,19 @@ export async function buildInventory(
       continue;
     }
     if (r.cache !== undefined && r.cache in cache) cache[r.cache] += 1;
-    if (r.type !== 'manifest') continue;
     const denied = r.decision === 'deny' || r.status === 403;
+    // Every refusal is a denial to show (tag lists, referrers and blobs too), the newest kept.
+    if (denied) {
+      denials.push(denialOf(r));
+      if (denials.length > denialLimit * 2) denials.splice(0, denials.length - denialLimit);
+    }
+    if (r.type !== 'manifest') continue;
     const t = Date.parse(r.time);
     const b = Math.floor((t - seriesStart) / bucketMs);
     const slot = series[b];
     if (slot) {
       slot.pulls += 1;
       if (denied) slot.denials += 1;
-    }
-    if (denied) {
-      denials.push(denialOf(r));
-      if (denials.length > denialLimit * 2) denials.splice(0, denials.length - denialLimit);
     }
     const e = entryFor(byKey, r, r.tag);
     e.pulls += 1;

@@ -157,6 +157,31 @@ describe('buildInventory', () => {
     });
   });
 
+  it('lists refusals of tag lists and unknown upstreams among the denials, not as pulled tags', async () => {
+    const sink = await JsonlAuditSink.open({ dir });
+    await sink.append(
+      event({
+        type: 'tags',
+        upstream: 'evil.example.com',
+        repository: 'x/y',
+        reference: '',
+        tag: undefined,
+        digest: undefined,
+        time: '2026-03-01T12:45:00.000Z',
+        decision: 'deny',
+        reasons: ['upstream "evil.example.com" is not configured'],
+        status: 403,
+      }),
+    );
+    await sink.close();
+    const inv = await buildInventory({ auditDir: dir, readBlob }, { now });
+    expect(inv.denials[0]).toMatchObject({
+      upstream: 'evil.example.com',
+      reasons: ['upstream "evil.example.com" is not configured'],
+    });
+    expect(inv.entries.map((e) => e.upstream)).not.toContain('evil.example.com');
+  });
+
   it('leaves the age unknown when the blobs are not cached', async () => {
     const inv = await buildInventory({ auditDir: dir }, { now });
     expect(inv.entries[0]!.created).toBeUndefined();
