@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { openAuditSink, RecentTags } from './audit/index.ts';
+import { auditChainDirs, openAuditSink, RecentTags } from './audit/index.ts';
 import type { MultiAuditSink } from './audit/index.ts';
 import { DiskHeadroom, FsBlobStore, StorageLock } from './cache/index.ts';
 import { EMBEDDED_SOURCE, loadConfig } from './config/index.ts';
@@ -479,9 +479,13 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
         view: async () => {
           const now = new Date();
           const stats = app.blobs.stats();
+          // A shared storage directory: every replica's chain, not only this one's.
+          const auditDir = config.storage.shared
+            ? await auditChainDirs(dirname(config.audit.dir))
+            : config.audit.dir;
           const inventory = await buildInventory(
             {
-              auditDir: config.audit.dir,
+              auditDir,
               readBlob: (digest, max) => app.blobs.readBytes(digest, max).catch(() => undefined),
             },
             { since: new Date(now.getTime() - admin.window), now },

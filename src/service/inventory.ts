@@ -90,7 +90,11 @@ export interface InventoryOptions {
 }
 
 export interface InventorySources {
-  auditDir: string;
+  /**
+   * The audit trail: one chain directory, or several (replicas on a shared storage directory each
+   * write their own chain); their events are merged by time.
+   */
+  auditDir: string | readonly string[];
   /** A verified blob from the cache, for image age; undefined when not cached. */
   readBlob?: (digest: Digest, maxBytes: number) => Promise<Buffer | undefined>;
 }
@@ -98,6 +102,9 @@ export interface InventorySources {
 interface Building extends InventoryEntry {
   clientSet: Set<string>;
   identitySet: Set<string>;
+  /** Times of the events the digest and the decision were taken from (chains are merged unordered). */
+  digestAt: string;
+  decidedAt: string;
 }
 
 /** `issuer subject` or `key:<name>`. */
@@ -127,7 +134,8 @@ export async function buildInventory(
   const cache = { hit: 0, miss: 0, stale: 0 };
 
   const query = { since: options.since, repository: options.repository };
-  for await (const r of queryAuditDir(sources.auditDir, query)) {
+  const dirs = typeof sources.auditDir === 'string' ? [sources.auditDir] : sources.auditDir;
+  for await (const r of mergedChains(dirs, query)) {
     if (r.type === 'tag-moved') {
       if (r.tag !== undefined && r.old !== undefined && r.new !== undefined) {
         const move = { time: r.time, old: r.old, new: r.new };
@@ -141,7 +149,8 @@ export async function buildInventory(
     // Every refusal is a denial to show (tag lists, referrers and blobs too), the newest kept.
     if (denied) {
       denials.push(denialOf(r));
-      if (denials.length > denialLimit * 2) denials.splice(0, denials.length - denialLimit);
+      if (denials.length > denialLimit * 4)
+        denials.sort((a, b) => b.time.localeCompare(a.time)).splice(denialLimit);
     }
     if (r.type !== 'manifest') continue;
     const t = Date.parse(r.time);
@@ -163,10 +172,15 @@ export async function buildInventory(
     const byTag = r.tag !== undefined && r.reference === r.tag;
     if (r.digest !== undefined && (byTag || r.tag === undefined)) {
       if (!e.digests.includes(r.digest)) e.digests.push(r.digest);
-      e.digest = r.digest;
-      if (r.mediaType !== undefined) e.mediaType = r.mediaType;
+      if (r.time >= e.digestAt) {
+        e.digestAt = r.time;
+        e.digest = r.digest;
+        if (r.mediaType !== undefined) e.mediaType = r.mediaType;
+      }
     }
-    if (r.decision !== undefined && (byTag || r.tag === undefined || e.decision === undefined)) {
+    const decides = byTag || r.tag === undefined || e.decision === undefined;
+    if (r.decision !== undefined && decides && r.time >= e.decidedAt) {
+      e.decidedAt = r.time;
       e.decision = r.decision;
       if (r.policy !== undefined) e.policy = r.policy;
       else delete e.policy;
@@ -180,7 +194,13 @@ export async function buildInventory(
   const entries: InventoryEntry[] = [];
   for (const e of byKey.values()) {
     if (e.pulls === 0) continue; // tag moves of a tag nobody pulled in the window
-    const { clientSet, identitySet, ...entry } = e;
+    const entry: InventoryEntry & Partial<Building> = { ...e };
+    delete entry.clientSet;
+    delete entry.identitySet;
+    delete entry.digestAt;
+    delete entry.decidedAt;
+    const { clientSet, identitySet } = e;
+    entry.moves.sort((a, b) => a.time.localeCompare(b.time));
     entry.clients = clientSet.size;
     entry.identities = identitySet.size;
     if (sources.readBlob && entry.digest !== undefined && entry.mediaType !== undefined) {
@@ -204,13 +224,22 @@ export async function buildInventory(
       (a.tag ?? '').localeCompare(b.tag ?? '') ||
       (a.digest ?? '').localeCompare(b.digest ?? ''),
   );
+  const byTime = <T extends { time: string }>(a: T, b: T) => b.time.localeCompare(a.time);
   return {
     entries: filtered,
-    denials: denials.slice(-denialLimit).reverse(),
-    moves: moves.reverse(),
+    denials: denials.sort(byTime).slice(0, denialLimit),
+    moves: moves.sort(byTime),
     cache,
     series,
   };
+}
+
+/** The records of several chains, one after another (the caller merges by time where it matters). */
+async function* mergedChains(
+  dirs: readonly string[],
+  query: Parameters<typeof queryAuditDir>[1],
+): AsyncGenerator<AuditRecord> {
+  for (const dir of dirs) yield* queryAuditDir(dir, query);
 }
 
 function entryFor(map: Map<string, Building>, r: AuditRecord, tag: string | undefined): Building {
@@ -238,6 +267,8 @@ function entryFor(map: Map<string, Building>, r: AuditRecord, tag: string | unde
       moves: [],
       clientSet: new Set(),
       identitySet: new Set(),
+      digestAt: '',
+      decidedAt: '',
     };
     map.set(key, e);
   }

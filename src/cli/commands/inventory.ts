@@ -1,5 +1,5 @@
-import { resolve } from 'node:path';
-import { parseTimeBound } from '../../audit/index.ts';
+import { dirname, resolve } from 'node:path';
+import { auditChainDirs, parseTimeBound } from '../../audit/index.ts';
 import { readCachedBlob } from '../../cache/index.ts';
 import { ConfigError, loadConfig, parseDuration } from '../../config/index.ts';
 import { buildInventory } from '../../service/index.ts';
@@ -84,8 +84,12 @@ export const inventory: Command = {
           resolveSecrets: false,
         });
         const storage = config.storage.dir;
+        // A shared storage directory: every replica's chain, not only this host's.
+        const dirs = config.storage.shared
+          ? await auditChainDirs(dirname(config.audit.dir))
+          : [config.audit.dir];
         sources = {
-          auditDir: config.audit.dir,
+          auditDir: dirs,
           readBlob: (digest, max) => readCachedBlob(storage, digest, max),
         };
       }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JsonlAuditSink } from '../../../src/audit/index.ts';
 import type { Digest } from '../../../src/oci/index.ts';
@@ -180,6 +181,36 @@ describe('buildInventory', () => {
       reasons: ['upstream "evil.example.com" is not configured'],
     });
     expect(inv.entries.map((e) => e.upstream)).not.toContain('evil.example.com');
+  });
+
+  it('merges the chains of replicas on a shared storage directory by time', async () => {
+    const { auditChainDirs } = await import('../../../src/audit/index.ts');
+    const base = { upstream: 'docker.io', repository: 'acme/web', reference: 'v2', tag: 'v2', mediaType: MT };
+    // Replica "a" saw the newer pull (d2) but its chain is read first.
+    const a = await JsonlAuditSink.open({ dir: join(dir, 'shared', 'a') });
+    await a.append(
+      event({ ...base, time: '2026-03-01T12:50:00.000Z', client: '10.1.0.1', digest: d2, policy: 'new' }),
+    );
+    await a.close();
+    const b = await JsonlAuditSink.open({ dir: join(dir, 'shared', 'b') });
+    await b.append(
+      event({ ...base, time: '2026-03-01T09:00:00.000Z', client: '10.2.0.1', digest: d1, policy: 'old' }),
+    );
+    await b.close();
+    const dirs = await auditChainDirs(join(dir, 'shared'));
+    expect(dirs).toEqual([join(dir, 'shared', 'a'), join(dir, 'shared', 'b')]);
+    const inv = await buildInventory({ auditDir: dirs, readBlob }, { now });
+    expect(inv.entries).toEqual([
+      expect.objectContaining({
+        repository: 'acme/web',
+        digest: d2,
+        digests: [d2, d1],
+        policy: 'new',
+        clients: 2,
+        firstPull: '2026-03-01T09:00:00.000Z',
+        lastPull: '2026-03-01T12:50:00.000Z',
+      }),
+    ]);
   });
 
   it('leaves the age unknown when the blobs are not cached', async () => {
