@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { openAuditSink, RecentTags } from './audit/index.ts';
+import { auditChainDirs, openAuditSink, RecentTags } from './audit/index.ts';
 import type { MultiAuditSink } from './audit/index.ts';
 import { DiskHeadroom, FsBlobStore, StorageLock } from './cache/index.ts';
 import { EMBEDDED_SOURCE, loadConfig } from './config/index.ts';
@@ -20,7 +20,14 @@ import type { Decision, Policy } from './policy/index.ts';
 import { normalizeRepository, parseImageReference } from './oci/index.ts';
 import type { ManifestReference } from './oci/index.ts';
 import { CachingAttestationReader, KevCatalog, TrustMaterialStore } from './trust/index.ts';
-import { buildHttpServer, buildMetricsServer, canonicalHost, PullAuth } from './http/index.ts';
+import {
+  buildAdminServer,
+  buildHttpServer,
+  buildMetricsServer,
+  canonicalHost,
+  PullAuth,
+} from './http/index.ts';
+import { buildInventory } from './service/index.ts';
 import { openMetadataStore } from './metadata/index.ts';
 import type { MetadataStore } from './metadata/index.ts';
 import { Metrics, RegistryService, TagGuard, TrustGate } from './service/index.ts';
@@ -415,6 +422,8 @@ export interface ServerHandle {
   address: string;
   /** `http://host:port` of the separate metrics listener, when `metrics.listen` is set. */
   metricsAddress?: string;
+  /** `http://host:port` of the admin page, when `admin.listen` is set. */
+  adminAddress?: string;
   app: App;
   /** Re-read the config file and apply its policy (SIGHUP). A broken file keeps the last good policy. */
   reload(): Promise<void>;
@@ -450,9 +459,66 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
       '/metrics is served to anyone who can reach the registry port; set metrics.listen to move it',
     );
   }
+  let adminServer: FastifyInstance | undefined;
+  let adminAuth: PullAuth | undefined;
+  let adminAddress: string | undefined;
+  const admin = config.admin;
+  if (admin.listen !== undefined) {
+    const a = splitListen(admin.listen);
+    try {
+      // Own credentials, or the API's: then only the listed identities.
+      adminAuth =
+        admin.htpasswd === undefined
+          ? undefined
+          : await PullAuth.load({ htpasswd: admin.htpasswd, users: {}, tokens: [] });
+      const auth = adminAuth ?? app.auth;
+      const identities = new Set(admin.identities ?? []);
+      adminServer = buildAdminServer({
+        authenticate: (request) => auth.authenticate(request),
+        allowed: (identity) => adminAuth !== undefined || identities.has(identity.label),
+        view: async () => {
+          const now = new Date();
+          const stats = app.blobs.stats();
+          // A shared storage directory: every replica's chain, not only this one's.
+          const auditDir = config.storage.shared
+            ? await auditChainDirs(dirname(config.audit.dir))
+            : config.audit.dir;
+          const inventory = await buildInventory(
+            {
+              auditDir,
+              readBlob: (digest, max) => app.blobs.readBytes(digest, max).catch(() => undefined),
+            },
+            { since: new Date(now.getTime() - admin.window), now },
+          );
+          return {
+            inventory,
+            cache: { bytes: stats.bytes, blobs: stats.blobs },
+            windowMs: admin.window,
+            now,
+          };
+        },
+        logger: app.logger.child({ module: 'admin' }),
+      });
+      await adminServer.listen({ host: a.host, port: a.port });
+    } catch (err) {
+      await adminServer?.close();
+      await adminAuth?.close();
+      await metricsServer?.close();
+      await app.close();
+      throw err;
+    }
+    adminAddress = boundAddress(adminServer, a.host, a.port, 'http');
+    if (!/^(127\.|\[?::1\]?$|localhost$)/.test(a.host)) {
+      app.logger.warn(
+        { admin: adminAddress },
+        'the admin page is plain HTTP on a non-loopback address: credentials cross the network in the clear; put it behind TLS',
+      );
+    }
+  }
   app.logger.info(
     {
       address,
+      ...(adminAddress === undefined ? {} : { admin: adminAddress }),
       upstreams: Object.keys(config.upstreams),
       source: config.source,
       policyHash: app.gate.context.engine.hash,
@@ -537,6 +603,7 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
   return {
     address,
     ...(metricsAddress === undefined ? {} : { metricsAddress }),
+    ...(adminAddress === undefined ? {} : { adminAddress }),
     app,
     reload,
     close: async () => {
@@ -544,6 +611,8 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
       for (const w of watchers) w.close();
       await chain;
       await metricsServer?.close();
+      await adminServer?.close();
+      await adminAuth?.close();
       await app.close();
     },
   };

@@ -28,7 +28,7 @@ export type { AuditBreak, AuditVerifyOptions, AuditVerifyResult } from './verify
 export { checkpointProblem, keyId, signCheckpoint, signingKey, verifyingKey } from './checkpoint.ts';
 export type { AuditCheckpoint, CheckpointReason } from './checkpoint.ts';
 export type { AuditCheckpointRecord, RetentionResult } from './jsonl-sink.ts';
-export { parseTimeBound, queryAuditDir, repositoryGlob } from './query.ts';
+export { auditChainDirs, parseTimeBound, queryAuditDir, repositoryGlob } from './query.ts';
 export type { AuditQuery, AuditQueryOptions } from './query.ts';
 export { auditSchema, auditWebhookSchema, defaultAuditInput } from './schema.ts';
 export type { AuditConfig, AuditConfigInput, AuditWebhookConfig } from './schema.ts';

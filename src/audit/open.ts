@@ -37,7 +37,13 @@ export async function openAuditSink(
         }
       : {}),
     ...(cp && pem !== undefined
-      ? { checkpoint: { key: signingKey(pem), everyEvents: cp.every, intervalMs: cp.interval } }
+      ? {
+          checkpoint: {
+            key: signingKey(pem),
+            everyEvents: cp.every,
+            intervalMs: Math.max(1000, cp.interval),
+          },
+        }
       : {}),
   });
   const extras: AuditExtra[] = [];

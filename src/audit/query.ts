@@ -265,3 +265,18 @@ function compile(q: AuditQuery): (r: AuditRecord) => boolean {
     return true;
   };
 }
+
+/**
+ * The chain directories under `base` (replicas on a shared storage directory write one each, named
+ * after the replica): every subdirectory that holds an audit file, sorted.
+ */
+export async function auditChainDirs(base: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(base, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const dir = join(base, entry.name);
+    const names = await readdir(dir).catch(() => []);
+    if (sortAuditFiles(names).length > 0) out.push(dir);
+  }
+  return out.sort();
+}

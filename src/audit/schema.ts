@@ -60,7 +60,7 @@ export const auditCheckpointSchema = z
       .min(1)
       .default(10_000)
       .describe('Write a signed checkpoint after this many events'),
-    interval: duration('5m', 'Write a signed checkpoint at least this often (also when idle)'),
+    interval: duration('5m', 'Write a signed checkpoint at least this often, also when idle (at least 1s)'),
   })
   .describe(
     'Signed checkpoints that anchor the hash chain (audit verify --key detects rewriting before the newest)',

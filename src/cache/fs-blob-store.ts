@@ -979,3 +979,33 @@ function isTempName(name: unknown): name is string {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Read one verified blob from the cache directory of an {@link FsBlobStore} without opening the store
+ * (no tmp/ cleanup, no index): for readers in another process while the proxy runs, such as
+ * `pullwarden inventory`. Undefined when absent, larger than `maxBytes`, or not matching its digest.
+ */
+export async function readCachedBlob(
+  dir: string,
+  digest: Digest,
+  maxBytes: number,
+): Promise<Buffer | undefined> {
+  if (!isDigest(digest)) return undefined;
+  const hex = digestHex(digest);
+  let fh: FileHandle;
+  try {
+    fh = await open(join(dir, 'blobs', digestAlgorithm(digest), hex.slice(0, 2), hex), 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const { size } = await fh.stat();
+    if (size > maxBytes) return undefined;
+    const buf = Buffer.alloc(size);
+    const { bytesRead } = await fh.read(buf, 0, size, 0);
+    if (bytesRead !== size) return undefined;
+    return digestOf(buf, digestAlgorithm(digest)) === digest ? buf : undefined;
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,5 +1,5 @@
 export type { BlobHandle, BlobStore, BlobStoreStats, ByteRange, CacheState } from './types.ts';
-export { FsBlobStore } from './fs-blob-store.ts';
+export { FsBlobStore, readCachedBlob } from './fs-blob-store.ts';
 export type { CacheLogger, FsBlobStoreOptions } from './fs-blob-store.ts';
 export { DiskHeadroom } from './disk-headroom.ts';
 export type { DiskHeadroomOptions, HeadroomState, Reserve } from './disk-headroom.ts';

@@ -276,8 +276,14 @@ export async function loadConfig(
 
   if (problems.length > 0) throw new ConfigError(source, problems);
 
+  const admin =
+    config.admin.htpasswd === undefined
+      ? config.admin
+      : { ...config.admin, htpasswd: resolve(fileBase, config.admin.htpasswd) };
+
   return {
     ...config,
+    admin,
     trust,
     audit,
     auth,

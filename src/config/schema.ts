@@ -345,8 +345,39 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Prometheus metrics endpoint'),
+    admin: z
+      .strictObject({
+        listen: z
+          .string()
+          .regex(LISTEN_RE, 'expected "host:port", e.g. "127.0.0.1:5052"')
+          .refine((v) => Number(LISTEN_RE.exec(v)?.[2] ?? 0) <= 65_535, 'expected a port between 0 and 65535')
+          .optional()
+          .describe('Serve the read-only admin page on this separate address (off when unset)'),
+        htpasswd: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Own credentials: htpasswd file (bcrypt); every user in it may view the page'),
+        identities: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            "Or the API's credentials: identities (as in audit events: user:NAME, token:NAME, cert:CN) that may view the page",
+          ),
+        window: duration('7d', 'How far back the page looks in the audit trail'),
+      })
+      .prefault({})
+      .describe('Read-only admin web page: inventory, recent denials, tag moves, cache, pulls over time'),
   })
   .superRefine((config, ctx) => {
+    const admin = config.admin;
+    if (admin?.listen !== undefined && (admin.htpasswd === undefined) === (admin.identities === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['admin'],
+        message: "admin.listen needs exactly one of htpasswd (own credentials) or identities (the API's)",
+      });
+    }
     if (config.trust !== undefined && config.policies !== undefined) {
       for (const problem of checkPolicyReferences(config.trust, config.policies)) {
         ctx.addIssue({

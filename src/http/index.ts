@@ -6,3 +6,5 @@ export { parseRange } from './range.ts';
 export { toRegistryError } from './errors.ts';
 export { PullAuth, AUTH_CHALLENGE } from './auth.ts';
 export type { AuthConfig, Identity } from './auth.ts';
+export { buildAdminServer, esc, renderAdminPage } from './admin/index.ts';
+export type { AdminServerOptions, AdminView } from './admin/index.ts';

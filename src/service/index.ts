@@ -13,3 +13,11 @@ export { TrustGate, isTrustMaterial } from './trust-gate.ts';
 export type { GateManifest, GateTarget, ManifestContent, TrustContext } from './trust-gate.ts';
 export { TagGuard, tagKey } from './tag-guard.ts';
 export type { TagHistoryEntry, TagMove, TagPin } from './tag-guard.ts';
+export { buildInventory, signerLabel } from './inventory.ts';
+export type {
+  Inventory,
+  InventoryDenial,
+  InventoryEntry,
+  InventoryOptions,
+  InventorySources,
+} from './inventory.ts';

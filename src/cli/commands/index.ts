@@ -7,6 +7,7 @@ import { tagsHistory, tagsPin, tagsUnpin } from './tags.ts';
 import { hostsToml } from './hosts-toml.ts';
 import { registriesConf } from './registries-conf.ts';
 import { doctor } from './doctor.ts';
+import { inventory } from './inventory.ts';
 
 /**
  * Every command, in help order. To add one (`check`, `audit query`, `hosts-toml`), write a Command in
@@ -21,6 +22,7 @@ export const commands: readonly Command[] = [
   auditQuery,
   auditVerify,
   auditHead,
+  inventory,
   tagsHistory,
   tagsPin,
   tagsUnpin,

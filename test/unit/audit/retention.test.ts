@@ -1,11 +1,11 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JsonlAuditSink, auditSchema, openAuditSink, verifyAuditDir } from '../../../src/audit/index.ts';
 import type { AuditRecord } from '../../../src/audit/index.ts';
+import { freePort } from '../../support/ports.ts';
 import { auditFiles, event, readRecords, tempDir } from './helpers.ts';
 
 let dir: string;
@@ -17,34 +17,31 @@ afterEach(async () => {
   await cleanup();
 });
 
-/** A collector that answers 503 while `down`, and records every event it acknowledged. */
+/**
+ * A collector that is down (nothing listens on its port: connection refused) until `start()`, then
+ * records every event it acknowledged.
+ */
 async function collector(): Promise<{
   url: string;
   received: AuditRecord[];
-  setDown(d: boolean): void;
+  start(): Promise<void>;
   close(): Promise<void>;
 }> {
   const received: AuditRecord[] = [];
-  let down = true;
+  const port = await freePort();
   const server: Server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
-      if (down) {
-        res.writeHead(503).end();
-        return;
-      }
       received.push(...(JSON.parse(body) as AuditRecord[]));
       res.writeHead(204).end();
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/audit`,
     received,
-    setDown: (d) => (down = d),
-    close: () => new Promise((r) => server.close(() => r())),
+    start: () => new Promise<void>((r) => server.listen(port, '127.0.0.1', r)),
+    close: () => new Promise((r) => (server.listening ? server.close(() => r()) : r())),
   };
 }
 
@@ -68,7 +65,7 @@ describe('audit retention', () => {
       expect(await auditFiles(dir)).toEqual(before);
       expect(hook.received).toEqual([]);
 
-      hook.setDown(false);
+      await hook.start();
       await waitFor(() => hook.received.filter((r) => r.requestId !== undefined).length >= 60);
       const done = await sink.runRetention();
       expect(done.deleted.length).toBeGreaterThan(0);
@@ -132,6 +129,29 @@ describe('audit retention', () => {
     } finally {
       await sink.close();
     }
+  });
+
+  it('keeps a signed trail verifiable with the key across deletion, and catches files removed beyond it', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const sink = await JsonlAuditSink.open({
+      dir,
+      maxFileBytes: 4096,
+      retention: { maxBytes: 10_000 },
+      checkpoint: { key: privateKey, everyEvents: 7, intervalMs: 3_600_000 },
+    });
+    for (let i = 0; i < 60; i++) await sink.append(event({ requestId: `r${i}` }));
+    const r = await sink.runRetention();
+    await sink.close();
+    expect(r.deleted.length).toBeGreaterThan(0);
+    const v = await verifyAuditDir(dir, { key: publicKey });
+    expect(v.ok).toBe(true);
+    expect(v.firstSeq).toBeGreaterThan(1);
+    const files = await auditFiles(dir);
+    await rm(join(dir, files[0]!));
+    const broken = await verifyAuditDir(dir, { key: publicKey });
+    expect(broken.ok).toBe(false);
+    expect(broken.firstBreak?.problem).toContain('removed outside retention');
   });
 
   it('is off by default', async () => {

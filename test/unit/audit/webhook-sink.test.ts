@@ -120,6 +120,27 @@ describe('WebhookAuditSink', () => {
     expect(await readdir(join(dir, 'spool'))).toEqual([]);
   });
 
+  it('remembers across a restart the highest chain seq the collector acknowledged (for retention)', async () => {
+    const port = await freePort();
+    const c = await collector(port);
+    const first = await webhook(port);
+    expect(first.deliveredThrough()).toBe(0);
+    for (let i = 1; i <= 5; i++) {
+      await first.append({
+        seq: i,
+        prev: '0'.repeat(64),
+        ...event({ requestId: `r${i}` }),
+        hash: 'f'.repeat(64),
+      } as AuditRecord);
+    }
+    await until(() => c.events().length >= 5);
+    await until(() => first.deliveredThrough() === 5);
+    await first.close();
+    const second = await webhook(port);
+    expect(second.deliveredThrough()).toBe(5);
+    await second.close();
+  });
+
   it('rejects an append and reports unhealthy when the spool cannot be written', async () => {
     const port = await freePort();
     let broken = false;

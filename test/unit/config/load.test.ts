@@ -241,6 +241,8 @@ describe('audit.checkpoint', () => {
       { cwd: dir },
     );
     expect(env.audit.checkpointKey).toBe(pem);
+    const { redactConfig } = await import('../../../src/config/index.ts');
+    expect(redactConfig(env).audit.checkpointKey).toBe('[redacted]');
 
     const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({
       type: 'pkcs8',
