@@ -29,7 +29,7 @@ export const serve: Command = {
       { min: 0, max: 0, names: '' },
     );
 
-    const config = await loadCommandConfig(values.config, ctx);
+    const config = await loadCommandConfig(values.config, ctx, { checkFiles: true });
     if (config === undefined) return 2;
 
     let handle: ServerHandle;

@@ -120,16 +120,20 @@ describe('main', () => {
     expect(schema.properties).toHaveProperty('upstreams');
   });
 
-  it('shows the effective config with secrets redacted', async () => {
-    await writeFile(join(dir, 'pw.yaml'), 'upstreams:\n  ghcr.io: { username: bot, passwordEnv: T }\n');
+  it('shows the effective config with secrets where they come from, inline ones redacted', async () => {
+    await writeFile(
+      join(dir, 'pw.yaml'),
+      'upstreams:\n  ghcr.io: { username: bot, passwordEnv: T }\n  quay.io: { username: bot, password: s3cret }\n',
+    );
     const result = await run(['config', 'show', '--config', 'pw.yaml'], { env: { T: 'hunter2' } });
     expect(result.code).toBe(0);
+    expect(result.stdout).toContain('passwordEnv: T');
     expect(result.stdout).toContain('password: "[redacted]"');
-    expect(result.stdout).not.toContain('hunter2');
+    expect(result.stdout).not.toMatch(/hunter2|s3cret/);
   });
 
   it('prints help and the version', async () => {
-    expect((await run(['--help'])).stdout).toContain('config validate FILE');
+    expect((await run(['--help'])).stdout).toContain('config validate [FILE | --config FILE]');
     expect((await run(['help', 'serve'])).stdout).toContain('Usage: pullwarden serve [--config FILE]');
     expect((await run(['config', 'validate', '--help'])).code).toBe(0);
     expect(await run(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
