@@ -18,3 +18,4 @@ export { loadCandidatePolicies } from './candidate.ts';
 export { FILE_KEYS } from './files.ts';
 export { effectiveConfigInput } from './show.ts';
 export type { FileKind, FileParsers, ParsedFileKind } from './files.ts';
+export { didYouMean, suggest } from './suggest.ts';

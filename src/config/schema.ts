@@ -217,6 +217,12 @@ export const configSchema = z
           .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
           .default('info')
           .describe('Log level'),
+        timestamp: z
+          .enum(['iso', 'epoch', 'none'])
+          .default('iso')
+          .describe(
+            'Time of each log line: iso (ISO-8601, UTC), epoch (milliseconds since 1970), none (the collector stamps lines)',
+          ),
       })
       .prefault({}),
     trust: trustSchema
