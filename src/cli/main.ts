@@ -4,6 +4,7 @@ import { commands } from './commands/index.ts';
 import type { AppModule, CliContext, Command } from './types.ts';
 import { UsageError } from './types.ts';
 import { debugWanted, describeError } from './errors.ts';
+import { EXAMPLES } from './examples.ts';
 
 export type { AppModule, CliContext, Command, ServerHandle } from './types.ts';
 
@@ -159,7 +160,9 @@ function usage(list: readonly Command[] = commands): string {
 
 function commandHelp(command: Command): string {
   const body = command.help === undefined ? '' : `\n${command.help}\n`;
-  return `Usage: pullwarden ${synopsis(command)}\n\n${command.summary}\n${body}`;
+  const examples = /^Examples?:$/m.test(command.help ?? '') ? [] : (EXAMPLES[command.name] ?? []);
+  const tail = examples.length === 0 ? '' : `\nExamples:\n${examples.map((e) => `  ${e}\n`).join('')}`;
+  return `Usage: pullwarden ${synopsis(command)}\n\n${command.summary}\n${body}${tail}`;
 }
 
 /** The package version; package.json sits two levels above both src/cli and dist/cli. */

@@ -7,6 +7,7 @@ import { tagsHistory, tagsPin, tagsUnpin } from './tags.ts';
 import { hostsToml } from './hosts-toml.ts';
 import { registriesConf } from './registries-conf.ts';
 import { doctor } from './doctor.ts';
+import { completion } from './completion.ts';
 
 /**
  * Every command, in help order. To add one (`check`, `audit query`, `hosts-toml`), write a Command in
@@ -27,4 +28,5 @@ export const commands: readonly Command[] = [
   hostsToml,
   registriesConf,
   doctor,
+  completion,
 ];
