@@ -104,6 +104,22 @@ async function dispatch(argv: string[], ctx: CliContext): Promise<number> {
   }
 }
 
+/**
+ * The process entry point (bin/pullwarden.js, src/cli/run.ts): `main`, plus handlers that turn an
+ * error nothing caught (a bug, or a failure after `serve` started) into one line on stderr and exit
+ * code 1 instead of Node's stack trace (kept with --debug or LOG_LEVEL=debug).
+ */
+export async function runCli(argv: string[]): Promise<void> {
+  const debug = debugWanted(argv.includes('--debug'), process.env);
+  const fatal = (error: unknown) => {
+    process.stderr.write(`pullwarden: unexpected error: ${describeError(error, debug)}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
+  process.exitCode = await main(argv);
+}
+
 /** The command whose name is the longest prefix of argv. */
 function findCommand(argv: string[]): { command: Command; args: string[] } | undefined {
   let best: { command: Command; args: string[] } | undefined;
