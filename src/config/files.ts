@@ -33,6 +33,14 @@ export const FILE_KEYS = [
 
 export type FileKind = (typeof FILE_KEYS)[number]['kind'];
 
+/** Keys that name an environment variable holding a secret: checked with the secret files. */
+export const SECRET_ENV_KEYS = [
+  ['upstreams', '*', 'passwordEnv'],
+  ['metadata', 'passwordEnv'],
+  ['auth', 'tokens', '#', 'tokenEnv'],
+  ['audit', 'checkpoint', 'keyEnv'],
+] as const;
+
 /** Kinds whose content is parsed by the module that uses it (passed in: config imports no adapter). */
 export type ParsedFileKind = Exclude<FileKind, 'directory' | 'sqlite' | 'secret'>;
 
@@ -55,6 +63,8 @@ export interface FileCheckOptions {
   cwd: string;
   /** Dotted paths whose value came from an environment variable. */
   fromEnv: ReadonlyMap<string, string>;
+  /** The environment the secret variables are read from. */
+  env: NodeJS.ProcessEnv;
 }
 
 /** One problem found in a named file. */
@@ -138,6 +148,15 @@ export async function checkFiles(input: unknown, options: FileCheckOptions): Pro
           else if (kind === 'tls-cert') tls.cert = content;
           else if (kind === 'tls-key') tls.key = content;
         }
+      }
+    }
+  }
+  for (const pattern of options.secrets ? SECRET_ENV_KEYS : []) {
+    for (const { path, value } of valuesAt(input, pattern)) {
+      if (typeof value !== 'string' || value === '') continue;
+      const set = options.env[value];
+      if (set === undefined || set === '') {
+        problems.push({ path, message: `environment variable ${value} is not set or empty` });
       }
     }
   }

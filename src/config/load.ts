@@ -119,6 +119,7 @@ export async function loadConfig(
   const fileProblems = await checkFiles(input, {
     parsers: options.files,
     secrets: readSecrets,
+    env,
     fileBase,
     cwd,
     fromEnv,
@@ -142,20 +143,22 @@ export async function loadConfig(
       passwordFile?: string | undefined;
       passwordEnv?: string | undefined;
     },
+    // The keys as the file names them (auth tokens: tokenFile, tokenEnv).
+    keys: { file: string; env: string } = { file: 'passwordFile', env: 'passwordEnv' },
   ): Promise<string | undefined> => {
     if (spec.password !== undefined) return spec.password;
     if (!readSecrets) return undefined;
     if (spec.passwordFile !== undefined) {
       const file = resolve(fileBase, spec.passwordFile);
       const read = await readSecretFile(file);
-      if ('error' in read) addProblem([...at, 'passwordFile'], read.error);
+      if ('error' in read) addProblem([...at, keys.file], read.error);
       else return read.value;
       return undefined;
     }
     if (spec.passwordEnv !== undefined) {
       const value = env[spec.passwordEnv];
       if (value === undefined || value === '') {
-        addProblem([...at, 'passwordEnv'], `environment variable ${spec.passwordEnv} is not set or empty`);
+        addProblem([...at, keys.env], `environment variable ${spec.passwordEnv} is not set or empty`);
       }
       return value;
     }
@@ -256,10 +259,14 @@ export async function loadConfig(
       continue;
     }
     const token = readSecrets
-      ? await secret(['auth', 'tokens', i], {
-          ...(t.tokenFile === undefined ? {} : { passwordFile: t.tokenFile }),
-          ...(t.tokenEnv === undefined ? {} : { passwordEnv: t.tokenEnv }),
-        })
+      ? await secret(
+          ['auth', 'tokens', i],
+          {
+            ...(t.tokenFile === undefined ? {} : { passwordFile: t.tokenFile }),
+            ...(t.tokenEnv === undefined ? {} : { passwordEnv: t.tokenEnv }),
+          },
+          { file: 'tokenFile', env: 'tokenEnv' },
+        )
       : '';
     if (token !== undefined) tokens.push({ name: t.name, token, repositories: t.repositories });
   }

@@ -193,6 +193,29 @@ describe('config validate: everything serve would refuse, in one run', () => {
     expect(lines).toHaveLength(5);
   });
 
+  it('reports missing secret variables and token files with the schema problems, at their own keys', async () => {
+    await writeFile(
+      join(dir, 'pw.yaml'),
+      [
+        'upstreams: { ghcr.io: { username: u, passwordEnv: GHCR_TOKEN } }',
+        'log: { level: loud }',
+        'auth:',
+        '  tokens:',
+        '    - { name: ci, tokenFile: ci-token, repositories: ["**"] }',
+        '    - { name: bot, tokenEnv: BOT_TOKEN, repositories: ["**"] }',
+        '',
+      ].join('\n'),
+    );
+    const { code, lines } = await validate('pw.yaml');
+    expect(code).toBe(1);
+    expect(lines.map((l) => l.replaceAll(dir, '<dir>'))).toEqual([
+      '<dir>/pw.yaml:1:38: upstreams.ghcr.io.passwordEnv: environment variable GHCR_TOKEN is not set or empty',
+      expect.stringMatching(/^<dir>\/pw\.yaml:2:8: log\.level: expected one of/) as string,
+      '<dir>/pw.yaml:5:19: auth.tokens.0.tokenFile: cannot read secret file <dir>/ci-token: no such file',
+      '<dir>/pw.yaml:6:20: auth.tokens.1.tokenEnv: environment variable BOT_TOKEN is not set or empty',
+    ]);
+  });
+
   it('checks an inline PEM key as serve loads it', async () => {
     await writeFile(
       join(dir, 'pw.yaml'),
