@@ -120,7 +120,7 @@ describe('config validate: everything serve would refuse, in one run', () => {
       at(
         'relase',
         21,
-        'policies.0.signatures.attestors.0.key: unknown key "relase" (known: release, scanner)',
+        'policies.0.signatures.attestors.0.key: unknown key "relase" (did you mean "release"?) (known: release, scanner)',
       ),
       at(
         'key: nokey',
