@@ -100,7 +100,8 @@ export const configShow: Command = {
     );
     const file = fileArgument(positionals[0], values.config, ctx.env);
     try {
-      const effective = await effectiveConfigInput(file, ctx.env, { cwd: ctx.cwd });
+      // Secrets are never printed, so they need not be readable here (show works on a CI machine).
+      const effective = await effectiveConfigInput(file, ctx.env, { cwd: ctx.cwd, resolveSecrets: false });
       const from = file === undefined ? EMBEDDED_SOURCE : file;
       ctx.stdout.write(`# Effective configuration of ${from} (pullwarden config show)\n`);
       ctx.stdout.write(stringify(effective, { lineWidth: 0 }));

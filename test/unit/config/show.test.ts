@@ -119,6 +119,18 @@ describe('config show', () => {
   });
 });
 
+describe('config show without the secrets', () => {
+  it('prints a config whose secret files and variables are missing here (it never prints them)', async () => {
+    await writeFile(
+      join(dir, 'pw.yaml'),
+      'upstreams: { ghcr.io: { username: bot, passwordFile: /run/secrets/none } }\n',
+    );
+    const result = await cli(['config', 'show', 'pw.yaml']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('passwordFile: /run/secrets/none');
+  });
+});
+
 describe('unit formatting', () => {
   it('uses the largest unit that holds the value exactly', () => {
     expect(formatDuration(0)).toBe('0s');
