@@ -45,5 +45,5 @@ if (!existsSync(fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))))
   process.exit(2);
 }
 
-const { main } = await import('../dist/cli/main.js');
-process.exitCode = await main(process.argv.slice(2));
+const { runCli } = await import('../dist/cli/main.js');
+await runCli(process.argv.slice(2));

@@ -9,6 +9,8 @@ import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { logTimestamp } from './logger.ts';
+import type { LogTimestamp } from './logger.ts';
 import type { FastifyInstance } from 'fastify';
 import { auditChainDirs, openAuditSink, RecentTags } from './audit/index.ts';
 import type { MultiAuditSink } from './audit/index.ts';
@@ -133,16 +135,17 @@ export const redactPaths = [
   'config.upstreams.*.password',
 ];
 
-export function createLogger(level: string): Logger {
+export function createLogger(level: string, timestamp: LogTimestamp = 'iso'): Logger {
   return pino({
     level,
+    timestamp: logTimestamp(timestamp),
     redact: { paths: redactPaths, censor: '[redacted]' },
     base: { service: 'pullwarden' },
   });
 }
 
 export async function buildApp(config: LoadedConfig, options: BuildOptions = {}): Promise<App> {
-  const logger = options.logger ?? createLogger(config.log.level);
+  const logger = options.logger ?? createLogger(config.log.level, config.log.timestamp);
   await mkdir(config.storage.dir, { recursive: true });
   // Before anything touches the directory: one owner, or replicas that all declared the shared mode.
   let lockLost: string | undefined;

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
+import { didYouMean, suggest } from '../config/index.ts';
 import { commands } from './commands/index.ts';
 import type { AppModule, CliContext, Command } from './types.ts';
 import { UsageError } from './types.ts';
+import { debugWanted, describeError } from './errors.ts';
+import { EXAMPLES } from './examples.ts';
 
 export type { AppModule, CliContext, Command, ServerHandle } from './types.ts';
 
@@ -24,7 +27,22 @@ export async function main(argv: string[], overrides: Partial<CliContext> = {}):
     loadApp: (): Promise<AppModule> => import('../app.ts'),
     ...overrides,
   };
+  // --debug anywhere before `--`: stack traces for errors (as LOG_LEVEL=debug).
+  const end = argv.includes('--') ? argv.indexOf('--') : argv.length;
+  const debugFlag = argv.slice(0, end).includes('--debug');
+  if (debugFlag) argv = argv.filter((a, i) => i >= end || a !== '--debug');
+  ctx.debug = debugWanted(debugFlag || ctx.debug === true, ctx.env);
 
+  try {
+    return await dispatch(argv, ctx);
+  } catch (error) {
+    // Anything no command caught: still one line (the stack only with --debug).
+    ctx.stderr.write(`pullwarden: ${describeError(error, ctx.debug)}\n`);
+    return 1;
+  }
+}
+
+async function dispatch(argv: string[], ctx: CliContext): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined) {
     ctx.stderr.write(usage());
@@ -45,10 +63,23 @@ export async function main(argv: string[], overrides: Partial<CliContext> = {}):
     const group = commands.filter((c) => c.name.split(' ')[0] === first);
     if (group.length > 0) {
       const sub = rest[0];
-      if (sub !== undefined) ctx.stderr.write(`pullwarden: unknown command "${first} ${sub}"\n\n`);
-      ctx.stderr.write(usage(group));
+      if (sub === undefined) {
+        ctx.stderr.write(usage(group));
+      } else {
+        const hit = suggest(
+          sub,
+          group.map((c) => c.name.split(' ').slice(1).join(' ')),
+        );
+        const hint = hit === undefined ? '' : ` (did you mean "${first} ${hit}"?)`;
+        ctx.stderr.write(
+          `pullwarden: unknown command "${first} ${sub}"${hint}; see "pullwarden help ${first}"\n`,
+        );
+      }
     } else {
-      ctx.stderr.write(`pullwarden: unknown command "${first}"\n\n${usage()}`);
+      const names = [...new Set(commands.map((c) => c.name.split(' ')[0] ?? ''))];
+      ctx.stderr.write(
+        `pullwarden: unknown command "${first}"${didYouMean(first, names)}; see "pullwarden --help"\n`,
+      );
     }
     return 2;
   }
@@ -63,14 +94,30 @@ export async function main(argv: string[], overrides: Partial<CliContext> = {}):
     return await command.run(args, ctx);
   } catch (error) {
     if (error instanceof UsageError) {
-      ctx.stderr.write(`pullwarden ${command.name}: ${error.message}\n\n${commandHelp(command)}`);
+      ctx.stderr.write(
+        `pullwarden ${command.name}: ${error.message}; see "pullwarden ${command.name} --help"\n`,
+      );
       return 2;
     }
-    ctx.stderr.write(
-      `pullwarden ${command.name}: ${error instanceof Error ? error.message : String(error)}\n`,
-    );
+    ctx.stderr.write(`pullwarden ${command.name}: ${describeError(error, ctx.debug === true)}\n`);
     return 1;
   }
+}
+
+/**
+ * The process entry point (bin/pullwarden.js, src/cli/run.ts): `main`, plus handlers that turn an
+ * error nothing caught (a bug, or a failure after `serve` started) into one line on stderr and exit
+ * code 1 instead of Node's stack trace (kept with --debug or LOG_LEVEL=debug).
+ */
+export async function runCli(argv: string[]): Promise<void> {
+  const debug = debugWanted(argv.includes('--debug'), process.env);
+  const fatal = (error: unknown) => {
+    process.stderr.write(`pullwarden: unexpected error: ${describeError(error, debug)}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
+  process.exitCode = await main(argv);
 }
 
 /** The command whose name is the longest prefix of argv. */
@@ -121,6 +168,7 @@ function usage(list: readonly Command[] = commands): string {
     `\nOptions:\n` +
     line('-h, --help', 'Show help') +
     line('-V, --version', 'Print the version') +
+    line('--debug', 'Stack traces with errors (also LOG_LEVEL=debug)') +
     `\nEnvironment: PULLWARDEN_CONFIG (config file), PULLWARDEN_LISTEN, PULLWARDEN_STORAGE_DIR,\n` +
     `PULLWARDEN_METADATA_URL, PULLWARDEN_LOG_LEVEL (override the file).\n`
   );
@@ -128,7 +176,9 @@ function usage(list: readonly Command[] = commands): string {
 
 function commandHelp(command: Command): string {
   const body = command.help === undefined ? '' : `\n${command.help}\n`;
-  return `Usage: pullwarden ${synopsis(command)}\n\n${command.summary}\n${body}`;
+  const examples = /^Examples?:$/m.test(command.help ?? '') ? [] : (EXAMPLES[command.name] ?? []);
+  const tail = examples.length === 0 ? '' : `\nExamples:\n${examples.map((e) => `  ${e}\n`).join('')}`;
+  return `Usage: pullwarden ${synopsis(command)}\n\n${command.summary}\n${body}${tail}`;
 }
 
 /** The package version; package.json sits two levels above both src/cli and dist/cli. */

@@ -1,4 +1,4 @@
 // Development entry point: `node src/cli/run.ts serve` (Node >= 23.6 runs the TypeScript directly).
-import { main } from './main.ts';
+import { runCli } from './main.ts';
 
-process.exitCode = await main(process.argv.slice(2));
+await runCli(process.argv.slice(2));

@@ -37,6 +37,8 @@ export interface CliContext {
   /** Ends the process (serve only, after shutdown). */
   exit: (code: number) => void;
   loadApp: () => Promise<AppModule>;
+  /** Print stack traces with errors (`--debug`, LOG_LEVEL=debug); set by `main`. */
+  debug?: boolean;
 }
 
 /** One CLI command. Multi-word names ("config validate") form groups in the help. */

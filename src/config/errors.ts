@@ -52,20 +52,26 @@ export interface IssueContext {
   fromEnv?: ReadonlyMap<string, string>;
 }
 
+/**
+ * A problem at a key path: located in the file (at the key itself), or named after the environment
+ * variable its value came from.
+ */
+export function problemAt(path: KeyPath, message: string, ctx: Omit<IssueContext, 'input'>): ConfigProblem {
+  const key = dotted(path);
+  const env = ctx.fromEnv?.get(key);
+  const problem: ConfigProblem = { path: env === undefined ? key : `${key} (from ${env})`, message };
+  const pos = env === undefined ? ctx.locate?.(path) : undefined;
+  if (pos !== undefined) {
+    problem.line = pos.line;
+    problem.col = pos.col;
+  }
+  return problem;
+}
+
 /** Turn zod issues into problems that say what is expected, without echoing values. */
 export function problemsFromIssues(issues: readonly z.core.$ZodIssue[], ctx: IssueContext): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  const add = (path: KeyPath, message: string) => {
-    const key = dotted(path);
-    const env = ctx.fromEnv?.get(key);
-    const problem: ConfigProblem = { path: env === undefined ? key : `${key} (from ${env})`, message };
-    const pos = env === undefined ? ctx.locate?.(path) : undefined;
-    if (pos !== undefined) {
-      problem.line = pos.line;
-      problem.col = pos.col;
-    }
-    problems.push(problem);
-  };
+  const add = (path: KeyPath, message: string) => problems.push(problemAt(path, message, ctx));
   for (const issue of issues) {
     switch (issue.code) {
       case 'unrecognized_keys':
@@ -84,9 +90,19 @@ export function problemsFromIssues(issues: readonly z.core.$ZodIssue[], ctx: Iss
         );
         break;
       }
-      case 'invalid_value':
-        add(issue.path, `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`);
+      case 'invalid_value': {
+        // The nearest valid value, never the value given (it may be a misplaced secret).
+        const found = valueAt(ctx.input, issue.path);
+        const hint =
+          found.present && typeof found.value === 'string'
+            ? didYouMean(
+                found.value,
+                issue.values.filter((v): v is string => typeof v === 'string'),
+              )
+            : '';
+        add(issue.path, `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}${hint}`);
         break;
+      }
       case 'too_small':
         add(issue.path, describeBound(issue.origin, '>=', issue.minimum, issue.message));
         break;

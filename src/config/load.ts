@@ -1,11 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
+import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
-import { ConfigError, dotted, problemsFromIssues } from './errors.ts';
+import { attestorSchema, policySchema } from '../policy/schema.ts';
+import type { Gate, Policy } from '../policy/index.ts';
+import type { Attestor } from '../trust/index.ts';
+import { crossCheck } from './cross-check.ts';
+import type { ConfigSections } from './cross-check.ts';
+import { ConfigError, formatProblem, problemAt, problemsFromIssues } from './errors.ts';
 import type { ConfigProblem, KeyPath } from './errors.ts';
-import { configSchema, defaultConfigInput } from './schema.ts';
+import { checkFiles, fsReason, readSecretFile } from './files.ts';
+import type { FileParsers } from './files.ts';
+import { configSchema, defaultConfigInput, upstreamSchema } from './schema.ts';
 // The key check of the audit module (a leaf: node:crypto only), so a bad key fails validation.
 import { signingKey } from '../audit/checkpoint.ts';
 import type { Config, UpstreamConfig } from './schema.ts';
@@ -64,6 +71,12 @@ export interface LoadOptions {
   resolveSecrets?: boolean;
   /** Base for a relative config path, for relative paths when there is no file, and for env values. */
   cwd?: string;
+  /**
+   * Check every file the config names (exists, parses: keys, trusted roots, htpasswd, TLS, KEV) with
+   * these parsers, and every directory (can be created and written). `serve` and `config validate`
+   * pass them; commands that use only part of the config do not.
+   */
+  files?: FileParsers;
 }
 
 /**
@@ -82,39 +95,38 @@ export async function loadConfig(
   options: LoadOptions = {},
 ): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
-  const source = path === undefined ? EMBEDDED_SOURCE : resolve(cwd, path);
-  const fileBase = path === undefined ? cwd : dirname(source);
+  const { source, fileBase, input, fromEnv, locate } = await readConfigInput(path, env, cwd);
 
-  let raw: unknown;
-  let locate: ((p: KeyPath) => { line: number; col: number } | undefined) | undefined;
-  if (path === undefined) {
-    raw = structuredClone(defaultConfigInput);
-  } else {
-    const parsed = await readYaml(source);
-    raw = parsed.value;
-    locate = parsed.locate;
-  }
-
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(source, [
-      { path: '', message: 'expected a mapping at the top level (at least "upstreams:")' },
-    ]);
-  }
-  const input = raw as Record<string, unknown>;
-  normalizeEmptyUpstreams(input);
-  const fromEnv = applyEnvOverrides(input, env);
+  // Every problem in one round: schema, then references between sections (also when some sections
+  // failed), then files. Duplicates (a secret file seen by both checks) are dropped.
+  const ctx = locate === undefined ? { input, fromEnv } : { input, fromEnv, locate };
+  const problems: ConfigProblem[] = [];
+  const seen = new Set<string>();
+  const push = (problem: ConfigProblem) => {
+    const key = formatProblem('', problem);
+    if (seen.has(key)) return;
+    seen.add(key);
+    problems.push(problem);
+  };
+  const addProblem = (at: KeyPath, message: string) => push(problemAt(at, message, ctx));
 
   const result = configSchema.safeParse(input);
   if (!result.success) {
-    const ctx = locate === undefined ? { input, fromEnv } : { input, fromEnv, locate };
-    throw new ConfigError(source, problemsFromIssues(result.error.issues, ctx));
+    for (const p of problemsFromIssues(result.error.issues, ctx)) push(p);
+    for (const p of crossCheck(parsedSections(input))) addProblem(p.path, p.message);
   }
+  const readSecrets = options.resolveSecrets ?? true;
+  const fileProblems = await checkFiles(input, {
+    parsers: options.files,
+    secrets: readSecrets,
+    env,
+    fileBase,
+    cwd,
+    fromEnv,
+  });
+  for (const p of fileProblems) addProblem(p.path, p.message);
+  if (!result.success) throw new ConfigError(source, inFileOrder(problems));
   const config = result.data;
-  const problems: ConfigProblem[] = [];
-  const addProblem = (at: KeyPath, message: string) => {
-    const pos = locate?.(at);
-    problems.push(pos === undefined ? { path: dotted(at), message } : { path: dotted(at), message, ...pos });
-  };
 
   // Values from the environment are relative to where the process runs, not to the file.
   const baseFor = (key: string) => (fromEnv.has(key) ? cwd : fileBase);
@@ -124,7 +136,6 @@ export async function loadConfig(
       ? `sqlite://${join(storageDir, 'meta.sqlite')}`
       : resolveSqliteUrl(config.metadata.url, baseFor('metadata.url'));
 
-  const readSecrets = options.resolveSecrets ?? true;
   const secret = async (
     at: KeyPath,
     spec: {
@@ -132,20 +143,22 @@ export async function loadConfig(
       passwordFile?: string | undefined;
       passwordEnv?: string | undefined;
     },
+    // The keys as the file names them (auth tokens: tokenFile, tokenEnv).
+    keys: { file: string; env: string } = { file: 'passwordFile', env: 'passwordEnv' },
   ): Promise<string | undefined> => {
     if (spec.password !== undefined) return spec.password;
     if (!readSecrets) return undefined;
     if (spec.passwordFile !== undefined) {
       const file = resolve(fileBase, spec.passwordFile);
       const read = await readSecretFile(file);
-      if ('error' in read) addProblem([...at, 'passwordFile'], read.error);
+      if ('error' in read) addProblem([...at, keys.file], read.error);
       else return read.value;
       return undefined;
     }
     if (spec.passwordEnv !== undefined) {
       const value = env[spec.passwordEnv];
       if (value === undefined || value === '') {
-        addProblem([...at, 'passwordEnv'], `environment variable ${spec.passwordEnv} is not set or empty`);
+        addProblem([...at, keys.env], `environment variable ${spec.passwordEnv} is not set or empty`);
       }
       return value;
     }
@@ -246,10 +259,14 @@ export async function loadConfig(
       continue;
     }
     const token = readSecrets
-      ? await secret(['auth', 'tokens', i], {
-          ...(t.tokenFile === undefined ? {} : { passwordFile: t.tokenFile }),
-          ...(t.tokenEnv === undefined ? {} : { passwordEnv: t.tokenEnv }),
-        })
+      ? await secret(
+          ['auth', 'tokens', i],
+          {
+            ...(t.tokenFile === undefined ? {} : { passwordFile: t.tokenFile }),
+            ...(t.tokenEnv === undefined ? {} : { passwordEnv: t.tokenEnv }),
+          },
+          { file: 'tokenFile', env: 'tokenEnv' },
+        )
       : '';
     if (token !== undefined) tokens.push({ name: t.name, token, repositories: t.repositories });
   }
@@ -274,7 +291,7 @@ export async function loadConfig(
         }),
   };
 
-  if (problems.length > 0) throw new ConfigError(source, problems);
+  if (problems.length > 0) throw new ConfigError(source, inFileOrder(problems));
 
   const admin =
     config.admin.htpasswd === undefined
@@ -293,6 +310,54 @@ export async function loadConfig(
     upstreams,
     source,
   };
+}
+
+/** The config as written (file or embedded defaults) with env overrides applied, before validation. */
+export interface ConfigInputSource {
+  /** Absolute path of the file, or "embedded defaults". */
+  source: string;
+  /** Where relative paths in the file resolve from. */
+  fileBase: string;
+  input: Record<string, unknown>;
+  /** Dotted key paths set from environment variables, mapped to the variable. */
+  fromEnv: Map<string, string>;
+  /** Line and column of a key path in the file (absent for the embedded defaults). */
+  locate?: (p: KeyPath) => { line: number; col: number } | undefined;
+}
+
+/**
+ * Read the config input: the YAML file (or a copy of the embedded defaults) with the environment
+ * overrides applied. Throws ConfigError for a file that cannot be read or is not YAML.
+ */
+export async function readConfigInput(
+  path: string | undefined,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<ConfigInputSource> {
+  const source = path === undefined ? EMBEDDED_SOURCE : resolve(cwd, path);
+  const fileBase = path === undefined ? cwd : dirname(source);
+
+  let raw: unknown;
+  let locate: ((p: KeyPath) => { line: number; col: number } | undefined) | undefined;
+  if (path === undefined) {
+    raw = structuredClone(defaultConfigInput);
+  } else {
+    const parsed = await readYaml(source);
+    raw = parsed.value;
+    locate = parsed.locate;
+  }
+
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(source, [
+      { path: '', message: 'expected a mapping at the top level (at least "upstreams:")' },
+    ]);
+  }
+  const input = raw as Record<string, unknown>;
+  normalizeEmptyUpstreams(input);
+  const fromEnv = applyEnvOverrides(input, env);
+  return locate === undefined
+    ? { source, fileBase, input, fromEnv }
+    : { source, fileBase, input, fromEnv, locate };
 }
 
 /** A copy of `value` without `key` (destructuring would leave an unused variable behind). */
@@ -314,34 +379,6 @@ function resolveSqliteUrl(url: string, base: string): string {
   const path = sqlitePath(url);
   if (path === undefined || path === ':memory:' || isAbsolute(path)) return url;
   return `sqlite://${resolve(base, path)}`;
-}
-
-async function readSecretFile(file: string): Promise<{ value: string } | { error: string }> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    return { error: `cannot read secret file ${file}: ${fsReason(error)}` };
-  }
-  // Files written by `echo` or Kubernetes tooling often end in a newline that is not part of the secret.
-  const value = text.replace(/\r?\n$/, '');
-  if (value === '') return { error: `secret file ${file} is empty` };
-  return { value };
-}
-
-function fsReason(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  switch (code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EISDIR':
-      return 'is a directory';
-    default:
-      return code ?? 'read failed';
-  }
 }
 
 interface ParsedYaml {
@@ -382,18 +419,116 @@ async function readYaml(file: string): Promise<ParsedYaml> {
   return { value, locate: (path) => locateKey(doc, lineCounter, path) };
 }
 
-/** Line and column of the deepest key of `path` that exists in the document. */
+/**
+ * Line and column of the deepest part of `path` that exists in the document: the key itself in a
+ * mapping, the item in a list (so a problem in `policies.3.action` points at `action:` of the fourth
+ * policy, not at `policies:`).
+ */
 function locateKey(doc: Document, lc: LineCounter, path: KeyPath): { line: number; col: number } | undefined {
   let node: unknown = doc.contents;
   let pos: number | undefined;
   for (const key of path) {
-    if (!isMap(node)) break;
-    const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
-    if (pair === undefined) break;
-    pos = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
-    node = pair.value;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
+      if (pair === undefined) break;
+      pos = isScalar(pair.key) ? pair.key.range?.[0] : pos;
+      node = pair.value;
+    } else if (isSeq(node)) {
+      const item: unknown = node.items[Number(key)];
+      if (item === undefined || item === null || typeof item !== 'object' || !('range' in item)) break;
+      pos = (item as { range?: [number, number, number] | null }).range?.[0] ?? pos;
+      node = item;
+    } else {
+      break;
+    }
   }
   return pos === undefined ? undefined : lc.linePos(pos);
+}
+
+/**
+ * The sections of an input that failed validation which do parse on their own, for the reference
+ * checks: upstreams one by one, policies one by one (a sparse list that keeps indices), and the names
+ * of trust roots and keys even when one of them is invalid.
+ */
+function parsedSections(input: Record<string, unknown>): ConfigSections {
+  const sections: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(configSchema.shape)) {
+    const parsed = (schema as { safeParse(v: unknown): { success: boolean; data?: unknown } }).safeParse(
+      input[key],
+    );
+    if (parsed.success) sections[key] = parsed.data;
+  }
+  const upstreams = input['upstreams'];
+  if (sections['upstreams'] === undefined && isRecord(upstreams)) {
+    const ok: Record<string, UpstreamConfig> = {};
+    for (const [host, value] of Object.entries(upstreams)) {
+      const parsed = upstreamSchema.safeParse(value ?? {});
+      // A host that fails still counts as configured (for defaultUpstream), with its defaults.
+      ok[host] = parsed.success ? parsed.data : upstreamSchema.parse({});
+    }
+    sections['upstreams'] = ok;
+  }
+  const policies = input['policies'];
+  if (sections['policies'] === undefined && Array.isArray(policies)) {
+    const sparse: Policy[] = [];
+    policies.forEach((p: unknown, i) => {
+      const parsed = policySchema.safeParse(p);
+      sparse[i] = parsed.success ? parsed.data : attestorsOnly(p, i);
+    });
+    sections['policies'] = sparse;
+  }
+  const trust = input['trust'];
+  if (sections['trust'] === undefined && isRecord(trust)) {
+    const roots = trust['roots'] ?? { 'public-good': {} };
+    const keys = trust['keys'] ?? {};
+    if (isRecord(roots) && isRecord(keys)) sections['trust'] = { roots, keys };
+  }
+  return sections;
+}
+
+/**
+ * A policy that failed validation, reduced to its name and the attestors that parse (indices kept),
+ * so that its references to keys and roots are checked in the same round.
+ */
+function attestorsOnly(raw: unknown, index: number): Policy {
+  const policy = isRecord(raw) ? raw : {};
+  const list = (value: unknown) => {
+    const out: Attestor[] = [];
+    if (Array.isArray(value)) {
+      value.forEach((a: unknown, j) => {
+        const parsed = attestorSchema.safeParse(a);
+        if (parsed.success) out[j] = parsed.data;
+      });
+    }
+    return out;
+  };
+  const signatures = policy['signatures'];
+  const items = (value: unknown) => (Array.isArray(value) ? (value as unknown[]) : []);
+  const name = policy['name'];
+  return {
+    // A name that is not a string cannot collide with another policy's.
+    name: typeof name === 'string' ? name : `\u0000${index}`,
+    match: [],
+    action: 'verify',
+    mode: 'enforce',
+    signatures: { threshold: 1, attestors: list(isRecord(signatures) ? signatures['attestors'] : undefined) },
+    attestations: items(policy['attestations']).map((a) => ({
+      predicateType: '',
+      attestors: list(isRecord(a) ? a['attestors'] : undefined),
+    })),
+    gates: items(policy['gates']).map(
+      (g) => ({ attestors: list(isRecord(g) ? g['attestors'] : undefined) }) as unknown as Gate,
+    ),
+  };
+}
+
+/** Problems in the order of the file (those without a line, from the environment, first). */
+function inFileOrder(problems: readonly ConfigProblem[]): ConfigProblem[] {
+  return [...problems].sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 /** `quay.io:` with nothing after it means "this upstream, all defaults". */

@@ -1,15 +1,9 @@
 import { auditSchema } from '../audit/schema.ts';
-import {
-  checkPolicyReferences,
-  decisionsSchema,
-  defaultPolicyInput,
-  policiesSchema,
-  trustSchema,
-} from '../policy/schema.ts';
+import { decisionsSchema, defaultPolicyInput, policiesSchema, trustSchema } from '../policy/schema.ts';
 import { z } from 'zod';
 import { isRegistryHost } from '../oci/index.ts';
-import { didYouMean } from './suggest.ts';
-import { duration, size } from './zod-units.ts';
+import { crossCheck } from './cross-check.ts';
+import { duration, size, unitSchema } from './zod-units.ts';
 import { parseSize, SIZE_PATTERN } from './units.ts';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
@@ -138,8 +132,7 @@ export const configSchema = z
           '30s',
           'A fill whose every reader left goes on this long for others to join, then stops',
         ),
-        reserve: z
-          .union([z.string(), z.number().int().min(0)])
+        reserve: unitSchema(z.union([z.string(), z.number().int().min(0)]), 'size-or-percent')
           .default('1GiB')
           .transform((v, ctx) => {
             const percent = typeof v === 'string' ? /^(\d+(?:\.\d+)?)%$/.exec(v.trim()) : null;
@@ -224,6 +217,12 @@ export const configSchema = z
           .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
           .default('info')
           .describe('Log level'),
+        timestamp: z
+          .enum(['iso', 'epoch', 'none'])
+          .default('iso')
+          .describe(
+            'Time of each log line: iso (ISO-8601, UTC), epoch (milliseconds since 1970), none (the collector stamps lines)',
+          ),
       })
       .prefault({}),
     trust: trustSchema
@@ -378,125 +377,7 @@ export const configSchema = z
         message: "admin.listen needs exactly one of htpasswd (own credentials) or identities (the API's)",
       });
     }
-    if (config.trust !== undefined && config.policies !== undefined) {
-      for (const problem of checkPolicyReferences(config.trust, config.policies)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: problem.path.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
-          message: problem.message,
-        });
-      }
-    }
-    const server = config.server;
-    if (server !== undefined && server.headersTimeout > server.requestTimeout) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['server', 'headersTimeout'],
-        message: 'expected headersTimeout no longer than requestTimeout',
-      });
-    }
-    if (
-      server !== undefined &&
-      (server.headersTimeout === 0 || server.requestTimeout === 0 || server.sendTimeout === 0)
-    ) {
-      ctx.addIssue({
-        code: 'custom',
-        path: [
-          'server',
-          server.headersTimeout === 0
-            ? 'headersTimeout'
-            : server.requestTimeout === 0
-              ? 'requestTimeout'
-              : 'sendTimeout',
-        ],
-        message: 'expected a duration above 0 (0 would let a client hold a connection forever)',
-      });
-    }
-    const hosts = Object.keys(config.upstreams ?? {});
-    if (config.defaultUpstream !== undefined && !hosts.includes(config.defaultUpstream)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['defaultUpstream'],
-        message: `expected one of the configured upstreams (${hosts.map((h) => `"${h}"`).join(', ')})${didYouMean(config.defaultUpstream, hosts)}`,
-      });
-    }
-    const names = new Map<string, string>(hosts.map((h) => [h, h]));
-    for (const [host, upstream] of Object.entries(config.upstreams ?? {})) {
-      for (const [i, alias] of (upstream.aliases ?? []).entries()) {
-        const taken = names.get(alias);
-        if (taken !== undefined) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['upstreams', host, 'aliases', i],
-            message: `expected a name no other upstream uses ("${alias}" already names ${taken})`,
-          });
-        }
-        names.set(alias, host);
-      }
-    }
-    for (const [host, upstream] of Object.entries(config.upstreams ?? {})) {
-      const sources = (['password', 'passwordFile', 'passwordEnv'] as const).filter(
-        (k) => upstream[k] !== undefined,
-      );
-      if (sources.length > 1) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['upstreams', host],
-          message: `expected only one of password, passwordFile, passwordEnv (got ${sources.join(', ')})`,
-        });
-      }
-      if (upstream.username !== undefined && sources.length === 0) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['upstreams', host, 'username'],
-          message: 'username needs password, passwordFile or passwordEnv',
-        });
-      }
-      const [first] = sources;
-      if (upstream.username === undefined && first !== undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['upstreams', host, first],
-          message: `${first} needs username`,
-        });
-      }
-      // Checks also run when other keys failed; skip what did not parse.
-      if (upstream.url !== undefined && URL.canParse(upstream.url)) {
-        const url = new URL(upstream.url);
-        if (url.username !== '' || url.password !== '') {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['upstreams', host, 'url'],
-            message: 'expected a URL without credentials (use username and passwordFile)',
-          });
-        }
-        if (url.search !== '' || url.hash !== '') {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['upstreams', host, 'url'],
-            message: 'expected a URL without query or fragment',
-          });
-        }
-      }
-    }
-    const { metadata } = config;
-    if (metadata.passwordFile !== undefined && metadata.passwordEnv !== undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['metadata'],
-        message: 'expected only one of passwordFile, passwordEnv',
-      });
-    }
-    if (
-      (metadata.passwordFile !== undefined || metadata.passwordEnv !== undefined) &&
-      !/^rediss?:\/\//.test(metadata.url ?? '')
-    ) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['metadata', metadata.passwordFile !== undefined ? 'passwordFile' : 'passwordEnv'],
-        message: 'a password applies only to a redis:// or rediss:// metadata.url',
-      });
-    }
+    for (const problem of crossCheck(config)) ctx.addIssue({ code: 'custom', ...problem });
   });
 
 export type ConfigInput = z.input<typeof configSchema>;

@@ -50,3 +50,33 @@ export function parseSize(value: string | number): number | undefined {
   const bytes = Math.floor(Number(m[1]) * factor);
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
+
+/** Milliseconds in the largest unit that holds them exactly: 30000 → "30s", 86400000 → "1d". */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0s';
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    const factor = DURATION_UNITS[unit];
+    if (ms % factor === 0) return `${ms / factor}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+const SIZE_FORMATS = [
+  ['TiB', 1024 ** 4],
+  ['GiB', 1024 ** 3],
+  ['MiB', 1024 ** 2],
+  ['KiB', 1024],
+  ['TB', 1e12],
+  ['GB', 1e9],
+  ['MB', 1e6],
+  ['KB', 1e3],
+] as const;
+
+/** Bytes in the largest unit that holds them exactly: 53687091200 → "50GiB", 500000000 → "500MB". */
+export function formatSize(bytes: number): string {
+  if (bytes === 0) return '0B';
+  for (const [unit, factor] of SIZE_FORMATS) {
+    if (bytes % factor === 0) return `${bytes / factor}${unit}`;
+  }
+  return `${bytes}B`;
+}

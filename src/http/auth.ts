@@ -7,6 +7,22 @@ import { globToRegExp } from '../policy/index.ts';
 import { FailureLimiter } from './failure-limiter.ts';
 import { PasswordPool } from './password-pool.ts';
 
+/** Parse an htpasswd file (user -> bcrypt hash); throws naming the first line that is not one. */
+export function parseHtpasswd(text: string, file: string): Map<string, string> {
+  const users = new Map<string, string>();
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const colon = line.indexOf(':');
+    const hash = line.slice(colon + 1);
+    if (colon <= 0 || !/^\$2[aby]\$\d\d\$/.test(hash)) {
+      throw new Error(`${file}:${i + 1}: expected "user:<bcrypt hash>" (htpasswd -B)`);
+    }
+    users.set(line.slice(0, colon), hash);
+  }
+  return users;
+}
+
 /** Who is pulling: an htpasswd user, a token, a client certificate, or nobody. */
 export interface Identity {
   /** As written to audit events: `user:<name>`, `token:<name>`, `cert:<subject CN>`. */
@@ -115,18 +131,7 @@ export class PullAuth {
   /** Re-read the htpasswd file (on change). Entries must be bcrypt (`$2a$`, `$2b$`, `$2y$`). */
   async reload(): Promise<void> {
     if (this.#htpasswdPath === undefined) return;
-    const text = await readFile(this.#htpasswdPath, 'utf8');
-    const next = new Map<string, string>();
-    for (const [i, raw] of text.split('\n').entries()) {
-      const line = raw.trim();
-      if (line === '' || line.startsWith('#')) continue;
-      const colon = line.indexOf(':');
-      const hash = line.slice(colon + 1);
-      if (colon <= 0 || !/^\$2[aby]\$\d\d\$/.test(hash)) {
-        throw new Error(`${this.#htpasswdPath}:${i + 1}: expected "user:<bcrypt hash>" (htpasswd -B)`);
-      }
-      next.set(line.slice(0, colon), hash);
-    }
+    const next = parseHtpasswd(await readFile(this.#htpasswdPath, 'utf8'), this.#htpasswdPath);
     this.#htpasswd = next;
     this.#dummyCost = next.size === 0 ? 10 : Math.max(...[...next.values()].map(bcryptCost));
     this.#verified.clear();

@@ -4,7 +4,7 @@ export { parseRegistryPath, canonicalHost } from './routing.ts';
 export type { RegistryRoute, RoutingConfig } from './routing.ts';
 export { parseRange } from './range.ts';
 export { toRegistryError } from './errors.ts';
-export { PullAuth, AUTH_CHALLENGE } from './auth.ts';
+export { PullAuth, AUTH_CHALLENGE, parseHtpasswd } from './auth.ts';
 export type { AuthConfig, Identity } from './auth.ts';
 export { buildAdminServer, esc, renderAdminPage } from './admin/index.ts';
 export type { AdminServerOptions, AdminView } from './admin/index.ts';

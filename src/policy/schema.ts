@@ -2,6 +2,7 @@ import { z } from 'zod';
 // The one duration grammar of the config file. A deep import on purpose: the config module wires these
 // schemas into its own, and units.ts is a leaf (it imports nothing), so there is no cycle.
 import { duration } from '../config/zod-units.ts';
+import { didYouMean } from '../config/suggest.ts';
 import type { Attestor } from '../trust/types.ts';
 import { gatesSchema } from './gates/schema.ts';
 import { globProblem } from './match.ts';
@@ -366,12 +367,15 @@ export function checkPolicyReferences(
     attestors.forEach((a, j) => {
       if ('key' in a) {
         if (!Object.hasOwn(trust.keys, a.key)) {
-          problems.push({ path: `${base}.${j}.key`, message: `unknown key "${a.key}" (${known(keys)})` });
+          problems.push({
+            path: `${base}.${j}.key`,
+            message: `unknown key "${a.key}"${didYouMean(a.key, keys)} (${known(keys)})`,
+          });
         }
       } else if (!Object.hasOwn(trust.roots, a.keyless.root)) {
         problems.push({
           path: `${base}.${j}.keyless.root`,
-          message: `unknown trust root "${a.keyless.root}" (${known(roots)})`,
+          message: `unknown trust root "${a.keyless.root}"${didYouMean(a.keyless.root, roots)} (${known(roots)})`,
         });
       }
     });

@@ -102,7 +102,8 @@ async function defaultFetcher(options: TrustRefreshOptions): Promise<TrustedRoot
   });
 }
 
-function parseTrustedRoot(bytes: Buffer, what: string): TrustedRoot {
+/** Parse a trusted_root.json (Sigstore TrustedRoot, JSON) as `trust.roots.<name>.file` is loaded. */
+export function parseTrustedRoot(bytes: Buffer, what: string): TrustedRoot {
   const json = jsonObject(bytes, what);
   if (
     typeof json.mediaType !== 'string' ||

@@ -38,7 +38,7 @@ async function packageCopy(name: string, withDist: boolean): Promise<string> {
   if (withDist) {
     await mkdir(join(pkg, 'dist/cli'), { recursive: true });
     const main = pathToFileURL(join(root, 'src/cli/main.ts')).href;
-    await writeFile(join(pkg, 'dist/cli/main.js'), `export { main } from ${JSON.stringify(main)};\n`);
+    await writeFile(join(pkg, 'dist/cli/main.js'), `export { main, runCli } from ${JSON.stringify(main)};\n`);
   }
   return pkg;
 }

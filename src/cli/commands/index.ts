@@ -8,6 +8,7 @@ import { hostsToml } from './hosts-toml.ts';
 import { registriesConf } from './registries-conf.ts';
 import { doctor } from './doctor.ts';
 import { inventory } from './inventory.ts';
+import { completion } from './completion.ts';
 
 /**
  * Every command, in help order. To add one (`check`, `audit query`, `hosts-toml`), write a Command in
@@ -29,4 +30,5 @@ export const commands: readonly Command[] = [
   hostsToml,
   registriesConf,
   doctor,
+  completion,
 ];

@@ -1,9 +1,11 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { logTimestamp } from '../../logger.ts';
 import type { LoadedConfig } from '../../config/index.ts';
 import type { CliContext, Command, ServerHandle } from '../types.ts';
 import { loadCommandConfig } from './config.ts';
 import { parseCommandArgs } from './parse.ts';
+import { describeError } from '../errors.ts';
 
 /** Extra time, beyond server.shutdownGrace, before a stuck shutdown is abandoned. */
 const SHUTDOWN_SLACK_MS = 5_000;
@@ -29,7 +31,7 @@ export const serve: Command = {
       { min: 0, max: 0, names: '' },
     );
 
-    const config = await loadCommandConfig(values.config, ctx);
+    const config = await loadCommandConfig(values.config, ctx, { checkFiles: true });
     if (config === undefined) return 2;
 
     let handle: ServerHandle;
@@ -37,12 +39,19 @@ export const serve: Command = {
       const app = await ctx.loadApp();
       handle = await app.startServer(config);
     } catch (error) {
-      ctx.stderr.write(`pullwarden: cannot start: ${errorMessage(error)}\n`);
+      ctx.stderr.write(`pullwarden: cannot start: ${describeError(error, ctx.debug === true)}\n`);
       return 2;
     }
 
     // The app logs "listening"; this logger covers only the process side (signals, shutdown).
-    const log = pino({ level: config.log.level, base: { service: 'pullwarden' } }, ctx.stdout).child({
+    const log = pino(
+      {
+        level: config.log.level,
+        timestamp: logTimestamp(config.log.timestamp),
+        base: { service: 'pullwarden' },
+      },
+      ctx.stdout,
+    ).child({
       module: 'cli',
     });
     return waitForShutdown(handle, config, ctx, log);
@@ -110,8 +119,4 @@ function waitForShutdown(
     ctx.signals.on('SIGINT', onSignal);
     ctx.signals.on('SIGHUP', onHangup);
   });
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -98,19 +98,21 @@ export const tagsHistory: Command = {
 
 export const tagsPin: Command = {
   name: 'tags pin',
-  synopsis: 'REF DIGEST [--config FILE]',
+  synopsis: 'REF DIGEST [--config FILE] [--json]',
   summary: 'Pin a tag to a digest (accepts a move under tags.immutable or tags.onMove: deny)',
-  help: common.join('\n'),
+  help: [...common, '  --json              {"ref":…,"pin":…} on stdout'].join('\n'),
   run: (args, ctx) =>
     withTags(
       args,
       ctx,
       { min: 2, max: 2, names: 'REF DIGEST' },
-      async (guard, config, [input = '', d = '']) => {
+      async (guard, config, [input = '', d = ''], json) => {
         const ref = tagRef(config, input);
         const digest: Digest = parseDigest(d);
         await guard.setPin(ref.upstream, ref.repository, ref.tag, digest);
-        ctx.stdout.write(`${ref.text} pinned to ${digest}\n`);
+        ctx.stdout.write(
+          json ? `${JSON.stringify({ ref: ref.text, pin: digest })}\n` : `${ref.text} pinned to ${digest}\n`,
+        );
         return 0;
       },
     ),
@@ -118,14 +120,14 @@ export const tagsPin: Command = {
 
 export const tagsUnpin: Command = {
   name: 'tags unpin',
-  synopsis: 'REF [--config FILE]',
+  synopsis: 'REF [--config FILE] [--json]',
   summary: 'Remove the pin of a tag (an immutable tag pins its current digest at the next pull)',
-  help: common.join('\n'),
+  help: [...common, '  --json              {"ref":…,"pin":…} on stdout'].join('\n'),
   run: (args, ctx) =>
-    withTags(args, ctx, { min: 1, max: 1, names: 'REF' }, async (guard, config, [input = '']) => {
+    withTags(args, ctx, { min: 1, max: 1, names: 'REF' }, async (guard, config, [input = ''], json) => {
       const ref = tagRef(config, input);
       await guard.unpin(ref.upstream, ref.repository, ref.tag);
-      ctx.stdout.write(`${ref.text} unpinned\n`);
+      ctx.stdout.write(json ? `${JSON.stringify({ ref: ref.text, pin: null })}\n` : `${ref.text} unpinned\n`);
       return 0;
     }),
 };

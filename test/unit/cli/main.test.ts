@@ -120,16 +120,20 @@ describe('main', () => {
     expect(schema.properties).toHaveProperty('upstreams');
   });
 
-  it('shows the effective config with secrets redacted', async () => {
-    await writeFile(join(dir, 'pw.yaml'), 'upstreams:\n  ghcr.io: { username: bot, passwordEnv: T }\n');
+  it('shows the effective config with secrets where they come from, inline ones redacted', async () => {
+    await writeFile(
+      join(dir, 'pw.yaml'),
+      'upstreams:\n  ghcr.io: { username: bot, passwordEnv: T }\n  quay.io: { username: bot, password: s3cret }\n',
+    );
     const result = await run(['config', 'show', '--config', 'pw.yaml'], { env: { T: 'hunter2' } });
     expect(result.code).toBe(0);
+    expect(result.stdout).toContain('passwordEnv: T');
     expect(result.stdout).toContain('password: "[redacted]"');
-    expect(result.stdout).not.toContain('hunter2');
+    expect(result.stdout).not.toMatch(/hunter2|s3cret/);
   });
 
   it('prints help and the version', async () => {
-    expect((await run(['--help'])).stdout).toContain('config validate FILE');
+    expect((await run(['--help'])).stdout).toContain('config validate [FILE | --config FILE]');
     expect((await run(['help', 'serve'])).stdout).toContain('Usage: pullwarden serve [--config FILE]');
     expect((await run(['config', 'validate', '--help'])).code).toBe(0);
     expect(await run(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
@@ -138,13 +142,14 @@ describe('main', () => {
   it('answers usage mistakes with the usage and exit code 2', async () => {
     const unknown = await run(['frobnicate']);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toContain('unknown command "frobnicate"');
-    expect(unknown.stderr).toContain('Usage: pullwarden <command>');
+    expect(unknown.stderr).toBe('pullwarden: unknown command "frobnicate"; see "pullwarden --help"\n');
     expect((await run([])).code).toBe(2);
     expect((await run(['config'])).code).toBe(2);
     expect((await run(['config', 'validate'])).stderr).toContain('missing FILE');
     expect((await run(['config', 'validate', 'a', 'b'])).code).toBe(2);
-    expect((await run(['serve', '--port', '1'])).stderr).toContain("Unknown option '--port'");
+    expect((await run(['serve', '--port', '1'])).stderr).toBe(
+      'pullwarden serve: unknown option "--port" (known: --config, -c, --help); see "pullwarden serve --help"\n',
+    );
   });
 });
 
@@ -215,7 +220,10 @@ describe('serve', () => {
           checkImage: () => Promise.reject(new Error('not used')),
         }),
     });
-    expect(failing).toMatchObject({ code: 2, stderr: 'pullwarden: cannot start: listen EADDRINUSE\n' });
+    expect(failing).toMatchObject({
+      code: 2,
+      stderr: 'pullwarden: cannot start: listen EADDRINUSE (run with --debug for details)\n',
+    });
   });
 
   it('takes the config file from PULLWARDEN_CONFIG', async () => {

@@ -96,3 +96,35 @@ describe('redactConfig', () => {
     expect(config.upstreams['ghcr.io'].password).toBe('s3cret');
   });
 });
+
+describe('README.md', () => {
+  it('documents every key of the schema', async () => {
+    const readme = await readFile(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+    // Leaf keys (values, not sections): named in backticks, by full path or by name.
+    const leaves: string[] = [];
+    const walk = (node: unknown, path: string[]) => {
+      if (node === null || typeof node !== 'object') return;
+      const n = node as {
+        properties?: Record<string, unknown>;
+        additionalProperties?: unknown;
+        items?: unknown;
+        anyOf?: unknown[];
+      };
+      for (const [k, v] of Object.entries(n.properties ?? {})) {
+        const child = v as { properties?: unknown };
+        if (child.properties === undefined) leaves.push([...path, k].join('.'));
+        walk(v, [...path, k]);
+      }
+      if (typeof n.additionalProperties === 'object') walk(n.additionalProperties, [...path, '*']);
+      if (n.items !== undefined) walk(n.items, [...path, '#']);
+      for (const option of n.anyOf ?? []) walk(option, path);
+    };
+    walk(jsonSchema(), []);
+    // Named in backticks (`tagTTL`, `upstreams.<host>.tagTTL`) or as a key in a YAML example.
+    const documented = (path: string) => {
+      const name = path.split('.').at(-1) ?? '';
+      return new RegExp(`(?:\`|\\.|^\\s*(?:- )?|[{,] *)${name}(?=[\`:.= ]|$)`, 'm').test(readme);
+    };
+    expect([...new Set(leaves)].filter((p) => !documented(p))).toEqual([]);
+  });
+});

@@ -202,7 +202,10 @@ describe('checkPolicyReferences', () => {
       },
     ]);
     expect(checkPolicyReferences(trust, policies)).toEqual([
-      { path: 'policies.0.signatures.attestors.0.key', message: 'unknown key "relase" (known: release)' },
+      {
+        path: 'policies.0.signatures.attestors.0.key',
+        message: 'unknown key "relase" (did you mean "release"?) (known: release)',
+      },
       {
         path: 'policies.0.signatures.attestors.1.keyless.root',
         message: 'unknown trust root "corp" (known: public-good)',
