@@ -47,6 +47,8 @@ export interface PullwardenOptions {
   policies?: unknown[];
   /** Node flags added after {@link PRODUCTION_NODE_ARGS}, e.g. `--cpu-prof` (from PW_BENCH_NODE_ARGS). */
   nodeArgs?: string[];
+  /** `server.workers` (default 1); with more, start() waits until /readyz says every worker is up. */
+  workers?: number | 'auto';
 }
 
 /**
@@ -70,6 +72,7 @@ export async function startPullwarden(
         listen: host,
         storage: { dir: join(dir, 'data') },
         log: { level: 'warn' },
+        ...(opts.workers === undefined ? {} : { server: { workers: opts.workers } }),
         upstreams: { [name]: { url: upstreamUrl, tagTTL: '5m' } },
         defaultUpstream: name,
         // The benchmark never reaches the Sigstore CDN.
@@ -93,9 +96,10 @@ export async function startPullwarden(
       await waitFor(
         `pullwarden on ${host}`,
         async () => {
-          const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
+          const probe = opts.workers === undefined ? '/v2/' : '/readyz';
+          const res = await fetch(`${url}${probe}`, { signal: AbortSignal.timeout(1000) });
           await res.arrayBuffer();
-          return res.status < 500;
+          return opts.workers === undefined ? res.status < 500 : res.status === 200;
         },
         { daemon, timeoutMs: 30_000 },
       );

@@ -10,7 +10,7 @@
  * Knobs (environment): PW_BENCH_QUICK=1 shrinks images and durations (a smoke run, figures not
  * comparable); PW_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" adds flags for the
  * pullwarden child (after the production flags, see PRODUCTION_NODE_ARGS).
- * Rows g, h, i (the trust decision's cost) are in trust-rows.ts.
+ * Rows g, h, i (the trust decision's cost) are in trust-rows.ts; l, m, n (several workers) below.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,13 +19,13 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { images, writeOciLayout } from '../test/support/oci-layout.ts';
 import type { WrittenLayout } from '../test/support/oci-layout.ts';
-import { run } from '../test/support/proc.ts';
+import { run, startDaemon, waitFor } from '../test/support/proc.ts';
 import { blobGets, startRegistry } from '../test/support/registry.ts';
 import type { Registry } from '../test/support/registry.ts';
 import { pushLayout, skopeoCopy } from '../test/support/skopeo.ts';
 import { hey } from './hey.ts';
 import { readVmField, sampleRss } from './proc-stats.ts';
-import { startPullwarden } from './pullwarden-process.ts';
+import { PRODUCTION_NODE_ARGS, startPullwarden } from './pullwarden-process.ts';
 import type { PullwardenProcess } from './pullwarden-process.ts';
 import { fmt, markdownTable, mib, ratio } from './report.ts';
 import type { Row } from './report.ts';
@@ -37,7 +37,7 @@ const UPSTREAM = 'upstream.test';
 const QUICK = process.env['PW_BENCH_QUICK'] === '1';
 const NODE_ARGS = (process.env['PW_BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 /** Letters of the rows to run (e.g. `cf`); default all. For investigating one row. */
-const ONLY = process.env['PW_BENCH_ONLY'] ?? 'abcdefghijk';
+const ONLY = process.env['PW_BENCH_ONLY'] ?? 'abcdefghijklmn';
 const want = (letters: string): boolean => Array.from(letters).some((l) => ONLY.includes(l));
 const MiB = 1024 * 1024;
 const SIZES = {
@@ -124,7 +124,7 @@ async function seed(work: string, upstream: Registry): Promise<Images> {
     ['herd', images.big('pw-bench-herd', SIZES.herd)],
     ['huge', images.big('pw-bench-huge', SIZES.huge)],
   ] as const;
-  const needed = { small: want('abdgj'), big: want('cd'), herd: want('e'), huge: want('f') };
+  const needed = { small: want('abdgjm'), big: want('cdl'), herd: want('en'), huge: want('f') };
   const out: Partial<Images> = {};
   for (const [name, spec] of specs) {
     if (!needed[name]) continue;
@@ -195,6 +195,7 @@ async function cachedBlob(
   peer: Registry,
   upstream: Registry,
   imgs: Images,
+  label = 'c. cached blob GET',
 ): Promise<Row> {
   const { digest, size } = layer(imgs.big);
   const urls = {
@@ -222,7 +223,7 @@ async function cachedBlob(
   const pwRate = rates['pullwarden']!;
   const peerRate = rates['peer']!;
   return {
-    measurement: `c. cached blob GET, ${mib(size)} x ${QUICK ? 12 : 40}, c=4`,
+    measurement: `${label}, ${mib(size)} x ${QUICK ? 12 : 40}, c=4`,
     pullwarden: `${fmt(pwRate)} MiB/s`,
     reference: `peer ${fmt(peerRate)} MiB/s`,
     ratio: ratio(pwRate, peerRate),
@@ -232,7 +233,13 @@ async function cachedBlob(
 }
 
 /** e: 16 concurrent cold GETs of one blob; upstream blob GETs counted from the upstream's log. */
-async function herd(pw: PullwardenProcess, peer: Registry, upstream: Registry, imgs: Images): Promise<Row> {
+async function herd(
+  pw: PullwardenProcess,
+  peer: Registry,
+  upstream: Registry,
+  imgs: Images,
+  label = 'e. herd: 16 concurrent cold GETs',
+): Promise<Row> {
   const { digest, size } = layer(imgs.herd);
   const counts: Record<string, number> = {};
   for (const [who, base] of [
@@ -252,13 +259,86 @@ async function herd(pw: PullwardenProcess, peer: Registry, upstream: Registry, i
   const pwCount = counts['pullwarden']!;
   const peerCount = counts['peer']!;
   return {
-    measurement: `e. herd: 16 concurrent cold GETs of a ${mib(size)} blob, upstream blob GETs`,
+    measurement: `${label} of a ${mib(size)} blob, upstream blob GETs`,
     pullwarden: String(pwCount),
     reference: `peer ${peerCount}`,
     ratio: ratio(pwCount, peerCount),
     target: 'pullwarden = 1',
     result: pwCount === 1 ? 'pass' : 'MISSED',
   };
+}
+
+/** A bare Fastify HEAD responder in its own process (bench/bare-fastify.ts): the stack's ceiling. */
+async function bareFastify(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const script = fileURLToPath(new URL('bare-fastify.ts', import.meta.url));
+  const daemon = startDaemon(process.execPath, [...PRODUCTION_NODE_ARGS, script]);
+  let url = '';
+  await waitFor(
+    'bare Fastify',
+    () => {
+      url = /http:\/\/127\.0\.0\.1:\d+/.exec(daemon.stdout())?.[0] ?? '';
+      return Promise.resolve(url !== '');
+    },
+    { daemon, timeoutMs: 30_000 },
+  );
+  return { url, stop: () => daemon.stop() };
+}
+
+/** HEAD by tag at c=32 for LOAD_SECONDS, after one warm-up GET; requests per second. */
+async function headRate(base: string): Promise<number> {
+  const headers = { Accept: MANIFEST_ACCEPT };
+  await mustDrain(`${base}/manifests/v1`, undefined, headers).catch(() => undefined);
+  const r = await hey(`${base}/manifests/v1`, {
+    method: 'HEAD',
+    headers,
+    concurrency: 32,
+    duration: LOAD_SECONDS,
+  });
+  return r.requestsPerSec;
+}
+
+/**
+ * m: warm tag HEAD, c=32: pullwarden with one worker against a bare Fastify HEAD responder (the
+ * ceiling of this stack), and with `workers: 2` against one worker — all in this run.
+ */
+async function headScaling(upstream: Registry): Promise<Row[]> {
+  const bare = await bareFastify();
+  let ceiling: number;
+  try {
+    ceiling = await headRate(`${bare.url}/v2/bench/small`);
+  } finally {
+    await bare.stop();
+  }
+  log(`HEAD, bare Fastify: ${fmt(ceiling)} req/s`);
+  const rates: number[] = [];
+  for (const workers of [1, 2]) {
+    const pw = await startPullwarden(UPSTREAM, upstream.url, { nodeArgs: NODE_ARGS, workers });
+    try {
+      rates.push(await headRate(pwRepo(pw, 'bench/small')));
+    } finally {
+      await pw.stop();
+    }
+    log(`HEAD manifest by tag, pullwarden workers: ${workers}: ${fmt(rates.at(-1)!)} req/s`);
+  }
+  const [one, two] = rates as [number, number];
+  return [
+    {
+      measurement: 'm1. warm tag HEAD (c=32), 1 worker vs bare Fastify HEAD',
+      pullwarden: `${fmt(one)} req/s`,
+      reference: `bare Fastify ${fmt(ceiling)} req/s`,
+      ratio: ratio(one, ceiling),
+      target: '>= 0.5x bare Fastify',
+      result: one >= 0.5 * ceiling ? 'pass' : 'MISSED',
+    },
+    {
+      measurement: 'm2. warm tag HEAD (c=32), workers: 2 vs 1 worker',
+      pullwarden: `${fmt(two)} req/s`,
+      reference: `1 worker ${fmt(one)} req/s`,
+      ratio: ratio(two, one),
+      target: '>= 1.5x 1 worker',
+      result: two >= 1.5 * one ? 'pass' : 'MISSED',
+    },
+  ];
 }
 
 /** d: cold whole-image pull time with skopeo, through a fresh pullwarden vs from upstream directly. */
@@ -404,6 +484,20 @@ async function main(): Promise<number> {
       if (want('e')) rows.push(await herd(pw, peer, upstream, imgs));
       await pw.stop();
     }
+    if (want('ln')) {
+      // Several workers (server.workers: auto) on one address: the blob throughput row and the herd
+      // spread over every worker, on a fresh (cold) storage directory.
+      const multi = await startPullwarden(UPSTREAM, upstream.url, { nodeArgs: NODE_ARGS, workers: 'auto' });
+      try {
+        if (want('l'))
+          rows.push(await cachedBlob(multi, peer, upstream, imgs, 'l. cached blob GET, workers: auto'));
+        if (want('n'))
+          rows.push(await herd(multi, peer, upstream, imgs, 'n. herd over workers: auto: 16 cold GETs'));
+      } finally {
+        await multi.stop();
+      }
+    }
+    if (want('m')) rows.push(...(await headScaling(upstream)));
     if (want('d')) rows.push(await coldPulls(work, upstream, imgs));
     if (want('f')) rows.push(await rss(upstream, imgs));
     if (want('hi')) rows.push(...(await keylessFirstDecision(trustCtx)));

@@ -35,6 +35,8 @@ import type { MetadataStore } from './metadata/index.ts';
 import { Metrics, RegistryService, TagGuard, TrustGate } from './service/index.ts';
 import type { TrustContext, UpstreamEntry } from './service/index.ts';
 import { UndiciUpstream } from './upstream/index.ts';
+import { isClusterWorker, resolveWorkers, startCluster, workerBindings } from './cluster/index.ts';
+import type { WorkerBindings } from './cluster/index.ts';
 
 export interface App {
   http: FastifyInstance;
@@ -47,6 +49,8 @@ export interface App {
   logger: Logger;
   gate: TrustGate;
   auth: PullAuth;
+  /** Rejects, saying why, when this process is not ready (what `/readyz` checks here). */
+  checkReady(): Promise<void>;
   /**
    * Apply a new configuration's policies, trust material and decision TTLs without a restart (other
    * changes need one and are reported). Throws, keeping the running policy, when the new one is bad.
@@ -61,6 +65,7 @@ async function buildTrustContext(
   config: LoadedConfig,
   logger: Logger,
   reader: CachingAttestationReader,
+  worker: WorkerBindings | undefined,
 ): Promise<{ context: TrustContext; store: TrustMaterialStore; kev: KevCatalog | undefined }> {
   const hasPublicGood = Object.values(config.trust.roots).some((r) => 'sigstore' in r);
   const store = await TrustMaterialStore.load(
@@ -69,7 +74,14 @@ async function buildTrustContext(
       // The public-good root embedded in @sigstore/tuf is used from the start; a TUF refresh keeps it
       // current when the Sigstore CDN is reachable (trust.refresh: 0 turns it off, e.g. air-gapped).
       ...(hasPublicGood && config.trust.refresh > 0
-        ? { refresh: { cachePath: join(config.storage.dir, 'tuf'), intervalMs: config.trust.refresh } }
+        ? {
+            refresh: {
+              cachePath: join(config.storage.dir, 'tuf'),
+              intervalMs: config.trust.refresh,
+              // In a cluster the primary runs the one TUF client; workers take the root it fetched.
+              ...(worker === undefined ? {} : { fetch: () => worker.fetchTrustedRoot() }),
+            },
+          }
         : {}),
       // One line, no stack: offline start-up (no route to the TUF mirror) is normal for air-gapped nodes.
       onRefreshError: (_err, { reason, using, mirror }) =>
@@ -117,10 +129,10 @@ export interface BuildOptions {
   /** Disable process-wide default metrics (tests build many apps in one process). */
   defaultMetrics?: boolean;
   /**
-   * The storage directory's owner lock is held by someone else for this process (the primary of a
-   * cluster for its workers, `check` for its private directory): do not take it.
+   * This process is a worker of a cluster (`server.workers` > 1): the primary holds the storage lock,
+   * writes the audit trail, runs the TUF refresh and answers for readiness and metrics.
    */
-  storageLockHeld?: boolean;
+  cluster?: WorkerBindings;
 }
 
 /** Paths and keys that must never reach a log line. */
@@ -149,7 +161,7 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
   await mkdir(config.storage.dir, { recursive: true });
   // Before anything touches the directory: one owner, or replicas that all declared the shared mode.
   let lockLost: string | undefined;
-  const lock = options.storageLockHeld
+  const lock = options.cluster
     ? undefined
     : new StorageLock({
         dir: config.storage.dir,
@@ -193,7 +205,8 @@ async function assemble(
     maxBlobSize: config.storage.maxBlobSize,
     abandonedFillGraceMs: config.storage.abandonedFillGrace,
     headroom,
-    shared: config.storage.shared,
+    // Workers fill through the directory exactly like replicas sharing it.
+    shared: config.storage.shared || options.cluster !== undefined,
     logger: logger.child({ module: 'cache' }),
   });
   await blobs.init();
@@ -239,7 +252,7 @@ async function assemble(
   // One parse cache for the process: attestation content is keyed by its digest, so it survives a
   // policy reload unchanged.
   const attestationReader = new CachingAttestationReader();
-  let trust = await buildTrustContext(config, logger, attestationReader);
+  let trust = await buildTrustContext(config, logger, attestationReader, options.cluster);
   const gate = new TrustGate({
     context: trust.context,
     metadata,
@@ -247,11 +260,13 @@ async function assemble(
     metrics,
     maxTrustMaterialBlobBytes: config.server.maxTrustMaterialBlobBytes,
   });
-  const audit: MultiAuditSink = await openAuditSink(config.audit, {
-    dir: config.audit.dir,
-    log: logger.child({ module: 'audit' }),
-    checkpointKey: config.audit.checkpointKey,
-  });
+  const audit: MultiAuditSink =
+    options.cluster?.audit(logger.child({ module: 'audit' })) ??
+    (await openAuditSink(config.audit, {
+      dir: config.audit.dir,
+      log: logger.child({ module: 'audit' }),
+      checkpointKey: config.audit.checkpointKey,
+    }));
   const tags = new TagGuard({
     metadata,
     logger,
@@ -319,6 +334,18 @@ async function assemble(
     : undefined;
 
   let closing = false;
+  /** This process's own readiness (in a cluster, the primary adds every other worker's). */
+  const checkReady = async (): Promise<void> => {
+    if (closing) throw new Error('shutting down');
+    const lost = lockLost();
+    if (lost !== undefined) throw new Error(lost);
+    await access(config.storage.dir, constants.W_OK);
+    await metadata.ping();
+    const failing = audit.status().filter((s) => !s.ok);
+    if (failing.length > 0) {
+      throw new Error(`audit: ${failing.map((s) => `${s.name}: ${s.reason ?? 'failing'}`).join('; ')}`);
+    }
+  };
   const http = buildHttpServer({
     auth,
     ...(https ? { https } : {}),
@@ -352,17 +379,15 @@ async function assemble(
         : [];
     },
     ready: async () => {
-      if (closing) throw new Error('shutting down');
-      const lost = lockLost();
-      if (lost !== undefined) throw new Error(lost);
-      await access(config.storage.dir, constants.W_OK);
-      await metadata.ping();
-      const failing = audit.status().filter((s) => !s.ok);
-      if (failing.length > 0) {
-        throw new Error(`audit: ${failing.map((s) => `${s.name}: ${s.reason ?? 'failing'}`).join('; ')}`);
-      }
+      await checkReady();
+      await options.cluster?.ready();
     },
   });
+  if (options.cluster) {
+    const worker = options.cluster;
+    worker.shareMetrics(metrics.registry);
+    metrics.renderWith(() => worker.renderMetrics());
+  }
   metrics.observeCache(() => blobs.stats());
   metrics.observeDisk(() => headroom.state());
 
@@ -377,8 +402,9 @@ async function assemble(
     logger,
     gate,
     auth,
+    checkReady,
     async reload(next) {
-      const built = await buildTrustContext(next, logger, attestationReader);
+      const built = await buildTrustContext(next, logger, attestationReader, options.cluster);
       const previous = trust;
       trust = built;
       gate.swap(built.context);
@@ -547,7 +573,12 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
     return chain;
   };
   let watcher: FSWatcher | undefined;
-  if (config.source !== EMBEDDED_SOURCE) {
+  const worker = options.cluster;
+  if (worker !== undefined) {
+    // The primary watches the file and handles SIGHUP; it tells every worker once the file is good.
+    worker.channel.onReload(() => void reload());
+    worker.channel.onProbe(() => app.checkReady());
+  } else if (config.source !== EMBEDDED_SOURCE) {
     let timer: NodeJS.Timeout | undefined;
     // Watch the directory, not the file: editors and ConfigMap updates replace the file (a rename),
     // which a watch on the old inode would never report.
@@ -603,6 +634,7 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
       ),
     );
   }
+  worker?.channel.notify({ pw: 'up', address });
   return {
     address,
     ...(metricsAddress === undefined ? {} : { metricsAddress }),
@@ -619,6 +651,41 @@ export async function startServer(config: LoadedConfig, options: BuildOptions = 
       await app.close();
     },
   };
+}
+
+/** What `pullwarden serve` runs: one process, a cluster primary, or one of its workers. */
+export interface DeploymentHandle {
+  address: string;
+  reload(): Promise<void>;
+  close(): Promise<void>;
+  /** A cluster worker: resolves with the exit code once the primary had it shut down. */
+  managed?: Promise<number>;
+}
+
+/**
+ * Start what `server.workers` asks for: this process serving alone (1), or a cluster primary with
+ * that many workers; in a worker (started by the primary), its share of the serving.
+ */
+export async function startDeployment(config: LoadedConfig): Promise<DeploymentHandle> {
+  if (isClusterWorker()) {
+    const cluster = workerBindings();
+    const { promise: shutdown, resolve } = Promise.withResolvers<undefined>();
+    cluster.channel.onShutdown(() => resolve(undefined));
+    const handle = await startServer(config, { cluster });
+    const managed = shutdown.then(() =>
+      handle.close().then(
+        () => 0,
+        (err: unknown) => {
+          handle.app.logger.error({ err }, 'worker shutdown failed');
+          return 1;
+        },
+      ),
+    );
+    return { address: handle.address, reload: () => handle.reload(), close: () => handle.close(), managed };
+  }
+  const workers = resolveWorkers(config.server.workers);
+  if (workers > 1) return startCluster(config, { workers, logger: createLogger(config.log.level) });
+  return startServer(config);
 }
 
 /** `scheme://host:port` a Fastify instance is bound to (the real port when `port` was 0). */

@@ -4,8 +4,12 @@ import { Readable } from 'node:stream';
 import { RegistryError } from '../oci/index.ts';
 import type { ByteRange } from './types.ts';
 
-/** Bytes read from disk per `read()`; also the stream's high-water mark. */
-const CHUNK_SIZE = 64 * 1024;
+/**
+ * Bytes read from disk per `read()`; also the stream's high-water mark. 256 KiB: a quarter of the
+ * promises and syscalls of 64 KiB reads for a cached blob, while 8 concurrent streams still buffer
+ * only ~2 MiB (peak RSS row f). The hold-back of a fill's last byte does not depend on it.
+ */
+const CHUNK_SIZE = 256 * 1024;
 
 /**
  * What a read stream follows: a complete blob (everything verified) or a fill in progress (the file

@@ -10,11 +10,15 @@ export interface ServerHandle {
   address: string;
   /** Re-read the config file and apply its policy (SIGHUP). */
   reload?(): Promise<void>;
+  /** A cluster worker: the primary handles signals; resolves with the exit code after its shutdown. */
+  managed?: Promise<number>;
 }
 
 /** The composition root (src/app.ts), loaded lazily so that `config` commands do not start anything. */
 export interface AppModule {
   startServer(config: LoadedConfig): Promise<ServerHandle>;
+  /** `server.workers`-aware start (one process, cluster primary or worker); startServer if absent. */
+  startDeployment?(config: LoadedConfig): Promise<ServerHandle>;
   checkImage(config: LoadedConfig, reference: string): Promise<CheckResult>;
 }
 

@@ -306,6 +306,12 @@ export const configSchema = z
           })
           .optional()
           .describe('Serve HTTPS'),
+        workers: z
+          .union([z.literal('auto'), z.number().int().min(1).max(64)])
+          .default(1)
+          .describe(
+            'Serving processes on the one listen address: 1 (one process), N, or "auto" (every available core, at most 16). They share the storage directory, audit trail, TUF refresh, config reload and metrics',
+          ),
         shutdownGrace: duration('30s', 'How long graceful shutdown waits for requests in flight'),
         trustProxy: z.boolean().default(false).describe('Take the client address from X-Forwarded-For'),
         maxManifestBytes: size('4MiB', 'Largest manifest accepted from upstream'),

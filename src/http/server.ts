@@ -220,7 +220,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       if (identity) facts.set(request, { route: 'metrics', identity: identity.label });
       auth.challengeBase(identity);
     }
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    return reply.type(metrics.registry.contentType).send(await metrics.render());
   });
 
   /** Who the audit trail names for a request: the identity, `anonymous`, or nobody without auth. */
@@ -529,7 +529,7 @@ export function buildMetricsServer(options: { metrics: Metrics; logger: Logger }
     done();
   });
   app.get('/metrics', async (_request, reply) =>
-    reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()),
+    reply.type(options.metrics.registry.contentType).send(await options.metrics.render()),
   );
   app.get('/healthz', (_request, reply) => reply.send({ status: 'ok' }));
   return app;

@@ -193,4 +193,16 @@ export class Metrics {
     if (options.defaultMetrics !== false)
       collectDefaultMetrics({ register: this.registry, prefix: 'pullwarden_' });
   }
+
+  #render: (() => Promise<string>) | undefined;
+
+  /** The exposition `/metrics` serves: this registry, or (in a cluster worker) the whole deployment's. */
+  render(): Promise<string> {
+    return this.#render === undefined ? this.registry.metrics() : this.#render();
+  }
+
+  /** Serve `render` instead of this registry alone (the cluster primary's aggregate). */
+  renderWith(render: () => Promise<string>): void {
+    this.#render = render;
+  }
 }

@@ -37,12 +37,18 @@ export const serve: Command = {
     let handle: ServerHandle;
     try {
       const app = await ctx.loadApp();
-      handle = await app.startServer(config);
+      handle = await (app.startDeployment ?? app.startServer)(config);
     } catch (error) {
       ctx.stderr.write(`pullwarden: cannot start: ${describeError(error, ctx.debug === true)}\n`);
       return 2;
     }
 
+    if (handle.managed !== undefined) {
+      // A cluster worker: its primary handles the signals and tells it when to shut down.
+      const code = await handle.managed;
+      ctx.exit(code);
+      return code;
+    }
     // The app logs "listening"; this logger covers only the process side (signals, shutdown).
     const log = pino(
       {

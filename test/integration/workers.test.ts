@@ -1,0 +1,211 @@
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { verifyAuditDir } from '../../src/audit/index.ts';
+import { makeImage, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
+import type { FakeUpstream } from '../support/fake-upstream.ts';
+import { freePort } from '../support/ports.ts';
+
+const CLI = join(import.meta.dirname, '../../src/cli/run.ts');
+
+let fake: FakeUpstream | undefined;
+let dir: string | undefined;
+const children: ChildProcess[] = [];
+
+afterEach(async () => {
+  for (const c of children.splice(0)) {
+    for (const pid of workerPids(c)) process.kill(pid, 'SIGKILL');
+    c.kill('SIGKILL');
+  }
+  await fake?.close();
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+});
+
+function workerPids(primary: ChildProcess): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(primary.pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function configText(port: number, data: string, policy: 'allow' | 'deny', workers: number): string {
+  return stringify({
+    listen: `127.0.0.1:${port}`,
+    storage: { dir: data },
+    log: { level: 'silent' },
+    server: { workers },
+    upstreams: { [fake!.host]: { url: fake!.url } },
+    defaultUpstream: fake!.host,
+    trust: { refresh: '0s' },
+    policies: [{ name: `${policy}-all`, match: ['**'], action: policy }],
+  });
+}
+
+async function until(check: () => Promise<boolean>, what: string, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** `serve` with `server.workers: 2`, resolved once /readyz says every worker is ready. */
+async function startWorkers(): Promise<{
+  proc: ChildProcess;
+  base: string;
+  port: number;
+  config: string;
+  data: string;
+}> {
+  dir = await mkdtemp(join(tmpdir(), 'pw-workers-'));
+  const data = join(dir, 'data');
+  const port = await freePort();
+  const config = join(dir, 'pullwarden.yaml');
+  await writeFile(config, configText(port, data, 'allow', 2));
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: 'ignore' });
+  children.push(proc);
+  await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 'readyz');
+  expect(workerPids(proc)).toHaveLength(2);
+  return { proc, base: `http://127.0.0.1:${port}/v2/acme/app`, port, config, data };
+}
+
+function auditedIds(lines: string[]): Set<string> {
+  return new Set(lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId));
+}
+
+async function auditLines(auditDir: string): Promise<string[]> {
+  const lines: string[] = [];
+  for (const name of await readdir(auditDir)) {
+    if (!name.endsWith('.jsonl')) continue;
+    lines.push(...(await readFile(join(auditDir, name), 'utf8')).split('\n').filter((l) => l !== ''));
+  }
+  return lines;
+}
+
+describe('server.workers: several processes serve as one deployment', () => {
+  it(
+    'shares one fill, one audit chain, one lock, aggregated metrics, reload and shutdown',
+    { timeout: 180_000 },
+    async () => {
+      fake = await startFakeUpstream();
+      const img = makeImage(fake, 'acme/app', '1.0', { layerSize: 8 * 1024 * 1024 });
+      const layer = img.layerDigests[0]!;
+      const { proc, base, port, config, data } = await startWorkers();
+
+      // The primary holds the storage lock for every worker: another serve on the directory refuses.
+      const other = join(dir!, 'other.yaml');
+      await writeFile(other, configText(await freePort(), data, 'allow', 1));
+      const second = spawn(process.execPath, [CLI, 'serve', '--config', other], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      children.push(second);
+      let stderr = '';
+      second.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      expect(await new Promise((r) => second.once('exit', r))).toBe(2);
+      expect(stderr).toContain(`in use by pid ${proc.pid}`);
+
+      expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
+      fake.resetCounts();
+      fake.fault({ kind: 'blob', method: 'GET' }, { delayBodyMs: 10, chunkBytes: 256 * 1024 });
+      const bodies = await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          const res = await fetch(`${base}/blobs/${layer}`);
+          return { status: res.status, digest: sha256(Buffer.from(await res.arrayBuffer())) };
+        }),
+      );
+      for (const b of bodies) expect(b).toEqual({ status: 200, digest: layer });
+      expect(fake.count({ kind: 'blob', method: 'GET' })).toBe(1);
+      fake.clearFaults();
+
+      // /metrics counts the whole deployment, whichever worker answers.
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const served = /pullwarden_http_requests_total\{route="blob",method="GET",status="200"\} (\d+)/.exec(
+        metrics,
+      );
+      expect(Number(served?.[1])).toBe(16);
+
+      // A broken file keeps every worker on the last good policy; a good one reaches every worker.
+      await writeFile(config, 'policies: [');
+      proc.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 1_000));
+      for (let i = 0; i < 8; i++) expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
+      await writeFile(config, configText(port, data, 'deny', 2));
+      proc.kill('SIGHUP');
+      await until(async () => {
+        const statuses = await Promise.all(
+          Array.from({ length: 8 }, async () => (await fetch(`${base}/manifests/1.0`)).status),
+        );
+        return statuses.every((s) => s === 403);
+      }, 'the deny policy on every worker');
+
+      proc.kill('SIGTERM');
+      expect(await new Promise((r) => proc.once('exit', r))).toBe(0);
+      expect(await readdir(join(data, 'owners'))).toEqual([]);
+      const verified = await verifyAuditDir(join(data, 'audit'));
+      expect(verified.ok).toBe(true);
+      const blobEvents = (await auditLines(join(data, 'audit'))).filter((l) => l.includes('"type":"blob"'));
+      expect(blobEvents.length).toBeGreaterThanOrEqual(16);
+    },
+  );
+
+  it(
+    'keeps the audit event of every acknowledged response when a worker is SIGKILLed',
+    { timeout: 180_000 },
+    async () => {
+      fake = await startFakeUpstream();
+      const img = makeImage(fake, 'acme/app', '1.0', { layerSize: 64 * 1024 });
+      const { proc, base, port, data } = await startWorkers();
+      expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
+
+      const acknowledged: string[] = [];
+      let stop = false;
+      let n = 0;
+      const loop = async () => {
+        while (!stop) {
+          const id = `load-${n++}`;
+          try {
+            const res = await fetch(`${base}/blobs/${img.layerDigests[0]!}`, {
+              headers: { 'x-request-id': id },
+            });
+            const body = Buffer.from(await res.arrayBuffer());
+            if (res.status === 200 && body.length === 64 * 1024) acknowledged.push(id);
+          } catch {
+            // Cut by the kill: not acknowledged. A refused connection fails at once; pause so that
+            // the loop does not starve this process's timers.
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        }
+      };
+      const loops = Array.from({ length: 8 }, () => loop());
+      await new Promise((r) => setTimeout(r, 200 + Math.random() * 600));
+      const victim = workerPids(proc)[0]!;
+      process.kill(victim, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 500));
+      stop = true;
+      await Promise.all(loops);
+      // The primary replaces the worker; the deployment is ready again.
+      await until(
+        async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200,
+        'readyz again',
+      );
+      expect(workerPids(proc)).not.toContain(victim);
+
+      proc.kill('SIGTERM');
+      expect(await new Promise((r) => proc.once('exit', r))).toBe(0);
+      expect(acknowledged.length).toBeGreaterThan(20);
+      const ids = auditedIds(await auditLines(join(data, 'audit')));
+      const missing = acknowledged.filter((id) => !ids.has(id));
+      expect(missing).toEqual([]);
+      expect((await verifyAuditDir(join(data, 'audit'))).ok).toBe(true);
+    },
+  );
+});
