@@ -255,4 +255,47 @@ describe('the audit trail records every request that names a repository (real se
     const parsed = JSON.parse(history.stdout) as { history: { digest: string }[] };
     expect(parsed.history.map((h) => h.digest)).toEqual([indexA.digest, indexB.digest]);
   });
+
+  it('tags pin refuses a digest the upstream does not have in the repository, unless --force', async () => {
+    const pin = (...args: string[]) =>
+      run(
+        process.execPath,
+        [CLI, 'tags', 'pin', `${host}/drift/app:v1`, ...args, '--config', proxy.config.source],
+        {
+          allowFailure: true,
+        },
+      );
+    // In the registry, but in another repository; and one that exists nowhere.
+    for (const digest of [unsigned.digest, `sha256:${'b'.repeat(64)}`]) {
+      const refused = await pin(digest);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(
+        `${host}/drift/app has no manifest ${digest} upstream; not pinned (--force`,
+      );
+    }
+    const history = async () =>
+      JSON.parse(
+        (
+          await run(process.execPath, [
+            CLI,
+            'tags',
+            'history',
+            `${host}/drift/app:v1`,
+            '--config',
+            proxy.config.source,
+            '--json',
+          ])
+        ).stdout,
+      ) as {
+        pin: { digest: string } | null;
+      };
+    expect((await history()).pin?.digest).toBe(indexA.digest);
+    const accepted = await pin(indexB.digest);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.stdout).toBe(`${host}/drift/app:v1 pinned to ${indexB.digest}\n`);
+    const forced = await pin(unsigned.digest, '--force');
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).toContain('(--force: not checked against the upstream)');
+    expect((await history()).pin?.digest).toBe(unsigned.digest);
+  });
 });
