@@ -147,10 +147,12 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     if (recorder && a && !reply.sent && !reply.raw.headersSent) {
       // Refusals and failures are audited like answers: "what did we deny last night?".
       const re = toRegistryError(err);
+      const event = recorder.event(request, reply.elapsedTime, a, { status: re.status, bytes: 0, error: re });
+      // The access log line names the digest a denial decided, as the event does.
+      const f = facts.get(request);
+      if (f && f.digest === undefined && event.digest !== undefined) f.digest = event.digest;
       try {
-        await recorder.record(
-          recorder.event(request, reply.elapsedTime, a, { status: re.status, bytes: 0, error: re }),
-        );
+        await recorder.record(event);
       } catch (auditErr) {
         sendRegistryError(auditErr, request, reply, log);
         return;
