@@ -256,6 +256,24 @@ describe('the audit trail records every request that names a repository (real se
     expect(parsed.history.map((h) => h.digest)).toEqual([indexA.digest, indexB.digest]);
   });
 
+  it('a push attempt (the proxy is read-only) is refused and audited with the repository it names', async () => {
+    const put = await fetch(`${proxy.url}/v2/ok/app/manifests/v2`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+      body: '{}',
+    });
+    expect(put.status).toBe(405);
+    const post = await fetch(`${proxy.url}/v2/evil.example.com/x/app/blobs/uploads/`, { method: 'POST' });
+    expect(post.status).toBe(405);
+    const pushes = (await events({ decision: 'deny' })).filter(
+      (e) => e.method === 'PUT' || e.method === 'POST',
+    );
+    expect(pushes.map((e) => [e.type, e.method, e.upstream, e.repository, e.reference, e.status])).toEqual([
+      ['manifest', 'PUT', host, 'ok/app', 'v2', 405],
+      ['blob', 'POST', 'evil.example.com', 'x/app', '', 405],
+    ]);
+  });
+
   it('tags pin refuses a digest the upstream does not have in the repository, unless --force', async () => {
     const pin = (...args: string[]) =>
       run(
