@@ -114,7 +114,7 @@ export function refusedRoute(err: unknown): RefusedRoute | undefined {
 }
 
 /** Host and repository the client named, before checking the host against the config. */
-function requested(
+export function requested(
   name: string,
   ns: string | undefined,
   config: RoutingConfig,

@@ -10,7 +10,7 @@ import type { AuditFacts, HttpAudit } from './audit.ts';
 import { sendRegistryError, toRegistryError } from './errors.ts';
 import { parseRange } from './range.ts';
 import { countRequestTimeouts, limitSlowReaders } from './send-timeout.ts';
-import { canonicalHost, parseRegistryPath, refusedRoute } from './routing.ts';
+import { canonicalHost, parseRegistryPath, refusedRoute, requested } from './routing.ts';
 import type { RegistryRoute } from './routing.ts';
 
 export interface HttpServerOptions {
@@ -128,7 +128,46 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     if (err instanceof RegistryError && err.code === 'DENIED') metrics.denials.inc(denialLabels(err.detail));
   };
 
-  app.addHook('onRequest', (request, reply, done) => {
+  /** Audit facts of a write (a push attempt) that names a repository; undefined when it names none. */
+  const writeAuditFacts = (request: FastifyRequest): AuditFacts | undefined => {
+    const { path, ns } = splitUrl(request.raw.url ?? '/');
+    const routing = {
+      resolveHost: (host: string) => service.resolveHost(host),
+      defaultUpstream: options.defaultUpstream,
+    };
+    let route: RegistryRoute;
+    try {
+      route = parseRegistryPath(path, ns, routing);
+    } catch (err) {
+      const refused = refusedRoute(err);
+      if (refused === undefined) return undefined;
+      return {
+        type: refused.kind,
+        upstream: refused.upstream,
+        repository: refused.repository,
+        reference: refused.reference,
+      };
+    }
+    if (route.kind === 'base') return undefined;
+    if (route.kind === 'upload')
+      return { type: 'blob', ...requested(route.name, ns, routing), reference: '' };
+    const reference =
+      route.kind === 'manifest'
+        ? route.reference.kind === 'tag'
+          ? route.reference.tag
+          : route.reference.digest
+        : route.kind === 'tags'
+          ? ''
+          : route.digest;
+    return {
+      type: route.kind,
+      upstream: route.target.upstream,
+      repository: route.target.repository,
+      reference,
+    };
+  };
+
+  app.addHook('onRequest', async (request, reply) => {
     // No response of a registry is meant to be rendered by a browser; never let one guess a type.
     void reply.header('X-Content-Type-Options', 'nosniff');
     // A pull-through proxy is read-only: a write on /v2 is refused before its body is read (Fastify
@@ -137,10 +176,23 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       facts.set(request, { route: 'write' });
       metrics.requestsLimited.inc({ reason: 'write-method' });
       void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
-      sendRegistryError(unsupported(), request, reply, log);
-      return;
+      const refusal = unsupported();
+      // A push attempt names a repository: audited (decision deny) before the refusal is sent.
+      const a = recorder ? writeAuditFacts(request) : undefined;
+      if (recorder && a) {
+        const event = recorder.event(request, reply.elapsedTime, a, { status: refusal.status, bytes: 0 });
+        event.decision = 'deny';
+        event.reasons = [refusal.message];
+        try {
+          await recorder.record(event);
+        } catch (auditErr) {
+          sendRegistryError(auditErr, request, reply, log);
+          return reply;
+        }
+      }
+      sendRegistryError(refusal, request, reply, log);
+      return reply;
     }
-    done();
   });
 
   app.setErrorHandler(async (err, request, reply) => {
@@ -149,10 +201,12 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     if (recorder && a && !reply.sent && !reply.raw.headersSent) {
       // Refusals and failures are audited like answers: "what did we deny last night?".
       const re = toRegistryError(err);
+      const event = recorder.event(request, reply.elapsedTime, a, { status: re.status, bytes: 0, error: re });
+      // The access log line names the digest a denial decided, as the event does.
+      const f = facts.get(request);
+      if (f && f.digest === undefined && event.digest !== undefined) f.digest = event.digest;
       try {
-        await recorder.record(
-          recorder.event(request, reply.elapsedTime, a, { status: re.status, bytes: 0, error: re }),
-        );
+        await recorder.record(event);
       } catch (auditErr) {
         sendRegistryError(auditErr, request, reply, log);
         return;

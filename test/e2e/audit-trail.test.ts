@@ -255,4 +255,65 @@ describe('the audit trail records every request that names a repository (real se
     const parsed = JSON.parse(history.stdout) as { history: { digest: string }[] };
     expect(parsed.history.map((h) => h.digest)).toEqual([indexA.digest, indexB.digest]);
   });
+
+  it('a push attempt (the proxy is read-only) is refused and audited with the repository it names', async () => {
+    const put = await fetch(`${proxy.url}/v2/ok/app/manifests/v2`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+      body: '{}',
+    });
+    expect(put.status).toBe(405);
+    const post = await fetch(`${proxy.url}/v2/evil.example.com/x/app/blobs/uploads/`, { method: 'POST' });
+    expect(post.status).toBe(405);
+    const pushes = (await events({ decision: 'deny' })).filter(
+      (e) => e.method === 'PUT' || e.method === 'POST',
+    );
+    expect(pushes.map((e) => [e.type, e.method, e.upstream, e.repository, e.reference, e.status])).toEqual([
+      ['manifest', 'PUT', host, 'ok/app', 'v2', 405],
+      ['blob', 'POST', 'evil.example.com', 'x/app', '', 405],
+    ]);
+  });
+
+  it('tags pin refuses a digest the upstream does not have in the repository, unless --force', async () => {
+    const pin = (...args: string[]) =>
+      run(
+        process.execPath,
+        [CLI, 'tags', 'pin', `${host}/drift/app:v1`, ...args, '--config', proxy.config.source],
+        {
+          allowFailure: true,
+        },
+      );
+    // In the registry, but in another repository; and one that exists nowhere.
+    for (const digest of [unsigned.digest, `sha256:${'b'.repeat(64)}`]) {
+      const refused = await pin(digest);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(
+        `${host}/drift/app has no manifest ${digest} upstream; not pinned (--force`,
+      );
+    }
+    const history = async () =>
+      JSON.parse(
+        (
+          await run(process.execPath, [
+            CLI,
+            'tags',
+            'history',
+            `${host}/drift/app:v1`,
+            '--config',
+            proxy.config.source,
+            '--json',
+          ])
+        ).stdout,
+      ) as {
+        pin: { digest: string } | null;
+      };
+    expect((await history()).pin?.digest).toBe(indexA.digest);
+    const accepted = await pin(indexB.digest);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.stdout).toBe(`${host}/drift/app:v1 pinned to ${indexB.digest}\n`);
+    const forced = await pin(unsigned.digest, '--force');
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).toContain('(--force: not checked against the upstream)');
+    expect((await history()).pin?.digest).toBe(unsigned.digest);
+  });
 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openMetadataStore } from '../../src/metadata/index.ts';
+import type { Digest } from '../../src/oci/index.ts';
 
 const METADATA = pathToFileURL(join(import.meta.dirname, '../../src/metadata/index.ts')).href;
 
@@ -56,9 +57,9 @@ describe('SQLite metadata shared by worker processes', () => {
       for (let w = 0; w < workers; w++) {
         for (let i = 0; i < count; i++) {
           expect(await store.get('decision', `own-${w}-${i}`)).toEqual({ worker: String(w), i });
-          expect(await store.hasBlobLink('docker.io', 'library/app', `sha256:${hex(w * 100000 + i)}`)).toBe(
-            true,
-          );
+          expect(
+            await store.hasBlobLink('docker.io', 'library/app', `sha256:${hex(w * 100000 + i)}` as Digest),
+          ).toBe(true);
         }
       }
       for (let i = 0; i < count; i++) {

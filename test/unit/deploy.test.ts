@@ -622,7 +622,7 @@ describe('node configuration (containerd hosts.toml)', () => {
       'pullwarden-node-config',
     );
 
-  it('points every node at the Service ClusterIP, one hosts.toml per upstream, as `pullwarden hosts-toml` writes it', async () => {
+  it('points every node at the Service ClusterIP, one hosts.toml per upstream and _default, as `pullwarden hosts-toml` writes it', async () => {
     const svc = find<K8sObject & { spec: { clusterIP: string; ports: { port: number }[] } }>(
       'Service',
       'pullwarden',
@@ -651,6 +651,8 @@ describe('node configuration (containerd hosts.toml)', () => {
       const key = dirs[0]!; // "<host>_<port>_" for a host with a port: a valid ConfigMap key
       expected[key] = await readFile(join(out, dirs.at(-1)!, 'hosts.toml'), 'utf8');
     }
+    // And _default: containerd reads it for every registry that is not an upstream.
+    expected['_default'] = await readFile(join(out, '_default', 'hosts.toml'), 'utf8');
     expect(hostsConfigMap().data).toEqual(expected);
   });
 

@@ -2,9 +2,17 @@ import { pino } from 'pino';
 import type { LoadedConfig } from '../../config/index.ts';
 import { canonicalHost } from '../../http/index.ts';
 import { openMetadataStore } from '../../metadata/index.ts';
-import { normalizeRepository, parseDigest, parseImageReference, RegistryError } from '../../oci/index.ts';
+import {
+  defaultManifestAccept,
+  isRegistryError,
+  normalizeRepository,
+  parseDigest,
+  parseImageReference,
+  RegistryError,
+} from '../../oci/index.ts';
 import type { Digest } from '../../oci/index.ts';
 import { TagGuard } from '../../service/index.ts';
+import { UndiciUpstream } from '../../upstream/index.ts';
 import type { CliContext, Command } from '../types.ts';
 import { loadCommandConfig } from './config.ts';
 import { parseCommandArgs } from './parse.ts';
@@ -36,11 +44,21 @@ async function withTags(
   args: string[],
   ctx: CliContext,
   positionals: { min: number; max: number; names: string },
-  fn: (guard: TagGuard, config: LoadedConfig, positionals: string[], json: boolean) => Promise<number>,
+  fn: (
+    guard: TagGuard,
+    config: LoadedConfig,
+    positionals: string[],
+    flags: { json: boolean; force: boolean },
+  ) => Promise<number>,
+  accepts: { force?: boolean } = {},
 ): Promise<number> {
   const { values, positionals: rest } = parseCommandArgs(
     args,
-    { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
+    {
+      config: { type: 'string', short: 'c' },
+      json: { type: 'boolean' },
+      ...(accepts.force === true ? { force: { type: 'boolean' as const } } : {}),
+    },
     positionals,
   );
   const config = await loadCommandConfig(values.config, ctx);
@@ -53,7 +71,8 @@ async function withTags(
   const metadata = await openMetadataStore(options);
   try {
     const guard = new TagGuard({ metadata, logger: pino({ level: 'silent' }) });
-    return await fn(guard, config, rest, values.json === true);
+    const force = (values as { force?: boolean }).force === true;
+    return await fn(guard, config, rest, { json: values.json === true, force });
   } catch (error) {
     ctx.stderr.write(`pullwarden: ${error instanceof Error ? error.message : String(error)}\n`);
     return 2;
@@ -74,7 +93,7 @@ export const tagsHistory: Command = {
   summary: 'Print the digests a tag has pointed at (and its pin)',
   help: [...common, '  --json              One JSON object'].join('\n'),
   run: (args, ctx) =>
-    withTags(args, ctx, { min: 1, max: 1, names: 'REF' }, async (guard, config, [input = ''], json) => {
+    withTags(args, ctx, { min: 1, max: 1, names: 'REF' }, async (guard, config, [input = ''], { json }) => {
       const ref = tagRef(config, input);
       const history = await guard.history(ref.upstream, ref.repository, ref.tag);
       const pin = await guard.pin(ref.upstream, ref.repository, ref.tag);
@@ -96,25 +115,79 @@ export const tagsHistory: Command = {
     }),
 };
 
+/**
+ * Whether the upstream has `digest` in the repository (HEAD of the manifest by digest): a pin to a
+ * digest that does not exist there would refuse or break every pull of the tag. Throws when the
+ * upstream cannot answer (then nothing is pinned either).
+ */
+async function upstreamHas(config: LoadedConfig, ref: TagRef, digest: Digest): Promise<boolean> {
+  const upstreamConfig = config.upstreams[ref.upstream];
+  if (upstreamConfig === undefined)
+    throw new RegistryError('DENIED', `upstream ${ref.upstream} is not configured`);
+  const upstream = new UndiciUpstream({
+    host: ref.upstream,
+    config: upstreamConfig,
+    maxManifestBytes: config.server.maxManifestBytes,
+  });
+  try {
+    const head = await upstream.headManifest(ref.repository, digest, { accept: defaultManifestAccept });
+    return head.digest === digest;
+  } catch (error) {
+    if (isRegistryError(error) && (error.code === 'MANIFEST_UNKNOWN' || error.code === 'NAME_UNKNOWN')) {
+      return false;
+    }
+    throw error;
+  } finally {
+    await upstream.close();
+  }
+}
+
 export const tagsPin: Command = {
   name: 'tags pin',
-  synopsis: 'REF DIGEST [--config FILE] [--json]',
+  synopsis: 'REF DIGEST [--force] [--config FILE] [--json]',
   summary: 'Pin a tag to a digest (accepts a move under tags.immutable or tags.onMove: deny)',
-  help: [...common, '  --json              {"ref":…,"pin":…} on stdout'].join('\n'),
+  help: [
+    ...common,
+    '  --force             Pin without asking the upstream whether it has DIGEST in the repository',
+    '  --json              {"ref":…,"pin":…} on stdout',
+    '',
+    'The upstream is asked first (HEAD of the manifest by digest): a digest it does not have is',
+    'refused (exit 1), as is one it cannot be asked about (exit 2), unless --force.',
+  ].join('\n'),
   run: (args, ctx) =>
     withTags(
       args,
       ctx,
       { min: 2, max: 2, names: 'REF DIGEST' },
-      async (guard, config, [input = '', d = ''], json) => {
+      async (guard, config, [input = '', d = ''], { json, force }) => {
         const ref = tagRef(config, input);
         const digest: Digest = parseDigest(d);
+        if (!force) {
+          let has: boolean;
+          try {
+            has = await upstreamHas(config, ref, digest);
+          } catch (error) {
+            ctx.stderr.write(
+              `pullwarden tags pin: cannot ask ${ref.upstream} whether ${ref.upstream}/${ref.repository} has ${digest}: ${error instanceof Error ? error.message : String(error)}; not pinned (--force pins without asking)\n`,
+            );
+            return 2;
+          }
+          if (!has) {
+            ctx.stderr.write(
+              `pullwarden tags pin: ${ref.upstream}/${ref.repository} has no manifest ${digest} upstream; not pinned (--force pins it anyway)\n`,
+            );
+            return 1;
+          }
+        }
         await guard.setPin(ref.upstream, ref.repository, ref.tag, digest);
         ctx.stdout.write(
-          json ? `${JSON.stringify({ ref: ref.text, pin: digest })}\n` : `${ref.text} pinned to ${digest}\n`,
+          json
+            ? `${JSON.stringify({ ref: ref.text, pin: digest, ...(force ? { forced: true } : {}) })}\n`
+            : `${ref.text} pinned to ${digest}${force ? ' (--force: not checked against the upstream)' : ''}\n`,
         );
         return 0;
       },
+      { force: true },
     ),
 };
 
