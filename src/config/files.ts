@@ -20,6 +20,7 @@ export const FILE_KEYS = [
   { path: ['upstreams', '*', 'caFile'], kind: 'ca-bundle' },
   { path: ['metadata', 'passwordFile'], kind: 'secret' },
   { path: ['auth', 'htpasswd'], kind: 'htpasswd' },
+  { path: ['admin', 'htpasswd'], kind: 'htpasswd' },
   { path: ['auth', 'tokens', '#', 'tokenFile'], kind: 'secret' },
   { path: ['audit', 'checkpoint', 'keyFile'], kind: 'secret' },
   { path: ['server', 'tls', 'certFile'], kind: 'tls-cert' },
