@@ -2,6 +2,97 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/*
+ * Import boundaries (ARCHITECTURE.md "Modules"): cli → app → http → service →
+ * {upstream, cache, metadata, policy, trust, audit} → oci, with `shared` (words two modules share:
+ * units, the glob compiler, signer identity, decision result) as a leaf below everything.
+ *
+ * Encoded with typescript-eslint's `no-restricted-imports` (the core rule plus `allowTypeImports`),
+ * one `files` block per module. Every src import is relative with its `.ts` extension, so a module is
+ * named by the first path segment after the `../` run; `(\.\./)+upstream/` from `src/cache/x.ts` is
+ * `src/upstream/`. The last block that matches a file wins for a rule (flat config does not merge
+ * rule options), so each module's block lists its whole fence.
+ */
+
+/** Every top-level module of `src/`; a module's only public surface is its `index.ts`. */
+const MODULES = [
+  'shared',
+  'oci',
+  'config',
+  'upstream',
+  'cache',
+  'metadata',
+  'policy',
+  'trust',
+  'audit',
+  'service',
+  'http',
+  'cli',
+  'cluster',
+];
+const ADAPTERS = ['upstream', 'cache', 'metadata', 'policy', 'trust', 'audit'];
+
+/**
+ * What each module may import (besides itself). `config` below `app` is for types only: that is
+ * {@link CONFIG_TYPES_ONLY}, not this table.
+ */
+const MAY_IMPORT = {
+  shared: [],
+  oci: ['shared'],
+  ...Object.fromEntries(ADAPTERS.map((name) => [name, ['oci', 'shared']])),
+  // config composes the adapters' schemas into one; only app/cli/cluster import config's values.
+  config: ['oci', 'shared', ...ADAPTERS],
+  service: ['oci', 'shared', ...ADAPTERS],
+  http: ['oci', 'shared', 'service'],
+};
+const CONFIG_TYPES_ONLY = new Set([...ADAPTERS, 'service', 'http']);
+
+/** @param {string[]} names */
+const oneOf = (names) => `(${names.join('|')})`;
+const UP = String.raw`^(\.\./)+`;
+
+/**
+ * The fence of one module: a files block for `src/<name>/**` (or `opts.files`).
+ * `opts.alsoMay` and `opts.deepInto` widen it for a named file whose mend another issue-10 helper
+ * owns; each such use carries a TODO naming the owner.
+ * @param {string} name
+ * @param {{ files?: string[], alsoMay?: string[], deepInto?: string[] }} [opts]
+ */
+function fence(name, opts = {}) {
+  const allowed = new Set([name, ...(MAY_IMPORT[name] ?? []), ...(opts.alsoMay ?? [])]);
+  const typesOnly = CONFIG_TYPES_ONLY.has(name);
+  const forbidden = MODULES.filter((m) => !allowed.has(m) && !(typesOnly && m === 'config'));
+  const layers = `${name} may import ${[...allowed].filter((m) => m !== name).join(', ') || 'nothing in src/'}`;
+  // `deepInto: ['config/schema']` lets exactly that file through the deep-import pattern.
+  const deepExempt = (opts.deepInto ?? []).map((p) => String.raw`(?!${UP}${p}\.ts$)`).join('');
+  /** @type {Array<Record<string, unknown>>} */
+  const patterns = [
+    {
+      regex: `${UP}${oneOf(forbidden)}/`,
+      message: `${layers} (ARCHITECTURE.md: cli → app → http → service → adapters → oci; adapters never import each other).`,
+    },
+    {
+      regex: String.raw`${UP}(app|app-[a-z-]+|logger)\.ts$`,
+      message: 'only cli imports the composition root (src/app*.ts, src/logger.ts).',
+    },
+    {
+      regex: String.raw`${deepExempt}${UP}${oneOf(MODULES.filter((m) => m !== name))}/(?!index\.ts$)`,
+      message: 'import another module through its index.ts (its only public surface), not past it.',
+    },
+  ];
+  if (typesOnly) {
+    patterns.push({
+      regex: String.raw`${UP}config/index\.ts$`,
+      allowTypeImports: true,
+      message: 'config is imported below app for types only: use `import type`.',
+    });
+  }
+  return {
+    files: opts.files ?? [`src/${name}/**/*.ts`],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns }] },
+  };
+}
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bin/**', 'eslint.config.js'] },
   js.configs.recommended,
@@ -16,6 +107,61 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unnecessary-condition': 'off',
       '@typescript-eslint/no-confusing-void-expression': 'off',
+    },
+  },
+  // --- import boundaries: one block per module below app --------------------------------------
+  ...Object.keys(MAY_IMPORT).map((name) => fence(name)),
+  // --- known breaks whose mend another issue-10 helper owns (the fence stays, widened by one edge) ---
+  // TODO(helper "upstream", i10-upstream): undici-upstream.ts takes UpstreamConfig from config/schema.ts.
+  fence('upstream', { files: ['src/upstream/undici-upstream.ts'], deepInto: ['config/schema'] }),
+  // TODO(helper "http", i10-http): http/audit.ts builds audit facts from audit, policy and trust
+  // itself; the service is to build them once.
+  fence('http', { files: ['src/http/audit.ts'], alsoMay: ['audit', 'policy', 'trust'] }),
+  // --- breaks the fence found, mended next on i10-fence; each mend deletes its line ---
+  fence('audit', {
+    files: ['src/audit/query.ts', 'src/audit/types.ts', 'src/audit/schema.ts'],
+    alsoMay: ['policy', 'trust'],
+    deepInto: ['config/units', 'config/zod-units', 'policy/types', 'trust/types'],
+  }),
+  fence('cache', { files: ['src/cache/fs-blob-store.ts', 'src/cache/types.ts'], alsoMay: ['upstream'] }),
+  fence('config', {
+    files: ['src/config/cross-check.ts', 'src/config/load.ts', 'src/config/schema.ts'],
+    deepInto: ['policy/schema', 'audit/checkpoint', 'audit/schema'],
+  }),
+  fence('http', { files: ['src/http/auth.ts'], alsoMay: ['policy'] }),
+  fence('http', { files: ['src/http/range.ts'], alsoMay: ['cache'] }),
+  fence('policy', {
+    files: [
+      'src/policy/decide.ts',
+      'src/policy/gates/evaluate.ts',
+      'src/policy/gates/schema.ts',
+      'src/policy/gates/types.ts',
+      'src/policy/schema.ts',
+      'src/policy/types.ts',
+    ],
+    alsoMay: ['trust'],
+    deepInto: ['trust/types', 'trust/identity', 'config/units', 'config/zod-units', 'config/suggest'],
+  }),
+  fence('service', { files: ['src/service/inventory.ts'], deepInto: ['policy/types', 'trust/types'] }),
+  fence('trust', { files: ['src/trust/discover.ts', 'src/trust/referrers.ts'], alsoMay: ['upstream'] }),
+  // --- import boundaries: the process zone (cli, app, cluster, logger) -------------------------
+  // PERMISSIVE FOR NOW: helper "app" (issue 10, branch i10-app) tightens this zone — cli goes
+  // through app (no second composition root in cli/commands/tags.ts), cluster beside app. Until
+  // then it only forbids deep imports into the modules below it.
+  {
+    files: ['src/cli/**/*.ts', 'src/app*.ts', 'src/cluster/**/*.ts', 'src/logger.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: String.raw`^(\./|(\.\./)+)${oneOf(Object.keys(MAY_IMPORT))}/(?!index\.ts$)`,
+              message: 'import a module through its index.ts (its only public surface), not past it.',
+            },
+          ],
+        },
+      ],
     },
   },
   {
