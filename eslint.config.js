@@ -121,7 +121,7 @@ export default tseslint.config(
   fence('audit', {
     files: ['src/audit/query.ts', 'src/audit/types.ts', 'src/audit/schema.ts'],
     alsoMay: ['policy', 'trust'],
-    deepInto: ['config/units', 'config/zod-units', 'policy/types', 'trust/types'],
+    deepInto: ['policy/types', 'trust/types'],
   }),
   fence('cache', { files: ['src/cache/fs-blob-store.ts', 'src/cache/types.ts'], alsoMay: ['upstream'] }),
   fence('config', {
@@ -140,7 +140,7 @@ export default tseslint.config(
       'src/policy/types.ts',
     ],
     alsoMay: ['trust'],
-    deepInto: ['trust/types', 'trust/identity', 'config/units', 'config/zod-units', 'config/suggest'],
+    deepInto: ['trust/types', 'trust/identity'],
   }),
   fence('service', { files: ['src/service/inventory.ts'], deepInto: ['policy/types', 'trust/types'] }),
   fence('trust', { files: ['src/trust/discover.ts', 'src/trust/referrers.ts'], alsoMay: ['upstream'] }),

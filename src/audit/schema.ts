@@ -1,7 +1,7 @@
 import { z } from 'zod';
-// The one duration and size grammar of the config file. A deep import on purpose (as in
-// policy/schema.ts): the config module wires this schema into its own; zod-units.ts is a leaf.
-import { duration, size } from '../config/zod-units.ts';
+// The one duration and size grammar of the config file, from the shared leaf (config wires this
+// schema into its own, so audit must not import config back).
+import { duration, size } from '../shared/index.ts';
 
 export const auditWebhookSchema = z
   .strictObject({

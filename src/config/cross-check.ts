@@ -1,7 +1,7 @@
 import { checkPolicyReferences } from '../policy/schema.ts';
 import type { TrustNames } from '../policy/schema.ts';
 import type { Config } from './schema.ts';
-import { didYouMean } from './suggest.ts';
+import { didYouMean } from '../shared/index.ts';
 
 /**
  * The sections of a config that parsed, for {@link crossCheck}. Policies may be a sparse list (the

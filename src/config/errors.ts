@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { configSchema } from './schema.ts';
-import { didYouMean } from './suggest.ts';
+import { didYouMean } from '../shared/index.ts';
 
 /** One thing wrong with a configuration, located by key path and, when known, by line in the file. */
 export interface ConfigProblem {

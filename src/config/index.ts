@@ -13,9 +13,9 @@ export {
 export type { LoadedConfig, LoadedUpstream, LoadedMetadata, LoadOptions } from './load.ts';
 export { jsonSchema } from './json-schema.ts';
 export { redactConfig, redactUrl, REDACTED, REDACT_PATHS } from './redact.ts';
-export { formatDuration, formatSize, parseDuration, parseSize } from './units.ts';
+export { formatDuration, formatSize, parseDuration, parseSize } from '../shared/index.ts';
 export { loadCandidatePolicies } from './candidate.ts';
 export { FILE_KEYS } from './files.ts';
 export { effectiveConfigInput } from './show.ts';
 export type { FileKind, FileParsers, ParsedFileKind } from './files.ts';
-export { didYouMean, suggest } from './suggest.ts';
+export { didYouMean, suggest } from '../shared/index.ts';

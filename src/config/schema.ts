@@ -3,8 +3,7 @@ import { decisionsSchema, defaultPolicyInput, policiesSchema, trustSchema } from
 import { z } from 'zod';
 import { isRegistryHost } from '../oci/index.ts';
 import { crossCheck } from './cross-check.ts';
-import { duration, size, unitSchema } from './zod-units.ts';
-import { parseSize, SIZE_PATTERN } from './units.ts';
+import { duration, parseSize, size, SIZE_PATTERN, unitSchema } from '../shared/index.ts';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
 

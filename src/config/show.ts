@@ -5,8 +5,7 @@ import { loadConfig, readConfigInput } from './load.ts';
 import type { LoadOptions } from './load.ts';
 import { redactConfig } from './redact.ts';
 import { configSchema } from './schema.ts';
-import { formatDuration, formatSize, parseDuration, parseSize } from './units.ts';
-import { UNIT_SCHEMAS } from './zod-units.ts';
+import { formatDuration, formatSize, parseDuration, parseSize, UNIT_SCHEMAS } from '../shared/index.ts';
 
 /**
  * The effective configuration as a config file: what `serve` would run on (file or embedded

@@ -1,8 +1,7 @@
 import { z } from 'zod';
-// The one duration grammar of the config file. A deep import on purpose: the config module wires these
-// schemas into its own, and units.ts is a leaf (it imports nothing), so there is no cycle.
-import { duration } from '../config/zod-units.ts';
-import { didYouMean } from '../config/suggest.ts';
+// The one duration grammar of the config file, from the shared leaf (config wires these schemas into
+// its own, so policy must not import config back).
+import { didYouMean, duration } from '../shared/index.ts';
 import type { Attestor } from '../trust/types.ts';
 import { gatesSchema } from './gates/schema.ts';
 import { globProblem } from './match.ts';

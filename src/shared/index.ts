@@ -1,0 +1,14 @@
+/**
+ * Shared: the words two modules share, below every other module (it imports nothing from `src/`).
+ * Units as operators write them (durations, sizes) and their zod schemas, and the did-you-mean hint.
+ */
+export {
+  DURATION_PATTERN,
+  SIZE_PATTERN,
+  formatDuration,
+  formatSize,
+  parseDuration,
+  parseSize,
+} from './units.ts';
+export { UNIT_SCHEMAS, duration, size, unitSchema } from './zod-units.ts';
+export { didYouMean, suggest } from './suggest.ts';
