@@ -124,10 +124,6 @@ export default tseslint.config(
     deepInto: ['policy/types', 'trust/types'],
   }),
   fence('cache', { files: ['src/cache/fs-blob-store.ts', 'src/cache/types.ts'], alsoMay: ['upstream'] }),
-  fence('config', {
-    files: ['src/config/cross-check.ts', 'src/config/load.ts', 'src/config/schema.ts'],
-    deepInto: ['policy/schema', 'audit/checkpoint', 'audit/schema'],
-  }),
   fence('http', { files: ['src/http/auth.ts'], alsoMay: ['policy'] }),
   fence('http', { files: ['src/http/range.ts'], alsoMay: ['cache'] }),
   fence('policy', {

@@ -1,5 +1,5 @@
-import { checkPolicyReferences } from '../policy/schema.ts';
-import type { TrustNames } from '../policy/schema.ts';
+import { checkPolicyReferences } from '../policy/index.ts';
+import type { TrustNames } from '../policy/index.ts';
 import type { Config } from './schema.ts';
 import { didYouMean } from '../shared/index.ts';
 

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
-import { attestorSchema, policySchema } from '../policy/schema.ts';
+import { attestorSchema, policySchema } from '../policy/index.ts';
 import type { Gate, Policy } from '../policy/index.ts';
 import type { Attestor } from '../trust/index.ts';
 import { crossCheck } from './cross-check.ts';
@@ -14,7 +14,7 @@ import { checkFiles, fsReason, readSecretFile } from './files.ts';
 import type { FileParsers } from './files.ts';
 import { configSchema, defaultConfigInput, upstreamSchema } from './schema.ts';
 // The key check of the audit module (a leaf: node:crypto only), so a bad key fails validation.
-import { signingKey } from '../audit/checkpoint.ts';
+import { signingKey } from '../audit/index.ts';
 import type { Config, UpstreamConfig } from './schema.ts';
 
 /** An upstream after loading: URL filled in, secret resolved. */

@@ -1,5 +1,5 @@
-import { auditSchema } from '../audit/schema.ts';
-import { decisionsSchema, defaultPolicyInput, policiesSchema, trustSchema } from '../policy/schema.ts';
+import { auditSchema } from '../audit/index.ts';
+import { decisionsSchema, defaultPolicyInput, policiesSchema, trustSchema } from '../policy/index.ts';
 import { z } from 'zod';
 import { isRegistryHost } from '../oci/index.ts';
 import { crossCheck } from './cross-check.ts';
