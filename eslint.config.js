@@ -123,7 +123,6 @@ export default tseslint.config(
     alsoMay: ['policy', 'trust'],
     deepInto: ['policy/types', 'trust/types'],
   }),
-  fence('cache', { files: ['src/cache/fs-blob-store.ts', 'src/cache/types.ts'], alsoMay: ['upstream'] }),
   fence('http', { files: ['src/http/auth.ts'], alsoMay: ['policy'] }),
   fence('http', { files: ['src/http/range.ts'], alsoMay: ['cache'] }),
   fence('policy', {

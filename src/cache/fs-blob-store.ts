@@ -27,7 +27,6 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { digestAlgorithm, digestHex, digestOf, isDigest, RegistryError } from '../oci/index.ts';
 import type { Digest } from '../oci/index.ts';
-import type { UpstreamBlob } from '../upstream/index.ts';
 import { BlobReadStream, toError } from './blob-read-stream.ts';
 import type { DiskHeadroom } from './disk-headroom.ts';
 import type { ReadSource } from './blob-read-stream.ts';
@@ -42,7 +41,7 @@ import {
   touchLock,
 } from './lock-file.ts';
 import type { LockBase } from './lock-file.ts';
-import type { BlobHandle, BlobStore, BlobStoreStats, ByteRange, CacheState } from './types.ts';
+import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, ByteRange, CacheState } from './types.ts';
 
 /** The logger calls the store makes (a pino logger fits). */
 export interface CacheLogger {
@@ -259,7 +258,7 @@ export class FsBlobStore implements BlobStore {
     return this.#hitHandle(digest);
   }
 
-  async getOrFill(digest: Digest, fetch: () => Promise<UpstreamBlob>): Promise<BlobHandle> {
+  async getOrFill(digest: Digest, fetch: () => Promise<BlobSource>): Promise<BlobHandle> {
     this.#assertOpen();
     for (let attempt = 0; ; attempt++) {
       // Shared mode: another process may have evicted the blob (or stored it) since this one looked.
@@ -510,7 +509,7 @@ export class FsBlobStore implements BlobStore {
     );
   }
 
-  async #runFill(fill: Fill, fetch: () => Promise<UpstreamBlob>, lock?: FillLock): Promise<void> {
+  async #runFill(fill: Fill, fetch: () => Promise<BlobSource>, lock?: FillLock): Promise<void> {
     const { digest } = fill;
     const lockPath = this.#fillLockPath(digest);
     // Shared mode: the heartbeat says this process is alive and filling; the lock goes when the fill
@@ -536,7 +535,7 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async #fillOnce(fill: Fill, fetch: () => Promise<UpstreamBlob>, lock: FillLock | undefined): Promise<void> {
+  async #fillOnce(fill: Fill, fetch: () => Promise<BlobSource>, lock: FillLock | undefined): Promise<void> {
     const { digest } = fill;
     let fh: FileHandle | undefined;
     try {
@@ -546,7 +545,7 @@ export class FsBlobStore implements BlobStore {
       fill.failStart(new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: err }));
       return;
     }
-    let upstream: UpstreamBlob;
+    let upstream: BlobSource;
     try {
       upstream = await fetch();
     } catch (err) {
@@ -779,7 +778,7 @@ export class FsBlobStore implements BlobStore {
    * Shared mode: take the fill of `fill.digest` across every process on the directory, or follow the
    * one another process runs. In-process callers have joined `fill` already.
    */
-  async #claim(fill: Fill, fetch: () => Promise<UpstreamBlob>): Promise<void> {
+  async #claim(fill: Fill, fetch: () => Promise<BlobSource>): Promise<void> {
     const { digest } = fill;
     const lockPath = this.#fillLockPath(digest);
     try {

@@ -1,6 +1,16 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/index.ts';
-import type { UpstreamBlob } from '../upstream/index.ts';
+
+/**
+ * What a fill reads: a blob body whose status is known to be a success, still streaming. The cache
+ * hashes and counts it; it trusts neither the bytes nor `size`. (`Upstream.getBlob` answers this
+ * shape; the cache does not know who produced it.)
+ */
+export interface BlobSource {
+  body: Readable;
+  /** From Content-Length; undefined when the source streams without one. */
+  size: number | undefined;
+}
 
 /** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
 export interface ByteRange {
@@ -51,7 +61,7 @@ export interface BlobStore {
    * The fill goes on when the caller (or every caller) goes away; it is verified (size + digest),
    * fsync'd and renamed into place, or discarded.
    */
-  getOrFill(digest: Digest, fetch: () => Promise<UpstreamBlob>): Promise<BlobHandle>;
+  getOrFill(digest: Digest, fetch: () => Promise<BlobSource>): Promise<BlobHandle>;
   /** Store small content (manifests) whose digest the caller has already checked. Idempotent. */
   putBytes(digest: Digest, bytes: Buffer): Promise<void>;
   /** Read small content stored with putBytes (or any complete blob) into memory. */
