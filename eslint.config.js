@@ -124,7 +124,6 @@ export default tseslint.config(
     deepInto: ['policy/types', 'trust/types'],
   }),
   fence('http', { files: ['src/http/auth.ts'], alsoMay: ['policy'] }),
-  fence('http', { files: ['src/http/range.ts'], alsoMay: ['cache'] }),
   fence('policy', {
     files: [
       'src/policy/decide.ts',

@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { RegistryError } from '../oci/index.ts';
-import type { ByteRange } from './types.ts';
+import type { ByteRange } from '../shared/index.ts';
 
 /**
  * Bytes read from disk per `read()`; also the stream's high-water mark. 256 KiB: a quarter of the

@@ -41,7 +41,8 @@ import {
   touchLock,
 } from './lock-file.ts';
 import type { LockBase } from './lock-file.ts';
-import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, ByteRange, CacheState } from './types.ts';
+import type { ByteRange } from '../shared/index.ts';
+import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, CacheState } from './types.ts';
 
 /** The logger calls the store makes (a pino logger fits). */
 export interface CacheLogger {

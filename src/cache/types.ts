@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/index.ts';
+import type { ByteRange } from '../shared/index.ts';
 
 /**
  * What a fill reads: a blob body whose status is known to be a success, still streaming. The cache
@@ -10,12 +11,6 @@ export interface BlobSource {
   body: Readable;
   /** From Content-Length; undefined when the source streams without one. */
   size: number | undefined;
-}
-
-/** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
-export interface ByteRange {
-  start: number;
-  end: number;
 }
 
 /** How a blob request was satisfied. `joined` = attached to a fill another request started. */

@@ -1,5 +1,5 @@
 import { RegistryError } from '../oci/index.ts';
-import type { ByteRange } from '../cache/index.ts';
+import type { ByteRange } from '../shared/index.ts';
 
 /**
  * Parse a `Range` header against a known size (RFC 9110 §14). Returns undefined when the whole body

@@ -1,6 +1,7 @@
 /**
  * Shared: the words two modules share, below every other module (it imports nothing from `src/`).
- * Units as operators write them (durations, sizes) and their zod schemas, and the did-you-mean hint.
+ * Units as operators write them (durations, sizes) and their zod schemas, the did-you-mean hint, and
+ * the HTTP byte range.
  */
 export {
   DURATION_PATTERN,
@@ -12,3 +13,4 @@ export {
 } from './units.ts';
 export { UNIT_SCHEMAS, duration, size, unitSchema } from './zod-units.ts';
 export { didYouMean, suggest } from './suggest.ts';
+export type { ByteRange } from './byte-range.ts';
