@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 // The one duration grammar of the config file (a leaf module: no cycle; see policy/schema.ts).
 import { parseDuration } from '../shared/index.ts';
-import type { DecisionResult } from '../policy/types.ts';
+import type { DecisionResult } from '../shared/index.ts';
 import { sortAuditFiles } from './chain.ts';
 import { forEachLine, lineChunks, lineChunksFromEnd } from './lines.ts';
 import type { AuditEventType, AuditRecord } from './types.ts';

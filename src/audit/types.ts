@@ -1,5 +1,5 @@
-import type { DecisionResult } from '../policy/types.ts';
-import type { SignerIdentity } from '../trust/types.ts';
+import type { DecisionResult } from '../shared/index.ts';
+import type { SignerIdentity } from '../shared/index.ts';
 
 /**
  * What an audit event records.

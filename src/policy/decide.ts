@@ -10,7 +10,7 @@ import type {
   SignatureVerifier,
   SignerIdentity,
   VerifyOutcome,
-} from '../trust/types.ts';
+} from '../shared/index.ts';
 import { compileGate } from './gates/evaluate.ts';
 import type { CompiledGate, GateEnv, VerifyFn } from './gates/evaluate.ts';
 import type { GateResult } from './gates/types.ts';

@@ -2,7 +2,7 @@ import { z } from 'zod';
 // The one duration grammar of the config file, from the shared leaf (config wires these schemas into
 // its own, so policy must not import config back).
 import { didYouMean, duration } from '../shared/index.ts';
-import type { Attestor } from '../trust/types.ts';
+import type { Attestor } from '../shared/index.ts';
 import { gatesSchema } from './gates/schema.ts';
 import { globProblem } from './match.ts';
 import type { Policy } from './types.ts';

@@ -1,5 +1,5 @@
 import type { Digest } from '../oci/index.ts';
-import type { Attestor, EvidenceSource, SignerIdentity } from '../trust/types.ts';
+import type { Attestor, DecisionResult, EvidenceSource, SignerIdentity } from '../shared/index.ts';
 import type { Gate, GateResult } from './gates/types.ts';
 
 export type PolicyAction = 'allow' | 'deny' | 'verify';
@@ -47,8 +47,7 @@ export interface SignatureCheck {
   signer?: SignerIdentity;
 }
 
-/** `warn` = the policy would deny but is in warn mode: served, and recorded. */
-export type DecisionResult = 'allow' | 'deny' | 'warn';
+export type { DecisionResult };
 
 export interface Decision {
   result: DecisionResult;

@@ -8,8 +8,8 @@ import { queryAuditDir } from '../audit/index.ts';
 import type { AuditGate, AuditRecord } from '../audit/index.ts';
 import { isDigest, parseManifest } from '../oci/index.ts';
 import type { Digest } from '../oci/index.ts';
-import type { DecisionResult } from '../policy/types.ts';
-import type { SignerIdentity } from '../trust/types.ts';
+import type { DecisionResult } from '../shared/index.ts';
+import type { SignerIdentity } from '../shared/index.ts';
 
 /** One tag of one repository (or one digest pulled without a tag). */
 export interface InventoryEntry {

@@ -14,3 +14,15 @@ export {
 export { UNIT_SCHEMAS, duration, size, unitSchema } from './zod-units.ts';
 export { didYouMean, suggest } from './suggest.ts';
 export type { ByteRange } from './byte-range.ts';
+export type {
+  Attestor,
+  Evidence,
+  EvidenceSource,
+  FoundSignature,
+  SignatureVerifier,
+  SignerIdentity,
+  VerifyOutcome,
+} from './evidence.ts';
+export type * from './attestation.ts';
+export { SEVERITIES } from './attestation.ts';
+export type { DecisionResult } from './decision.ts';

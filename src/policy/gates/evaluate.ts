@@ -19,7 +19,7 @@ import type {
   SignerIdentity,
   Vulnerability,
   VulnReport,
-} from '../../trust/types.ts';
+} from '../../shared/index.ts';
 import { compileCel } from './cel.ts';
 import type { CelProgram } from './cel.ts';
 import type { FailingVulnerability, Gate, GateResult, PackageRule } from './types.ts';

@@ -7,7 +7,7 @@ import { validRange } from 'semver';
 import { z } from 'zod';
 // The one duration/size grammar (deep import on purpose, as in ../schema.ts: units.ts is a leaf).
 import { parseDuration, parseSize } from '../../shared/index.ts';
-import type { Attestor } from '../../trust/types.ts';
+import type { Attestor } from '../../shared/index.ts';
 import { compileCel } from './cel.ts';
 import type { Gate, GateKind, PackageRule, VulnerabilityRules } from './types.ts';
 

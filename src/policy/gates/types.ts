@@ -1,5 +1,5 @@
 import type { Digest } from '../../oci/index.ts';
-import type { Attestor, EvidenceSource, Severity, SignerIdentity } from '../../trust/types.ts';
+import type { Attestor, EvidenceSource, Severity, SignerIdentity } from '../../shared/index.ts';
 
 export type GateKind = 'vulnerabilities' | 'sbom' | 'provenance' | 'age' | 'cel';
 

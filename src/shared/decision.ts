@@ -1,0 +1,2 @@
+/** `warn` = the policy would deny but is in warn mode: served, and recorded. */
+export type DecisionResult = 'allow' | 'deny' | 'warn';
