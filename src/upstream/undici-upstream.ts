@@ -13,6 +13,7 @@ import {
   isDigest,
   MAX_MANIFEST_BYTES,
   MediaType,
+  notFoundCodes,
   parseDigest,
   parseManifestReference,
   parseRepositoryName,
@@ -179,7 +180,6 @@ const WELL_KNOWN_REALMS: Record<string, readonly string[]> = { 'registry-1.docke
 // Content types registries put on manifests when they do not know better (schema1, old Quay, S3
 // backed mirrors); for these the JSON `mediaType` field is the better witness.
 const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
-const NOT_FOUND_CODES = new Set<ErrorCode>(['MANIFEST_UNKNOWN', 'BLOB_UNKNOWN', 'NAME_UNKNOWN']);
 const silentLogger: UpstreamLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /**
@@ -931,7 +931,7 @@ export class UndiciUpstream implements Upstream {
     if (status === 404 && ex.kind !== 'token') {
       // The upstream's own code says more ("no such repository" vs "no such tag"); only the three
       // not-found codes are taken from it, and never its message.
-      const code = upstreamCode !== undefined && NOT_FOUND_CODES.has(upstreamCode) ? upstreamCode : notFound;
+      const code = upstreamCode !== undefined && notFoundCodes.has(upstreamCode) ? upstreamCode : notFound;
       return new RegistryError(code, `${ex.what} is unknown to upstream ${this.host}`);
     }
     if (status === 401 || status === 403) {
@@ -979,9 +979,7 @@ async function ociErrorCode(body: Readable): Promise<ErrorCode | undefined> {
     if (bytes === undefined) return undefined;
     const json = JSON.parse(bytes.toString('utf8')) as { errors?: { code?: unknown }[] };
     const code = json.errors?.[0]?.code;
-    return typeof code === 'string' && NOT_FOUND_CODES.has(code as ErrorCode)
-      ? (code as ErrorCode)
-      : undefined;
+    return typeof code === 'string' && notFoundCodes.has(code as ErrorCode) ? (code as ErrorCode) : undefined;
   } catch {
     return undefined;
   } finally {
