@@ -5,7 +5,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
-import type { UpstreamConfig } from '../config/schema.ts';
 import {
   defaultManifestAccept,
   digestAlgorithm,
@@ -32,7 +31,15 @@ import {
   readLimited,
 } from './http-util.ts';
 import { AddressRefusedError, compileHostMatcher, guardedConnector } from './address-guard.ts';
-import type { LookupFunction } from './address-guard.ts';
+import { silentLogger } from './options.ts';
+import type {
+  UndiciUpstreamConfig,
+  UndiciUpstreamOptions,
+  UpstreamLogger,
+  UpstreamRefusal,
+  UpstreamRequestInfo,
+  UpstreamRequestKind,
+} from './options.ts';
 import { TokenCache, tokenLifetimeMs } from './token-cache.ts';
 import type { IssuedToken } from './token-cache.ts';
 import type {
@@ -46,91 +53,6 @@ import type {
 } from './types.ts';
 import { parseWwwAuthenticate } from './www-authenticate.ts';
 import type { AuthChallenge } from './www-authenticate.ts';
-
-/**
- * The parts of an upstream's config this client uses. A parsed `UpstreamConfig` fits; `password` is
- * the resolved secret (the caller reads `passwordFile` / `passwordEnv` before constructing).
- */
-export type UndiciUpstreamConfig = Pick<
-  UpstreamConfig,
-  | 'url'
-  | 'username'
-  | 'password'
-  | 'connectTimeout'
-  | 'headersTimeout'
-  | 'bodyTimeout'
-  | 'retries'
-  | 'connections'
-  | 'insecureSkipTLSVerify'
-  | 'caFile'
-> & {
-  redirects?: Partial<UpstreamConfig['redirects']>;
-  auth?: Partial<UpstreamConfig['auth']>;
-};
-
-/** The pino methods this module logs with (object first, then a lower-case message). */
-export interface UpstreamLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-/** What an upstream HTTP exchange was for, as reported to {@link UndiciUpstreamOptions.onRequest}. */
-export type UpstreamRequestKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
-
-/**
- * Why the proxy refused to go where an upstream sent it: a redirect to a non-public address
- * (`redirect-address`), from https to plain http (`redirect-http`), to a URL that is not http(s) or
- * carries credentials (`redirect-unusable`), one hop too many (`redirect-limit`); a token realm off the
- * upstream's host (`realm-host`) or one that is not https (`realm-unusable`).
- */
-export type UpstreamRefusal =
-  | 'redirect-address'
-  | 'redirect-http'
-  | 'redirect-unusable'
-  | 'redirect-limit'
-  | 'realm-host'
-  | 'realm-unusable';
-
-/** One upstream HTTP exchange (each retry, redirect hop and token request counts on its own). */
-export interface UpstreamRequestInfo {
-  /** The configured upstream host (config key), not the origin that answered (a CDN, a token realm). */
-  host: string;
-  method: 'GET' | 'HEAD';
-  kind: UpstreamRequestKind;
-  /** The response status, or `'error'` when no response headers arrived. */
-  status: number | 'error';
-  /** Milliseconds until the response headers (blob bodies stream on after this). */
-  durationMs: number;
-}
-
-export interface UndiciUpstreamOptions {
-  /** The registry host clients name (the config key), e.g. `docker.io`. */
-  host: string;
-  config: UndiciUpstreamConfig;
-  logger?: UpstreamLogger;
-  /** Called after every upstream exchange; for metrics. Must not throw (errors are ignored). */
-  onRequest?: (info: UpstreamRequestInfo) => void;
-  /**
-   * Called when the upstream told us to go somewhere we refused (a redirect or a token realm); for
-   * `pullwarden_upstream_refused_total`. Must not throw (errors are ignored).
-   */
-  onRefused?: (reason: UpstreamRefusal) => void;
-  /** Largest manifest accepted; defaults to {@link MAX_MANIFEST_BYTES}. */
-  maxManifestBytes?: number;
-  /** Base of the exponential backoff between retries, in ms (default 100). */
-  retryDelayMs?: number;
-  /** `User-Agent` sent upstream. */
-  userAgent?: string;
-  /**
-   * Name resolution for origins other than the upstream's own (redirect targets, token realms);
-   * `dns.lookup` by default. Every address it returns is checked before a connection is made.
-   */
-  lookup?: LookupFunction;
-  /** The clock token lifetimes are measured with (tests move it); `Date.now` by default. */
-  now?: () => number;
-}
 
 interface Exchange {
   kind: UpstreamRequestKind;
@@ -180,7 +102,6 @@ const WELL_KNOWN_REALMS: Record<string, readonly string[]> = { 'registry-1.docke
 // Content types registries put on manifests when they do not know better (schema1, old Quay, S3
 // backed mirrors); for these the JSON `mediaType` field is the better witness.
 const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
-const silentLogger: UpstreamLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /**
  * {@link Upstream} over undici: one connection pool per origin (the registry, its token realm, its
