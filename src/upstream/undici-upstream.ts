@@ -12,13 +12,12 @@ import {
   isDigest,
   MAX_MANIFEST_BYTES,
   MediaType,
-  notFoundCodes,
   parseDigest,
   parseManifestReference,
   parseRepositoryName,
   RegistryError,
 } from '../oci/index.ts';
-import type { Digest, ErrorCode, ManifestReference } from '../oci/index.ts';
+import type { Digest, ManifestReference } from '../oci/index.ts';
 import {
   BodyDeadlineError,
   bareMediaType,
@@ -27,16 +26,16 @@ import {
   errorCode,
   headerValue,
   isRetryableConnectionError,
-  parseRetryAfter,
   readLimited,
 } from './http-util.ts';
-import { AddressRefusedError, compileHostMatcher, guardedConnector } from './address-guard.ts';
+import { compileHostMatcher, guardedConnector } from './address-guard.ts';
+import { UpstreamErrors } from './errors.ts';
+import type { Exchange } from './exchange.ts';
 import { silentLogger } from './options.ts';
 import type {
   UndiciUpstreamConfig,
   UndiciUpstreamOptions,
   UpstreamLogger,
-  UpstreamRefusal,
   UpstreamRequestInfo,
   UpstreamRequestKind,
 } from './options.ts';
@@ -53,20 +52,6 @@ import type {
 } from './types.ts';
 import { parseWwwAuthenticate } from './www-authenticate.ts';
 import type { AuthChallenge } from './www-authenticate.ts';
-
-interface Exchange {
-  kind: UpstreamRequestKind;
-  method: 'GET' | 'HEAD';
-  url: URL;
-  headers: Record<string, string>;
-  /** Repository the request is about: names the token scope and appears in error messages. */
-  repository: string;
-  /** Human description for messages, e.g. `manifest library/nginx:1.27`. Never holds secrets. */
-  what: string;
-  /** Send registry credentials (only ever to the configured registry origin). */
-  authenticate: boolean;
-  signal: AbortSignal | undefined;
-}
 
 interface Authorization {
   header: string;
@@ -87,11 +72,8 @@ const MAX_REDIRECTS = 5;
 const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
-const ERROR_BODY_BYTES = 16 * 1024;
 // All response headers together (Node's default; a signed CDN Location is a few KiB).
 const MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
-// An error body only tells us which not-found code applies: not worth waiting for.
-const ERROR_BODY_DEADLINE_MS = 5_000;
 // The slowest blob body accepted: at least this many bytes in every bodyTimeout window (1 KiB/s at the
 // default 60 s). undici's bodyTimeout alone bounds a pause, so one byte every 59 s would never end.
 const MIN_BLOB_BYTES_PER_WINDOW = 64 * 1024;
@@ -123,11 +105,11 @@ export class UndiciUpstream implements Upstream {
   readonly #basePath: string;
   readonly #log: UpstreamLogger;
   readonly #onRequest: ((info: UpstreamRequestInfo) => void) | undefined;
-  readonly #onRefused: ((reason: UpstreamRefusal) => void) | undefined;
   readonly #maxManifestBytes: number;
   readonly #retryDelayMs: number;
   readonly #userAgent: string;
   readonly #tokens: TokenCache;
+  readonly #errors: UpstreamErrors;
   /** Realm and service of the last bearer challenge: lets a new scope fetch its token up front. */
   #bearer: { realm: URL; service: string | undefined } | undefined;
   /** The registry asked for basic auth once; send it up front from then on. */
@@ -141,7 +123,12 @@ export class UndiciUpstream implements Upstream {
     this.#config = config;
     this.#log = options.logger ?? silentLogger;
     this.#onRequest = options.onRequest;
-    this.#onRefused = options.onRefused;
+    this.#errors = new UpstreamErrors({
+      host,
+      config,
+      log: this.#log,
+      onRefused: options.onRefused,
+    });
     this.#tokens = new TokenCache(options.now === undefined ? {} : { now: options.now });
     this.#maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
     this.#retryDelayMs = options.retryDelayMs ?? 100;
@@ -196,13 +183,13 @@ export class UndiciUpstream implements Upstream {
     const ref = parseManifestReference(reference);
     const ex = this.#manifestExchange('HEAD', repository, ref, options);
     const res = await this.#exchange(ex);
-    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     await discard(res.body);
     const headerDigest = this.#digestHeader(res);
     const mediaType = bareMediaType(res.headers['content-type']);
     const size = contentLength(res.headers['content-length']);
     if (ref.kind === 'digest' && headerDigest !== undefined && headerDigest !== ref.digest) {
-      throw this.#mismatch(ex, ref.digest);
+      throw this.#errors.mismatch(ex, ref.digest);
     }
     if (size !== undefined && !GENERIC_CONTENT_TYPES.has(mediaType)) {
       // For a digest reference the 200 itself confirms the digest; the bytes are still checked when
@@ -239,7 +226,7 @@ export class UndiciUpstream implements Upstream {
           await this.#backoff(attempt, ex.signal);
           continue;
         }
-        throw this.#transportError(ex, err.cause);
+        throw this.#errors.transport(ex, err.cause);
       }
     }
   }
@@ -279,7 +266,7 @@ export class UndiciUpstream implements Upstream {
     const ex = this.#registryExchange('tags', 'GET', url, repository, `tags of ${repository}`, options);
     ex.headers.accept = 'application/json';
     const res = await this.#exchange(ex);
-    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'NAME_UNKNOWN');
+    if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'NAME_UNKNOWN');
     const body = await this.#readBody(ex, res, MAX_TAG_LIST_BYTES);
     const link = headerValue(res.headers.link);
     return link === undefined ? { body } : { body, link };
@@ -306,7 +293,7 @@ export class UndiciUpstream implements Upstream {
       await discard(res.body);
       return undefined;
     }
-    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     const served = bareMediaType(res.headers['content-type']);
     if (served !== MediaType.ociIndex && !GENERIC_CONTENT_TYPES.has(served)) {
       // Some registries answer unknown routes with 200 and an HTML page; that is not the API.
@@ -379,7 +366,7 @@ export class UndiciUpstream implements Upstream {
 
   async #fetchManifestOnce(ex: Exchange, ref: ManifestReference): Promise<FetchedManifest> {
     const res = await this.#exchange(ex);
-    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     const declared = contentLength(res.headers['content-length']);
     let bytes: Buffer | undefined;
     if (declared === undefined || declared <= this.#maxManifestBytes) {
@@ -401,7 +388,7 @@ export class UndiciUpstream implements Upstream {
     let digest: Digest;
     if (ref.kind === 'digest') {
       digest = ref.digest;
-      if (digestOf(bytes, digestAlgorithm(digest)) !== digest) throw this.#mismatch(ex, digest);
+      if (digestOf(bytes, digestAlgorithm(digest)) !== digest) throw this.#errors.mismatch(ex, digest);
     } else {
       digest = digestOf(bytes, headerDigest === undefined ? 'sha256' : digestAlgorithm(headerDigest));
       // The upstream's own claim about the tag disagrees with its bytes: a broken or tampered answer.
@@ -434,11 +421,11 @@ export class UndiciUpstream implements Upstream {
       const ex = this.#registryExchange('blob', method, url, repository, what, options);
       const res = await this.#exchange(ex);
       if (res.statusCode === 200) return res;
-      if (!REDIRECT_STATUSES.has(res.statusCode)) throw await this.#failure(ex, res, 'BLOB_UNKNOWN');
+      if (!REDIRECT_STATUSES.has(res.statusCode)) throw await this.#errors.failure(ex, res, 'BLOB_UNKNOWN');
       await discard(res.body);
       const next = this.#redirectTarget(headerValue(res.headers.location), url, what);
       if (hop + 1 > MAX_REDIRECTS) {
-        throw this.#refuse(
+        throw this.#errors.refuse(
           'redirect-limit',
           `upstream ${this.host} redirected ${what} more than ${MAX_REDIRECTS} times; refused`,
         );
@@ -463,10 +450,13 @@ export class UndiciUpstream implements Upstream {
       next = undefined;
     }
     if (next === undefined || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
-      throw this.#refuse('redirect-unusable', `upstream ${this.host} sent an unusable redirect for ${what}`);
+      throw this.#errors.refuse(
+        'redirect-unusable',
+        `upstream ${this.host} sent an unusable redirect for ${what}`,
+      );
     }
     if (next.username !== '' || next.password !== '') {
-      throw this.#refuse(
+      throw this.#errors.refuse(
         'redirect-unusable',
         `upstream ${this.host} redirected ${what} to a URL with credentials in it (${next.protocol}//${next.host}); refused`,
       );
@@ -476,24 +466,13 @@ export class UndiciUpstream implements Upstream {
       this.#base.protocol === 'https:' &&
       this.#config.redirects?.allowHttp !== true
     ) {
-      throw this.#refuse(
+      throw this.#errors.refuse(
         'redirect-http',
         `upstream ${this.host} redirected ${what} from https to plain http (${next.host}); refused. If that is intended, set upstreams.${this.host}.redirects.allowHttp`,
         { host: next.host },
       );
     }
     return next;
-  }
-
-  /** A refusal of where the upstream sent us: counted, logged, and answered 503 with the reason. */
-  #refuse(reason: UpstreamRefusal, message: string, detail: Record<string, string> = {}): RegistryError {
-    try {
-      this.#onRefused?.(reason);
-    } catch {
-      // Metrics must never break a pull.
-    }
-    this.#log.warn({ upstream: this.host, reason, ...detail }, 'refused where the upstream sent us');
-    return new RegistryError('UNAVAILABLE', message, { detail: { reason, ...detail } });
   }
 
   /**
@@ -510,11 +489,11 @@ export class UndiciUpstream implements Upstream {
     await discard(res.body);
     if (first?.token !== undefined) this.#tokens.invalidate(scope, first.token);
     const second = await this.#answerChallenge(ex, scope, challenges);
-    if (second === undefined) throw this.#denied(ex);
+    if (second === undefined) throw this.#errors.denied(ex);
     const retried = await this.#dispatch(ex, second.header);
     if (retried.statusCode === 401) {
       await discard(retried.body);
-      throw this.#denied(ex);
+      throw this.#errors.denied(ex);
     }
     return retried;
   }
@@ -582,7 +561,7 @@ export class UndiciUpstream implements Upstream {
     const realm = this.#parseRealm(value);
     const own = realm.host === this.#base.host;
     if (!own && !this.#realmAllowed(unbracket(realm.hostname), portOf(realm))) {
-      throw this.#refuse(
+      throw this.#errors.refuse(
         'realm-host',
         `upstream ${this.host} announced token realm ${realm.origin}, which is neither on ${this.#base.host} nor in upstreams.${this.host}.auth.realms; refused (no credentials sent)`,
         { realm: realm.origin },
@@ -599,11 +578,11 @@ export class UndiciUpstream implements Upstream {
       realm = undefined;
     }
     if (realm === undefined || (realm.protocol !== 'https:' && realm.protocol !== 'http:')) {
-      throw this.#refuse('realm-unusable', `upstream ${this.host} announced an unusable token realm`);
+      throw this.#errors.refuse('realm-unusable', `upstream ${this.host} announced an unusable token realm`);
     }
     // Basic credentials (and the token) would cross the network in clear text.
     if (realm.protocol === 'http:' && this.#base.protocol === 'https:') {
-      throw this.#refuse('realm-unusable', `upstream ${this.host} announced a plain-http token realm`);
+      throw this.#errors.refuse('realm-unusable', `upstream ${this.host} announced a plain-http token realm`);
     }
     realm.username = '';
     realm.password = '';
@@ -631,7 +610,7 @@ export class UndiciUpstream implements Upstream {
       signal: undefined,
     };
     const res = await this.#dispatch(tokenEx, this.#basicAuthorization()?.header);
-    if (res.statusCode !== 200) throw await this.#failure(tokenEx, res, 'UNAVAILABLE');
+    if (res.statusCode !== 200) throw await this.#errors.failure(tokenEx, res, 'UNAVAILABLE');
     const body = await this.#readBody(tokenEx, res, MAX_TOKEN_RESPONSE_BYTES);
     let json: unknown;
     try {
@@ -686,7 +665,7 @@ export class UndiciUpstream implements Upstream {
           await this.#backoff(attempt, ex.signal);
           continue;
         }
-        throw this.#transportError(ex, err);
+        throw this.#errors.transport(ex, err);
       }
       this.#observe(ex, res.statusCode, started);
       // 501 means "never"; other 5xx are often one bad backend behind a load balancer.
@@ -714,7 +693,7 @@ export class UndiciUpstream implements Upstream {
     try {
       body = await readLimited(res.body, limit, this.#config.bodyTimeout);
     } catch (err) {
-      throw this.#transportError(ex, err);
+      throw this.#errors.transport(ex, err);
     }
     if (body === undefined) {
       throw new RegistryError(
@@ -732,7 +711,7 @@ export class UndiciUpstream implements Upstream {
   #guardBody(body: Readable, what: string, signal: AbortSignal | undefined): Readable {
     const out = new PassThrough({ highWaterMark: 64 * 1024 });
     body.on('error', (err) => {
-      out.destroy(signal?.aborted === true ? err : this.#transportError({ what }, err));
+      out.destroy(signal?.aborted === true ? err : this.#errors.transport({ what }, err));
     });
     // A trickle (slowloris) upstream: too few bytes in a whole bodyTimeout window, while we were
     // ready to take more (a window in which our reader held the stream back does not count).
@@ -786,103 +765,10 @@ export class UndiciUpstream implements Upstream {
     }
   }
 
-  // ---- errors --------------------------------------------------------------------------------------
-
   #digestHeader(res: Dispatcher.ResponseData): Digest | undefined {
     const value = headerValue(res.headers['docker-content-digest'])?.trim();
     return value !== undefined && isDigest(value) ? value : undefined;
   }
-
-  #mismatch(ex: Exchange, digest: Digest): RegistryError {
-    return new RegistryError(
-      'UNAVAILABLE',
-      `upstream ${this.host} sent bytes that do not match digest ${digest} (${ex.what})`,
-    );
-  }
-
-  #denied(ex: Exchange): RegistryError {
-    return new RegistryError('DENIED', `upstream ${this.host} refused access to ${ex.repository}`);
-  }
-
-  #transportError(ex: Pick<Exchange, 'what'>, err: unknown): RegistryError {
-    const code = errorCode(err);
-    let message: string;
-    const refused = findRefusal(err);
-    if (refused !== undefined) {
-      try {
-        this.#onRefused?.('redirect-address');
-      } catch {
-        // Metrics must never break a pull.
-      }
-      this.#log.warn(
-        {
-          upstream: this.host,
-          what: ex.what,
-          to: refused.host,
-          address: refused.address,
-          reason: refused.reason,
-        },
-        'refused redirect to a non-public address',
-      );
-      return new RegistryError(
-        'UNAVAILABLE',
-        `upstream ${this.host} redirected ${ex.what} to ${refused.host}, a ${refused.reason} address (${refused.address}); refused. If that host is yours, add it to upstreams.${this.host}.redirects.allow`,
-        { cause: err, detail: { reason: 'redirect-refused', host: refused.host } },
-      );
-    }
-    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
-      message = `upstream ${this.host} sent no response within ${this.#config.headersTimeout} ms (${ex.what})`;
-    } else if (code === 'UND_ERR_BODY_TIMEOUT') {
-      message = `upstream ${this.host} stalled for ${this.#config.bodyTimeout} ms while sending ${ex.what}`;
-    } else if (err instanceof BodyDeadlineError) {
-      message = `upstream ${this.host} sent ${ex.what} too slowly (${err.message}); abandoned`;
-    } else if (code === 'UND_ERR_CONNECT_TIMEOUT') {
-      message = `could not connect to upstream ${this.host} within ${this.#config.connectTimeout} ms`;
-    } else {
-      message = `upstream ${this.host} failed while sending ${ex.what} (${code ?? 'connection error'})`;
-    }
-    return new RegistryError('UNAVAILABLE', message, { cause: err });
-  }
-
-  /** Map a non-success answer to a RegistryError, consuming its body. */
-  async #failure(ex: Exchange, res: Dispatcher.ResponseData, notFound: ErrorCode): Promise<RegistryError> {
-    const status = res.statusCode;
-    const upstreamCode = status === 404 && ex.method === 'GET' ? await ociErrorCode(res.body) : undefined;
-    if (upstreamCode === undefined) await discard(res.body);
-    if (status === 404 && ex.kind !== 'token') {
-      // The upstream's own code says more ("no such repository" vs "no such tag"); only the three
-      // not-found codes are taken from it, and never its message.
-      const code = upstreamCode !== undefined && notFoundCodes.has(upstreamCode) ? upstreamCode : notFound;
-      return new RegistryError(code, `${ex.what} is unknown to upstream ${this.host}`);
-    }
-    if (status === 401 || status === 403) {
-      return ex.kind === 'token'
-        ? new RegistryError(
-            'DENIED',
-            `upstream ${this.host} token service refused access to ${ex.repository}`,
-          )
-        : this.#denied(ex);
-    }
-    const retryAfter = parseRetryAfter(res.headers['retry-after']);
-    const extra = retryAfter === undefined ? {} : { retryAfter };
-    if (status === 429) {
-      return new RegistryError(
-        'TOOMANYREQUESTS',
-        `upstream ${this.host} is rate limiting requests for ${ex.what}`,
-        extra,
-      );
-    }
-    return new RegistryError('UNAVAILABLE', `upstream ${this.host} answered ${status} for ${ex.what}`, extra);
-  }
-}
-
-/** The {@link AddressRefusedError} in an error's cause chain (undici may wrap connector errors). */
-function findRefusal(err: unknown): AddressRefusedError | undefined {
-  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
-    if (e instanceof AddressRefusedError) return e;
-    e = typeof e === 'object' && 'cause' in e ? e.cause : undefined;
-  }
-  return undefined;
 }
 
 function unbracket(hostname: string): string {
@@ -891,21 +777,6 @@ function unbracket(hostname: string): string {
 
 function portOf(url: URL): number {
   return url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
-}
-
-/** The code of the first error in an OCI error body, if it is a known code. Consumes the body. */
-async function ociErrorCode(body: Readable): Promise<ErrorCode | undefined> {
-  try {
-    const bytes = await readLimited(body, ERROR_BODY_BYTES, ERROR_BODY_DEADLINE_MS);
-    if (bytes === undefined) return undefined;
-    const json = JSON.parse(bytes.toString('utf8')) as { errors?: { code?: unknown }[] };
-    const code = json.errors?.[0]?.code;
-    return typeof code === 'string' && notFoundCodes.has(code as ErrorCode) ? (code as ErrorCode) : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    if (!body.destroyed) body.destroy();
-  }
 }
 
 /**
