@@ -31,6 +31,7 @@ import {
 import { compileHostMatcher, guardedConnector } from './address-guard.ts';
 import { UpstreamErrors } from './errors.ts';
 import type { Exchange } from './exchange.ts';
+import { isRedirect, RedirectPolicy } from './redirects.ts';
 import { silentLogger } from './options.ts';
 import type {
   UndiciUpstreamConfig,
@@ -66,9 +67,6 @@ class BodyReadError extends Error {
   }
 }
 
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-// Docker and containerd stop after a handful of hops; real registries use one (registry → CDN).
-const MAX_REDIRECTS = 5;
 const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
@@ -110,6 +108,7 @@ export class UndiciUpstream implements Upstream {
   readonly #userAgent: string;
   readonly #tokens: TokenCache;
   readonly #errors: UpstreamErrors;
+  readonly #redirects: RedirectPolicy;
   /** Realm and service of the last bearer challenge: lets a new scope fetch its token up front. */
   #bearer: { realm: URL; service: string | undefined } | undefined;
   /** The registry asked for basic auth once; send it up front from then on. */
@@ -141,6 +140,13 @@ export class UndiciUpstream implements Upstream {
     base.username = '';
     base.password = '';
     this.#base = base;
+    this.#redirects = new RedirectPolicy({
+      host,
+      base,
+      allowHttp: config.redirects?.allowHttp === true,
+      errors: this.#errors,
+      log: this.#log,
+    });
     this.#basePath = base.pathname.replace(/\/+$/, '');
     // A private CA is added to the public roots, not put in their place: the token realm and blob CDN
     // of a registry are often public services even when the registry itself is not.
@@ -421,58 +427,10 @@ export class UndiciUpstream implements Upstream {
       const ex = this.#registryExchange('blob', method, url, repository, what, options);
       const res = await this.#exchange(ex);
       if (res.statusCode === 200) return res;
-      if (!REDIRECT_STATUSES.has(res.statusCode)) throw await this.#errors.failure(ex, res, 'BLOB_UNKNOWN');
+      if (!isRedirect(res.statusCode)) throw await this.#errors.failure(ex, res, 'BLOB_UNKNOWN');
       await discard(res.body);
-      const next = this.#redirectTarget(headerValue(res.headers.location), url, what);
-      if (hop + 1 > MAX_REDIRECTS) {
-        throw this.#errors.refuse(
-          'redirect-limit',
-          `upstream ${this.host} redirected ${what} more than ${MAX_REDIRECTS} times; refused`,
-        );
-      }
-      // Only the origin is logged: the rest of a CDN URL is usually a signature.
-      this.#log.debug({ upstream: this.host, what, to: next.origin }, 'following blob redirect');
-      url = next;
+      url = this.#redirects.next(headerValue(res.headers.location), url, what, hop);
     }
-  }
-
-  /**
-   * Where a redirect leads, or a refusal: only http(s) URLs without credentials in them, and never from
-   * an https upstream to plain http unless `redirects.allowHttp` (a signed CDN URL and the blob would
-   * cross the network in clear text, open to anyone on the path). Where the address may be is checked
-   * later, by the connector, on the address actually connected to.
-   */
-  #redirectTarget(location: string | undefined, from: URL, what: string): URL {
-    let next: URL | undefined;
-    try {
-      next = location === undefined ? undefined : new URL(location, from);
-    } catch {
-      next = undefined;
-    }
-    if (next === undefined || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
-      throw this.#errors.refuse(
-        'redirect-unusable',
-        `upstream ${this.host} sent an unusable redirect for ${what}`,
-      );
-    }
-    if (next.username !== '' || next.password !== '') {
-      throw this.#errors.refuse(
-        'redirect-unusable',
-        `upstream ${this.host} redirected ${what} to a URL with credentials in it (${next.protocol}//${next.host}); refused`,
-      );
-    }
-    if (
-      next.protocol === 'http:' &&
-      this.#base.protocol === 'https:' &&
-      this.#config.redirects?.allowHttp !== true
-    ) {
-      throw this.#errors.refuse(
-        'redirect-http',
-        `upstream ${this.host} redirected ${what} from https to plain http (${next.host}); refused. If that is intended, set upstreams.${this.host}.redirects.allowHttp`,
-        { host: next.host },
-      );
-    }
-    return next;
   }
 
   /**
