@@ -1,9 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { PassThrough } from 'node:stream';
-import type { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { rootCertificates } from 'node:tls';
-import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 import {
   defaultManifestAccept,
@@ -19,7 +13,6 @@ import {
 } from '../oci/index.ts';
 import type { Digest, ManifestReference } from '../oci/index.ts';
 import {
-  BodyDeadlineError,
   bareMediaType,
   contentLength,
   discard,
@@ -28,16 +21,16 @@ import {
   isRetryableConnectionError,
   readLimited,
 } from './http-util.ts';
-import { compileHostMatcher, guardedConnector } from './address-guard.ts';
+import { compileHostMatcher } from './address-guard.ts';
 import { UpstreamErrors } from './errors.ts';
 import type { Exchange } from './exchange.ts';
 import { isRedirect, RedirectPolicy } from './redirects.ts';
+import { Transport } from './transport.ts';
 import { silentLogger } from './options.ts';
 import type {
   UndiciUpstreamConfig,
   UndiciUpstreamOptions,
   UpstreamLogger,
-  UpstreamRequestInfo,
   UpstreamRequestKind,
 } from './options.ts';
 import { TokenCache, tokenLifetimeMs } from './token-cache.ts';
@@ -70,11 +63,6 @@ class BodyReadError extends Error {
 const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
-// All response headers together (Node's default; a signed CDN Location is a few KiB).
-const MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
-// The slowest blob body accepted: at least this many bytes in every bodyTimeout window (1 KiB/s at the
-// default 60 s). undici's bodyTimeout alone bounds a pause, so one byte every 59 s would never end.
-const MIN_BLOB_BYTES_PER_WINDOW = 64 * 1024;
 // Token realms on another host that a registry is known to use. Docker Hub's registry-1.docker.io
 // sends clients to auth.docker.io; every other big registry (GHCR, Quay, GCR, ECR Public, Harbor)
 // keeps its realm on its own host.
@@ -98,16 +86,13 @@ const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'ap
 export class UndiciUpstream implements Upstream {
   readonly host: string;
   readonly #config: UndiciUpstreamConfig;
-  readonly #agent: Agent;
   readonly #base: URL;
   readonly #basePath: string;
   readonly #log: UpstreamLogger;
-  readonly #onRequest: ((info: UpstreamRequestInfo) => void) | undefined;
   readonly #maxManifestBytes: number;
-  readonly #retryDelayMs: number;
-  readonly #userAgent: string;
   readonly #tokens: TokenCache;
   readonly #errors: UpstreamErrors;
+  readonly #transport: Transport;
   readonly #redirects: RedirectPolicy;
   /** Realm and service of the last bearer challenge: lets a new scope fetch its token up front. */
   #bearer: { realm: URL; service: string | undefined } | undefined;
@@ -121,7 +106,6 @@ export class UndiciUpstream implements Upstream {
     this.host = host;
     this.#config = config;
     this.#log = options.logger ?? silentLogger;
-    this.#onRequest = options.onRequest;
     this.#errors = new UpstreamErrors({
       host,
       config,
@@ -130,8 +114,6 @@ export class UndiciUpstream implements Upstream {
     });
     this.#tokens = new TokenCache(options.now === undefined ? {} : { now: options.now });
     this.#maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
-    this.#retryDelayMs = options.retryDelayMs ?? 100;
-    this.#userAgent = options.userAgent ?? 'pullwarden';
     const base = new URL(config.url ?? `https://${host}`);
     if (base.protocol !== 'http:' && base.protocol !== 'https:') {
       throw new TypeError(`upstream ${host}: url must be http:// or https://`);
@@ -150,8 +132,6 @@ export class UndiciUpstream implements Upstream {
     this.#basePath = base.pathname.replace(/\/+$/, '');
     // A private CA is added to the public roots, not put in their place: the token realm and blob CDN
     // of a registry are often public services even when the registry itself is not.
-    const ca =
-      config.caFile === undefined ? undefined : [...rootCertificates, readFileSync(config.caFile, 'utf8')];
     this.#realmAllowed = compileHostMatcher([
       ...(WELL_KNOWN_REALMS[base.hostname] ?? []),
       ...(config.auth?.realms ?? []),
@@ -159,25 +139,22 @@ export class UndiciUpstream implements Upstream {
     this.#redirectAllowed = compileHostMatcher(config.redirects?.allow ?? []);
     const ownHostname = unbracket(base.hostname);
     const ownPort = portOf(base);
-    this.#agent = new Agent({
-      connections: config.connections,
-      headersTimeout: config.headersTimeout,
-      bodyTimeout: config.bodyTimeout,
-      // Set here rather than inherited from --max-http-header-size: a hostile upstream's 1 MiB
-      // WWW-Authenticate or Location must fail the request, whatever NODE_OPTIONS says.
-      maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
-      // The upstream's own URL may well be private (a registry in the cluster); what it sends us to
-      // (redirect targets) is checked unless the operator allowed the host. Allowed realms are trusted
-      // like the upstream: they were named in the config, and #realm refuses every other one.
-      connect: guardedConnector({
-        tls: { rejectUnauthorized: !config.insecureSkipTLSVerify, ...(ca === undefined ? {} : { ca }) },
-        timeout: config.connectTimeout,
-        trustedHost: (hostname, port) =>
-          (hostname === ownHostname && port === ownPort) ||
-          this.#redirectAllowed(hostname, port) ||
-          this.#realmAllowed(hostname, port),
-        ...(options.lookup === undefined ? {} : { lookup: options.lookup }),
-      }),
+    // The upstream's own URL may well be private (a registry in the cluster); what it sends us to
+    // (redirect targets) is checked unless the operator allowed the host. Allowed realms are trusted
+    // like the upstream: they were named in the config, and #realm refuses every other one.
+    this.#transport = new Transport({
+      host,
+      config,
+      log: this.#log,
+      errors: this.#errors,
+      trustedHost: (hostname, port) =>
+        (hostname === ownHostname && port === ownPort) ||
+        this.#redirectAllowed(hostname, port) ||
+        this.#realmAllowed(hostname, port),
+      onRequest: options.onRequest,
+      retryDelayMs: options.retryDelayMs ?? 100,
+      userAgent: options.userAgent ?? 'pullwarden',
+      lookup: options.lookup,
     });
   }
 
@@ -229,7 +206,7 @@ export class UndiciUpstream implements Upstream {
             { upstream: this.host, what: ex.what, code: errorCode(err.cause) },
             'retrying manifest',
           );
-          await this.#backoff(attempt, ex.signal);
+          await this.#transport.backoff(attempt, ex.signal);
           continue;
         }
         throw this.#errors.transport(ex, err.cause);
@@ -240,7 +217,10 @@ export class UndiciUpstream implements Upstream {
   async getBlob(repository: string, digest: Digest, options: RequestOptions = {}): Promise<UpstreamBlob> {
     const res = await this.#blobRequest('GET', repository, digest, options);
     const size = contentLength(res.headers['content-length']);
-    return { body: this.#guardBody(res.body, `blob ${repository}@${digest}`, options.signal), size };
+    return {
+      body: this.#transport.guardBody(res.body, `blob ${repository}@${digest}`, options.signal),
+      size,
+    };
   }
 
   async headBlob(
@@ -273,7 +253,7 @@ export class UndiciUpstream implements Upstream {
     ex.headers.accept = 'application/json';
     const res = await this.#exchange(ex);
     if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'NAME_UNKNOWN');
-    const body = await this.#readBody(ex, res, MAX_TAG_LIST_BYTES);
+    const body = await this.#transport.readBody(ex, res, MAX_TAG_LIST_BYTES);
     const link = headerValue(res.headers.link);
     return link === undefined ? { body } : { body, link };
   }
@@ -310,7 +290,7 @@ export class UndiciUpstream implements Upstream {
       );
       return undefined;
     }
-    const body = await this.#readBody(ex, res, this.#maxManifestBytes);
+    const body = await this.#transport.readBody(ex, res, this.#maxManifestBytes);
     // A generic Content-Type (application/json from some registries) is judged by the body, exactly
     // as a manifest is: an index by its `mediaType` or shape is the API's answer, anything else is not.
     const mediaType = manifestMediaType(served, body);
@@ -323,10 +303,7 @@ export class UndiciUpstream implements Upstream {
   }
 
   async close(): Promise<void> {
-    // close() waits for in-flight requests; a body someone forgot to consume would hang shutdown.
-    const timer = sleep(5_000, 'timeout' as const, { ref: false });
-    const result = await Promise.race([this.#agent.close().then(() => 'closed' as const), timer]);
-    if (result === 'timeout') await this.#agent.destroy();
+    await this.#transport.close();
   }
 
   // ---- requests ------------------------------------------------------------------------------------
@@ -438,17 +415,18 @@ export class UndiciUpstream implements Upstream {
    * only when the URL is on the configured registry origin; anything else (a CDN) gets none.
    */
   async #exchange(ex: Exchange): Promise<Dispatcher.ResponseData> {
-    if (!ex.authenticate || ex.url.origin !== this.#base.origin) return await this.#dispatch(ex, undefined);
+    if (!ex.authenticate || ex.url.origin !== this.#base.origin)
+      return await this.#transport.dispatch(ex, undefined);
     const scope = `repository:${ex.repository}:pull`;
     const first = await this.#upfrontAuthorization(ex, scope);
-    const res = await this.#dispatch(ex, first?.header);
+    const res = await this.#transport.dispatch(ex, first?.header);
     if (res.statusCode !== 401) return res;
     const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
     await discard(res.body);
     if (first?.token !== undefined) this.#tokens.invalidate(scope, first.token);
     const second = await this.#answerChallenge(ex, scope, challenges);
     if (second === undefined) throw this.#errors.denied(ex);
-    const retried = await this.#dispatch(ex, second.header);
+    const retried = await this.#transport.dispatch(ex, second.header);
     if (retried.statusCode === 401) {
       await discard(retried.body);
       throw this.#errors.denied(ex);
@@ -567,9 +545,9 @@ export class UndiciUpstream implements Upstream {
       // Not the caller's signal: the token is shared with every concurrent request for this scope.
       signal: undefined,
     };
-    const res = await this.#dispatch(tokenEx, this.#basicAuthorization()?.header);
+    const res = await this.#transport.dispatch(tokenEx, this.#basicAuthorization()?.header);
     if (res.statusCode !== 200) throw await this.#errors.failure(tokenEx, res, 'UNAVAILABLE');
-    const body = await this.#readBody(tokenEx, res, MAX_TOKEN_RESPONSE_BYTES);
+    const body = await this.#transport.readBody(tokenEx, res, MAX_TOKEN_RESPONSE_BYTES);
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));
@@ -589,138 +567,6 @@ export class UndiciUpstream implements Upstream {
       'upstream token issued',
     );
     return { token, lifetimeMs };
-  }
-
-  /**
-   * One HTTP exchange with retries: connection failures before any response are retried up to
-   * `config.retries` times with backoff, and a 5xx once. Every retry is a new request (counted).
-   */
-  async #dispatch(ex: Exchange, authorization: string | undefined): Promise<Dispatcher.ResponseData> {
-    const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...ex.headers };
-    if (authorization !== undefined) headers.authorization = authorization;
-    let connectionRetries = 0;
-    let serverErrorRetried = this.#config.retries === 0;
-    for (let attempt = 0; ; attempt++) {
-      const started = performance.now();
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await this.#agent.request({
-          origin: ex.url.origin,
-          path: ex.url.pathname + ex.url.search,
-          method: ex.method,
-          headers,
-          signal: ex.signal ?? null,
-        });
-      } catch (err) {
-        this.#observe(ex, 'error', started);
-        if (ex.signal?.aborted === true) throw err;
-        if (connectionRetries < this.#config.retries && isRetryableConnectionError(err)) {
-          connectionRetries++;
-          this.#log.debug(
-            { upstream: this.host, what: ex.what, code: errorCode(err) },
-            'retrying upstream request',
-          );
-          await this.#backoff(attempt, ex.signal);
-          continue;
-        }
-        throw this.#errors.transport(ex, err);
-      }
-      this.#observe(ex, res.statusCode, started);
-      // 501 means "never"; other 5xx are often one bad backend behind a load balancer.
-      if (res.statusCode >= 500 && res.statusCode !== 501 && !serverErrorRetried) {
-        serverErrorRetried = true;
-        await discard(res.body);
-        this.#log.debug(
-          { upstream: this.host, what: ex.what, status: res.statusCode },
-          'retrying upstream request',
-        );
-        await this.#backoff(attempt, ex.signal);
-        continue;
-      }
-      return res;
-    }
-  }
-
-  async #backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
-    const ms = Math.min(2_000, this.#retryDelayMs * 2 ** attempt) * (0.5 + Math.random() / 2);
-    await sleep(ms, undefined, signal === undefined ? {} : { signal });
-  }
-
-  async #readBody(ex: Exchange, res: Dispatcher.ResponseData, limit: number): Promise<Buffer> {
-    let body: Buffer | undefined;
-    try {
-      body = await readLimited(res.body, limit, this.#config.bodyTimeout);
-    } catch (err) {
-      throw this.#errors.transport(ex, err);
-    }
-    if (body === undefined) {
-      throw new RegistryError(
-        'UNAVAILABLE',
-        `upstream ${this.host} sent more than ${limit} bytes for ${ex.what}`,
-      );
-    }
-    return body;
-  }
-
-  /**
-   * Wrap a streaming blob body so failures surface as UNAVAILABLE naming the upstream, and so a
-   * consumer that destroys the stream also destroys the undici body (freeing the connection).
-   */
-  #guardBody(body: Readable, what: string, signal: AbortSignal | undefined): Readable {
-    const out = new PassThrough({ highWaterMark: 64 * 1024 });
-    body.on('error', (err) => {
-      out.destroy(signal?.aborted === true ? err : this.#errors.transport({ what }, err));
-    });
-    // A trickle (slowloris) upstream: too few bytes in a whole bodyTimeout window, while we were
-    // ready to take more (a window in which our reader held the stream back does not count).
-    const window = this.#config.bodyTimeout;
-    let received = 0;
-    let heldBack = false;
-    body.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-    });
-    body.on('pause', () => (heldBack = true));
-    const timer =
-      window > 0
-        ? setInterval(() => {
-            // No byte at all is a stall, which undici's own bodyTimeout reports as such.
-            const trickle = received > 0 && received < MIN_BLOB_BYTES_PER_WINDOW;
-            if (trickle && !heldBack && !body.isPaused()) {
-              body.destroy(
-                new BodyDeadlineError(
-                  window,
-                  `${received} bytes in ${window} ms, below ${MIN_BLOB_BYTES_PER_WINDOW} bytes per bodyTimeout`,
-                ),
-              );
-            }
-            received = 0;
-            heldBack = body.isPaused();
-          }, window).unref()
-        : undefined;
-    const stop = () => clearInterval(timer);
-    body.once('end', stop);
-    body.once('close', stop);
-    out.on('close', () => {
-      stop();
-      if (!body.destroyed) body.destroy();
-    });
-    body.pipe(out);
-    return out;
-  }
-
-  #observe(ex: Exchange, status: number | 'error', started: number): void {
-    if (this.#onRequest === undefined) return;
-    try {
-      this.#onRequest({
-        host: this.host,
-        method: ex.method,
-        kind: ex.kind,
-        status,
-        durationMs: performance.now() - started,
-      });
-    } catch {
-      // Metrics must never break a pull.
-    }
   }
 
   #digestHeader(res: Dispatcher.ResponseData): Digest | undefined {
