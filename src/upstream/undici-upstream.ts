@@ -19,12 +19,15 @@ import {
   errorCode,
   headerValue,
   isRetryableConnectionError,
+  portOf,
   readLimited,
+  unbracket,
 } from './http-util.ts';
 import { compileHostMatcher } from './address-guard.ts';
 import { UpstreamErrors } from './errors.ts';
 import type { Exchange } from './exchange.ts';
 import { isRedirect, RedirectPolicy } from './redirects.ts';
+import { TokenAuth } from './token-auth.ts';
 import { Transport } from './transport.ts';
 import { silentLogger } from './options.ts';
 import type {
@@ -33,8 +36,6 @@ import type {
   UpstreamLogger,
   UpstreamRequestKind,
 } from './options.ts';
-import { TokenCache, tokenLifetimeMs } from './token-cache.ts';
-import type { IssuedToken } from './token-cache.ts';
 import type {
   FetchedManifest,
   ManifestHead,
@@ -44,14 +45,6 @@ import type {
   Upstream,
   UpstreamBlob,
 } from './types.ts';
-import { parseWwwAuthenticate } from './www-authenticate.ts';
-import type { AuthChallenge } from './www-authenticate.ts';
-
-interface Authorization {
-  header: string;
-  /** Set when `header` carries a cached bearer token, so a 401 can invalidate it. */
-  token?: string;
-}
 
 /** Thrown by body readers so a failure while reading a buffered body can be retried. */
 class BodyReadError extends Error {
@@ -60,21 +53,19 @@ class BodyReadError extends Error {
   }
 }
 
-const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
-// Token realms on another host that a registry is known to use. Docker Hub's registry-1.docker.io
-// sends clients to auth.docker.io; every other big registry (GHCR, Quay, GCR, ECR Public, Harbor)
-// keeps its realm on its own host.
-const WELL_KNOWN_REALMS: Record<string, readonly string[]> = { 'registry-1.docker.io': ['auth.docker.io'] };
 // Content types registries put on manifests when they do not know better (schema1, old Quay, S3
 // backed mirrors); for these the JSON `mediaType` field is the better witness.
 const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
 
 /**
- * {@link Upstream} over undici: one connection pool per origin (the registry, its token realm, its
- * blob CDN), the distribution token-auth flow with a per-scope token cache, basic auth, retries of
- * connection failures, manual blob redirects, and the mapping of upstream answers to `RegistryError`.
+ * {@link Upstream} over undici: the registry API requests (manifests, blobs, tags, referrers) and the
+ * checks on what comes back (digests against bytes, manifest size and media type), composed of
+ * {@link Transport} (connection pools per origin, retries, bounded bodies; transport.ts),
+ * {@link TokenAuth} (token and basic auth, realm checks, token cache; token-auth.ts),
+ * {@link RedirectPolicy} (blob redirects; redirects.ts) and {@link UpstreamErrors} (upstream answers →
+ * `RegistryError`; errors.ts).
  *
  * Credentials go to exactly two places: the configured registry origin and a token realm on the
  * upstream's own host or in `auth.realms`; any other realm is refused (and not remembered). A blob
@@ -90,15 +81,10 @@ export class UndiciUpstream implements Upstream {
   readonly #basePath: string;
   readonly #log: UpstreamLogger;
   readonly #maxManifestBytes: number;
-  readonly #tokens: TokenCache;
   readonly #errors: UpstreamErrors;
   readonly #transport: Transport;
+  readonly #auth: TokenAuth;
   readonly #redirects: RedirectPolicy;
-  /** Realm and service of the last bearer challenge: lets a new scope fetch its token up front. */
-  #bearer: { realm: URL; service: string | undefined } | undefined;
-  /** The registry asked for basic auth once; send it up front from then on. */
-  #basic = false;
-  readonly #realmAllowed: (hostname: string, port: number) => boolean;
   readonly #redirectAllowed: (hostname: string, port: number) => boolean;
 
   constructor(options: UndiciUpstreamOptions) {
@@ -112,7 +98,6 @@ export class UndiciUpstream implements Upstream {
       log: this.#log,
       onRefused: options.onRefused,
     });
-    this.#tokens = new TokenCache(options.now === undefined ? {} : { now: options.now });
     this.#maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
     const base = new URL(config.url ?? `https://${host}`);
     if (base.protocol !== 'http:' && base.protocol !== 'https:') {
@@ -130,12 +115,6 @@ export class UndiciUpstream implements Upstream {
       log: this.#log,
     });
     this.#basePath = base.pathname.replace(/\/+$/, '');
-    // A private CA is added to the public roots, not put in their place: the token realm and blob CDN
-    // of a registry are often public services even when the registry itself is not.
-    this.#realmAllowed = compileHostMatcher([
-      ...(WELL_KNOWN_REALMS[base.hostname] ?? []),
-      ...(config.auth?.realms ?? []),
-    ]);
     this.#redirectAllowed = compileHostMatcher(config.redirects?.allow ?? []);
     const ownHostname = unbracket(base.hostname);
     const ownPort = portOf(base);
@@ -150,11 +129,21 @@ export class UndiciUpstream implements Upstream {
       trustedHost: (hostname, port) =>
         (hostname === ownHostname && port === ownPort) ||
         this.#redirectAllowed(hostname, port) ||
-        this.#realmAllowed(hostname, port),
+        this.#auth.realmAllowed(hostname, port),
       onRequest: options.onRequest,
       retryDelayMs: options.retryDelayMs ?? 100,
       userAgent: options.userAgent ?? 'pullwarden',
       lookup: options.lookup,
+    });
+    this.#auth = new TokenAuth({
+      host,
+      base,
+      credentials: config,
+      realms: config.auth?.realms ?? [],
+      transport: this.#transport,
+      errors: this.#errors,
+      log: this.#log,
+      now: options.now,
     });
   }
 
@@ -165,7 +154,7 @@ export class UndiciUpstream implements Upstream {
   ): Promise<ManifestHead> {
     const ref = parseManifestReference(reference);
     const ex = this.#manifestExchange('HEAD', repository, ref, options);
-    const res = await this.#exchange(ex);
+    const res = await this.#auth.exchange(ex);
     if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     await discard(res.body);
     const headerDigest = this.#digestHeader(res);
@@ -251,7 +240,7 @@ export class UndiciUpstream implements Upstream {
     if (query.last !== undefined) url.searchParams.set('last', query.last);
     const ex = this.#registryExchange('tags', 'GET', url, repository, `tags of ${repository}`, options);
     ex.headers.accept = 'application/json';
-    const res = await this.#exchange(ex);
+    const res = await this.#auth.exchange(ex);
     if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'NAME_UNKNOWN');
     const body = await this.#transport.readBody(ex, res, MAX_TAG_LIST_BYTES);
     const link = headerValue(res.headers.link);
@@ -271,7 +260,7 @@ export class UndiciUpstream implements Upstream {
     const what = `referrers of ${repository}@${digest}`;
     const ex = this.#registryExchange('referrers', 'GET', url, repository, what, options);
     ex.headers.accept = MediaType.ociIndex;
-    const res = await this.#exchange(ex);
+    const res = await this.#auth.exchange(ex);
     // distribution-spec: a registry that supports the API answers 200 (an empty index for an unknown
     // digest); 404 means the route does not exist (distribution 2.8, Docker Hub before 2023), and the
     // caller falls back to the referrers tag schema.
@@ -348,7 +337,7 @@ export class UndiciUpstream implements Upstream {
   }
 
   async #fetchManifestOnce(ex: Exchange, ref: ManifestReference): Promise<FetchedManifest> {
-    const res = await this.#exchange(ex);
+    const res = await this.#auth.exchange(ex);
     if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     const declared = contentLength(res.headers['content-length']);
     let bytes: Buffer | undefined;
@@ -402,7 +391,7 @@ export class UndiciUpstream implements Upstream {
     const what = `blob ${repository}@${digest}`;
     for (let hop = 0; ; hop++) {
       const ex = this.#registryExchange('blob', method, url, repository, what, options);
-      const res = await this.#exchange(ex);
+      const res = await this.#auth.exchange(ex);
       if (res.statusCode === 200) return res;
       if (!isRedirect(res.statusCode)) throw await this.#errors.failure(ex, res, 'BLOB_UNKNOWN');
       await discard(res.body);
@@ -410,177 +399,10 @@ export class UndiciUpstream implements Upstream {
     }
   }
 
-  /**
-   * Send a registry request with credentials, answering one 401 challenge. Credentials are attached
-   * only when the URL is on the configured registry origin; anything else (a CDN) gets none.
-   */
-  async #exchange(ex: Exchange): Promise<Dispatcher.ResponseData> {
-    if (!ex.authenticate || ex.url.origin !== this.#base.origin)
-      return await this.#transport.dispatch(ex, undefined);
-    const scope = `repository:${ex.repository}:pull`;
-    const first = await this.#upfrontAuthorization(ex, scope);
-    const res = await this.#transport.dispatch(ex, first?.header);
-    if (res.statusCode !== 401) return res;
-    const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
-    await discard(res.body);
-    if (first?.token !== undefined) this.#tokens.invalidate(scope, first.token);
-    const second = await this.#answerChallenge(ex, scope, challenges);
-    if (second === undefined) throw this.#errors.denied(ex);
-    const retried = await this.#transport.dispatch(ex, second.header);
-    if (retried.statusCode === 401) {
-      await discard(retried.body);
-      throw this.#errors.denied(ex);
-    }
-    return retried;
-  }
-
-  async #upfrontAuthorization(ex: Exchange, scope: string): Promise<Authorization | undefined> {
-    const cached = this.#tokens.get(scope);
-    if (cached !== undefined) return { header: `Bearer ${cached}`, token: cached };
-    const bearer = this.#bearer;
-    if (bearer !== undefined) {
-      // The registry has shown its token realm before: fetch this scope's token now rather than
-      // spending a round trip on a 401 we know is coming.
-      const token = await this.#tokens.obtain(scope, () =>
-        this.#fetchToken(ex, bearer.realm, bearer.service, scope),
-      );
-      return { header: `Bearer ${token}`, token };
-    }
-    if (this.#basic) return this.#basicAuthorization();
-    return undefined;
-  }
-
-  async #answerChallenge(
-    ex: Exchange,
-    scope: string,
-    challenges: AuthChallenge[],
-  ): Promise<Authorization | undefined> {
-    const bearer = challenges.find((c) => c.scheme === 'bearer');
-    if (bearer !== undefined) {
-      const realm = this.#realm(bearer.params.realm);
-      const service = bearer.params.service;
-      const previous = this.#bearer?.realm;
-      if (previous === undefined) {
-        this.#log.info({ upstream: this.host, realm: realm.origin + realm.pathname }, 'upstream token realm');
-      } else if (previous.href !== realm.href) {
-        // Credentials now go somewhere else: an operator should be able to see when and where.
-        this.#log.warn(
-          {
-            upstream: this.host,
-            from: previous.origin + previous.pathname,
-            to: realm.origin + realm.pathname,
-          },
-          'upstream token realm changed',
-        );
-      }
-      this.#bearer = { realm, service };
-      // Ask for the scope the registry named when it named one (it knows best), cache it under ours.
-      const wanted = bearer.params.scope ?? scope;
-      const token = await this.#tokens.obtain(scope, () => this.#fetchToken(ex, realm, service, wanted));
-      return { header: `Bearer ${token}`, token };
-    }
-    if (challenges.some((c) => c.scheme === 'basic')) {
-      this.#basic = true;
-      return this.#basicAuthorization();
-    }
-    return undefined;
-  }
-
-  #basicAuthorization(): Authorization | undefined {
-    const { username, password } = this.#config;
-    if (username === undefined) return undefined;
-    return { header: `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}` };
-  }
-
-  /** Validate a token realm from a challenge: http(s) only, and never a downgrade from https. */
-  #realm(value: string | undefined): URL {
-    const realm = this.#parseRealm(value);
-    const own = realm.host === this.#base.host;
-    if (!own && !this.#realmAllowed(unbracket(realm.hostname), portOf(realm))) {
-      throw this.#errors.refuse(
-        'realm-host',
-        `upstream ${this.host} announced token realm ${realm.origin}, which is neither on ${this.#base.host} nor in upstreams.${this.host}.auth.realms; refused (no credentials sent)`,
-        { realm: realm.origin },
-      );
-    }
-    return realm;
-  }
-
-  #parseRealm(value: string | undefined): URL {
-    let realm: URL | undefined;
-    try {
-      realm = value === undefined ? undefined : new URL(value);
-    } catch {
-      realm = undefined;
-    }
-    if (realm === undefined || (realm.protocol !== 'https:' && realm.protocol !== 'http:')) {
-      throw this.#errors.refuse('realm-unusable', `upstream ${this.host} announced an unusable token realm`);
-    }
-    // Basic credentials (and the token) would cross the network in clear text.
-    if (realm.protocol === 'http:' && this.#base.protocol === 'https:') {
-      throw this.#errors.refuse('realm-unusable', `upstream ${this.host} announced a plain-http token realm`);
-    }
-    realm.username = '';
-    realm.password = '';
-    return realm;
-  }
-
-  async #fetchToken(
-    ex: Exchange,
-    realm: URL,
-    service: string | undefined,
-    scope: string,
-  ): Promise<IssuedToken> {
-    const url = new URL(realm);
-    if (service !== undefined) url.searchParams.set('service', service);
-    url.searchParams.set('scope', scope);
-    const tokenEx: Exchange = {
-      kind: 'token',
-      method: 'GET',
-      url,
-      headers: { accept: 'application/json' },
-      repository: ex.repository,
-      what: `token for ${ex.repository}`,
-      authenticate: false,
-      // Not the caller's signal: the token is shared with every concurrent request for this scope.
-      signal: undefined,
-    };
-    const res = await this.#transport.dispatch(tokenEx, this.#basicAuthorization()?.header);
-    if (res.statusCode !== 200) throw await this.#errors.failure(tokenEx, res, 'UNAVAILABLE');
-    const body = await this.#transport.readBody(tokenEx, res, MAX_TOKEN_RESPONSE_BYTES);
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString('utf8'));
-    } catch {
-      json = undefined;
-    }
-    const fields = typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {};
-    // distribution-spec token auth: `token`, with `access_token` as the OAuth 2 compatible alias.
-    const token =
-      typeof fields.token === 'string' && fields.token !== '' ? fields.token : fields.access_token;
-    if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
-      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} token service sent no usable token`);
-    }
-    const lifetimeMs = tokenLifetimeMs(fields.expires_in);
-    this.#log.debug(
-      { upstream: this.host, repository: ex.repository, expiresIn: fields.expires_in, lifetimeMs },
-      'upstream token issued',
-    );
-    return { token, lifetimeMs };
-  }
-
   #digestHeader(res: Dispatcher.ResponseData): Digest | undefined {
     const value = headerValue(res.headers['docker-content-digest'])?.trim();
     return value !== undefined && isDigest(value) ? value : undefined;
   }
-}
-
-function unbracket(hostname: string): string {
-  return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
-}
-
-function portOf(url: URL): number {
-  return url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
 }
 
 /**
