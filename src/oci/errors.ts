@@ -78,6 +78,22 @@ export function isRegistryError(err: unknown): err is RegistryError {
   return err instanceof RegistryError;
 }
 
+/**
+ * The codes that say "the registry has no such thing": no such manifest (tag or digest), blob or
+ * repository. The one set the upstream client takes from an upstream's 404 body, and the one callers
+ * test to tell "nothing there" from a failure (a fault is never "nothing there").
+ */
+export const notFoundCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'MANIFEST_UNKNOWN',
+  'BLOB_UNKNOWN',
+  'NAME_UNKNOWN',
+]);
+
+/** Whether `err` is a {@link RegistryError} with one of the {@link notFoundCodes}. */
+export function isNotFoundError(err: unknown): err is RegistryError {
+  return isRegistryError(err) && notFoundCodes.has(err.code);
+}
+
 /** The OCI error body: `{"errors":[{"code","message","detail"}]}`. */
 export function errorBody(err: RegistryError): {
   errors: { code: ErrorCode; message: string; detail?: unknown }[];

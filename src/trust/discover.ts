@@ -20,6 +20,7 @@ import {
   cosignTag,
   digestAlgorithm,
   digestOf,
+  isNotFoundError,
   isRegistryError,
   MediaType,
   parseManifest,
@@ -57,7 +58,6 @@ export interface DiscoverOptions {
 }
 
 const MANIFEST_ACCEPT = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest];
-const NOT_FOUND = new Set(['MANIFEST_UNKNOWN', 'BLOB_UNKNOWN', 'NAME_UNKNOWN']);
 const TRANSIENT = new Set(['UNAVAILABLE', 'TOOMANYREQUESTS']);
 
 /** Thrown inside a source to end it with "nothing there". */
@@ -91,7 +91,7 @@ async function manifest(
       accept: MANIFEST_ACCEPT,
     });
   } catch (err) {
-    if (isRegistryError(err) && NOT_FOUND.has(err.code)) throw new NothingThere();
+    if (isNotFoundError(err)) throw new NothingThere();
     throw err;
   }
   return { fetched, parsed: parseManifest(fetched.bytes, fetched.mediaType) };

@@ -1,4 +1,4 @@
-import { isRegistryError, MediaType, parseManifest, referrersTag, RegistryError } from '../oci/index.ts';
+import { isNotFoundError, MediaType, parseManifest, referrersTag, RegistryError } from '../oci/index.ts';
 import type { Digest, ParsedManifest } from '../oci/index.ts';
 import type { RequestOptions, Upstream } from '../upstream/index.ts';
 
@@ -15,8 +15,6 @@ export interface ReferrersListing {
   /** Upstream calls made (1 or 2). */
   requests: number;
 }
-
-const NOT_FOUND = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN']);
 
 /**
  * The referrers of `subject` in `repository`: the referrers API, or when the upstream lacks it
@@ -56,7 +54,7 @@ export async function listReferrers(
     bytes = m.bytes;
     mediaType = m.mediaType;
   } catch (err) {
-    if (isRegistryError(err) && NOT_FOUND.has(err.code)) return undefined;
+    if (isNotFoundError(err)) return undefined;
     throw err;
   }
   return {

@@ -123,3 +123,13 @@ export async function discard(
     // A body that fails while being discarded has nothing left to tell us.
   }
 }
+
+/** A URL hostname without the brackets of an IPv6 literal (`[::1]` → `::1`). */
+export function unbracket(hostname: string): string {
+  return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+}
+
+/** The port a URL connects to (its default port when none is written). */
+export function portOf(url: URL): number {
+  return url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+}

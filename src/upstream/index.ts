@@ -11,7 +11,7 @@ export type {
   UpstreamRefusal,
   UpstreamRequestInfo,
   UpstreamRequestKind,
-} from './undici-upstream.ts';
+} from './options.ts';
 export { parseWwwAuthenticate } from './www-authenticate.ts';
 export type { AuthChallenge } from './www-authenticate.ts';
 export { parseRetryAfter } from './http-util.ts';

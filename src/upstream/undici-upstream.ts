@@ -1,11 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { PassThrough } from 'node:stream';
-import type { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { rootCertificates } from 'node:tls';
-import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
-import type { UpstreamConfig } from '../config/schema.ts';
 import {
   defaultManifestAccept,
   digestAlgorithm,
@@ -18,22 +11,31 @@ import {
   parseRepositoryName,
   RegistryError,
 } from '../oci/index.ts';
-import type { Digest, ErrorCode, ManifestReference } from '../oci/index.ts';
+import type { Digest, ManifestReference } from '../oci/index.ts';
 import {
-  BodyDeadlineError,
   bareMediaType,
   contentLength,
   discard,
   errorCode,
   headerValue,
   isRetryableConnectionError,
-  parseRetryAfter,
+  portOf,
   readLimited,
+  unbracket,
 } from './http-util.ts';
-import { AddressRefusedError, compileHostMatcher, guardedConnector } from './address-guard.ts';
-import type { LookupFunction } from './address-guard.ts';
-import { TokenCache, tokenLifetimeMs } from './token-cache.ts';
-import type { IssuedToken } from './token-cache.ts';
+import { compileHostMatcher } from './address-guard.ts';
+import { UpstreamErrors } from './errors.ts';
+import type { Exchange } from './exchange.ts';
+import { isRedirect, RedirectPolicy } from './redirects.ts';
+import { TokenAuth } from './token-auth.ts';
+import { Transport } from './transport.ts';
+import { silentLogger } from './options.ts';
+import type {
+  UndiciUpstreamConfig,
+  UndiciUpstreamOptions,
+  UpstreamLogger,
+  UpstreamRequestKind,
+} from './options.ts';
 import type {
   FetchedManifest,
   ManifestHead,
@@ -43,113 +45,6 @@ import type {
   Upstream,
   UpstreamBlob,
 } from './types.ts';
-import { parseWwwAuthenticate } from './www-authenticate.ts';
-import type { AuthChallenge } from './www-authenticate.ts';
-
-/**
- * The parts of an upstream's config this client uses. A parsed `UpstreamConfig` fits; `password` is
- * the resolved secret (the caller reads `passwordFile` / `passwordEnv` before constructing).
- */
-export type UndiciUpstreamConfig = Pick<
-  UpstreamConfig,
-  | 'url'
-  | 'username'
-  | 'password'
-  | 'connectTimeout'
-  | 'headersTimeout'
-  | 'bodyTimeout'
-  | 'retries'
-  | 'connections'
-  | 'insecureSkipTLSVerify'
-  | 'caFile'
-> & {
-  redirects?: Partial<UpstreamConfig['redirects']>;
-  auth?: Partial<UpstreamConfig['auth']>;
-};
-
-/** The pino methods this module logs with (object first, then a lower-case message). */
-export interface UpstreamLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-/** What an upstream HTTP exchange was for, as reported to {@link UndiciUpstreamOptions.onRequest}. */
-export type UpstreamRequestKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
-
-/**
- * Why the proxy refused to go where an upstream sent it: a redirect to a non-public address
- * (`redirect-address`), from https to plain http (`redirect-http`), to a URL that is not http(s) or
- * carries credentials (`redirect-unusable`), one hop too many (`redirect-limit`); a token realm off the
- * upstream's host (`realm-host`) or one that is not https (`realm-unusable`).
- */
-export type UpstreamRefusal =
-  | 'redirect-address'
-  | 'redirect-http'
-  | 'redirect-unusable'
-  | 'redirect-limit'
-  | 'realm-host'
-  | 'realm-unusable';
-
-/** One upstream HTTP exchange (each retry, redirect hop and token request counts on its own). */
-export interface UpstreamRequestInfo {
-  /** The configured upstream host (config key), not the origin that answered (a CDN, a token realm). */
-  host: string;
-  method: 'GET' | 'HEAD';
-  kind: UpstreamRequestKind;
-  /** The response status, or `'error'` when no response headers arrived. */
-  status: number | 'error';
-  /** Milliseconds until the response headers (blob bodies stream on after this). */
-  durationMs: number;
-}
-
-export interface UndiciUpstreamOptions {
-  /** The registry host clients name (the config key), e.g. `docker.io`. */
-  host: string;
-  config: UndiciUpstreamConfig;
-  logger?: UpstreamLogger;
-  /** Called after every upstream exchange; for metrics. Must not throw (errors are ignored). */
-  onRequest?: (info: UpstreamRequestInfo) => void;
-  /**
-   * Called when the upstream told us to go somewhere we refused (a redirect or a token realm); for
-   * `pullwarden_upstream_refused_total`. Must not throw (errors are ignored).
-   */
-  onRefused?: (reason: UpstreamRefusal) => void;
-  /** Largest manifest accepted; defaults to {@link MAX_MANIFEST_BYTES}. */
-  maxManifestBytes?: number;
-  /** Base of the exponential backoff between retries, in ms (default 100). */
-  retryDelayMs?: number;
-  /** `User-Agent` sent upstream. */
-  userAgent?: string;
-  /**
-   * Name resolution for origins other than the upstream's own (redirect targets, token realms);
-   * `dns.lookup` by default. Every address it returns is checked before a connection is made.
-   */
-  lookup?: LookupFunction;
-  /** The clock token lifetimes are measured with (tests move it); `Date.now` by default. */
-  now?: () => number;
-}
-
-interface Exchange {
-  kind: UpstreamRequestKind;
-  method: 'GET' | 'HEAD';
-  url: URL;
-  headers: Record<string, string>;
-  /** Repository the request is about: names the token scope and appears in error messages. */
-  repository: string;
-  /** Human description for messages, e.g. `manifest library/nginx:1.27`. Never holds secrets. */
-  what: string;
-  /** Send registry credentials (only ever to the configured registry origin). */
-  authenticate: boolean;
-  signal: AbortSignal | undefined;
-}
-
-interface Authorization {
-  header: string;
-  /** Set when `header` carries a cached bearer token, so a 401 can invalidate it. */
-  token?: string;
-}
 
 /** Thrown by body readers so a failure while reading a buffered body can be retried. */
 class BodyReadError extends Error {
@@ -158,34 +53,19 @@ class BodyReadError extends Error {
   }
 }
 
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-// Docker and containerd stop after a handful of hops; real registries use one (registry → CDN).
-const MAX_REDIRECTS = 5;
-const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
-const ERROR_BODY_BYTES = 16 * 1024;
-// All response headers together (Node's default; a signed CDN Location is a few KiB).
-const MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
-// An error body only tells us which not-found code applies: not worth waiting for.
-const ERROR_BODY_DEADLINE_MS = 5_000;
-// The slowest blob body accepted: at least this many bytes in every bodyTimeout window (1 KiB/s at the
-// default 60 s). undici's bodyTimeout alone bounds a pause, so one byte every 59 s would never end.
-const MIN_BLOB_BYTES_PER_WINDOW = 64 * 1024;
-// Token realms on another host that a registry is known to use. Docker Hub's registry-1.docker.io
-// sends clients to auth.docker.io; every other big registry (GHCR, Quay, GCR, ECR Public, Harbor)
-// keeps its realm on its own host.
-const WELL_KNOWN_REALMS: Record<string, readonly string[]> = { 'registry-1.docker.io': ['auth.docker.io'] };
 // Content types registries put on manifests when they do not know better (schema1, old Quay, S3
 // backed mirrors); for these the JSON `mediaType` field is the better witness.
 const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
-const NOT_FOUND_CODES = new Set<ErrorCode>(['MANIFEST_UNKNOWN', 'BLOB_UNKNOWN', 'NAME_UNKNOWN']);
-const silentLogger: UpstreamLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /**
- * {@link Upstream} over undici: one connection pool per origin (the registry, its token realm, its
- * blob CDN), the distribution token-auth flow with a per-scope token cache, basic auth, retries of
- * connection failures, manual blob redirects, and the mapping of upstream answers to `RegistryError`.
+ * {@link Upstream} over undici: the registry API requests (manifests, blobs, tags, referrers) and the
+ * checks on what comes back (digests against bytes, manifest size and media type), composed of
+ * {@link Transport} (connection pools per origin, retries, bounded bodies; transport.ts),
+ * {@link TokenAuth} (token and basic auth, realm checks, token cache; token-auth.ts),
+ * {@link RedirectPolicy} (blob redirects; redirects.ts) and {@link UpstreamErrors} (upstream answers →
+ * `RegistryError`; errors.ts).
  *
  * Credentials go to exactly two places: the configured registry origin and a token realm on the
  * upstream's own host or in `auth.realms`; any other realm is refused (and not remembered). A blob
@@ -197,21 +77,14 @@ const silentLogger: UpstreamLogger = { debug() {}, info() {}, warn() {}, error()
 export class UndiciUpstream implements Upstream {
   readonly host: string;
   readonly #config: UndiciUpstreamConfig;
-  readonly #agent: Agent;
   readonly #base: URL;
   readonly #basePath: string;
   readonly #log: UpstreamLogger;
-  readonly #onRequest: ((info: UpstreamRequestInfo) => void) | undefined;
-  readonly #onRefused: ((reason: UpstreamRefusal) => void) | undefined;
   readonly #maxManifestBytes: number;
-  readonly #retryDelayMs: number;
-  readonly #userAgent: string;
-  readonly #tokens: TokenCache;
-  /** Realm and service of the last bearer challenge: lets a new scope fetch its token up front. */
-  #bearer: { realm: URL; service: string | undefined } | undefined;
-  /** The registry asked for basic auth once; send it up front from then on. */
-  #basic = false;
-  readonly #realmAllowed: (hostname: string, port: number) => boolean;
+  readonly #errors: UpstreamErrors;
+  readonly #transport: Transport;
+  readonly #auth: TokenAuth;
+  readonly #redirects: RedirectPolicy;
   readonly #redirectAllowed: (hostname: string, port: number) => boolean;
 
   constructor(options: UndiciUpstreamOptions) {
@@ -219,12 +92,13 @@ export class UndiciUpstream implements Upstream {
     this.host = host;
     this.#config = config;
     this.#log = options.logger ?? silentLogger;
-    this.#onRequest = options.onRequest;
-    this.#onRefused = options.onRefused;
-    this.#tokens = new TokenCache(options.now === undefined ? {} : { now: options.now });
+    this.#errors = new UpstreamErrors({
+      host,
+      config,
+      log: this.#log,
+      onRefused: options.onRefused,
+    });
     this.#maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
-    this.#retryDelayMs = options.retryDelayMs ?? 100;
-    this.#userAgent = options.userAgent ?? 'pullwarden';
     const base = new URL(config.url ?? `https://${host}`);
     if (base.protocol !== 'http:' && base.protocol !== 'https:') {
       throw new TypeError(`upstream ${host}: url must be http:// or https://`);
@@ -233,37 +107,43 @@ export class UndiciUpstream implements Upstream {
     base.username = '';
     base.password = '';
     this.#base = base;
+    this.#redirects = new RedirectPolicy({
+      host,
+      base,
+      allowHttp: config.redirects?.allowHttp === true,
+      errors: this.#errors,
+      log: this.#log,
+    });
     this.#basePath = base.pathname.replace(/\/+$/, '');
-    // A private CA is added to the public roots, not put in their place: the token realm and blob CDN
-    // of a registry are often public services even when the registry itself is not.
-    const ca =
-      config.caFile === undefined ? undefined : [...rootCertificates, readFileSync(config.caFile, 'utf8')];
-    this.#realmAllowed = compileHostMatcher([
-      ...(WELL_KNOWN_REALMS[base.hostname] ?? []),
-      ...(config.auth?.realms ?? []),
-    ]);
     this.#redirectAllowed = compileHostMatcher(config.redirects?.allow ?? []);
     const ownHostname = unbracket(base.hostname);
     const ownPort = portOf(base);
-    this.#agent = new Agent({
-      connections: config.connections,
-      headersTimeout: config.headersTimeout,
-      bodyTimeout: config.bodyTimeout,
-      // Set here rather than inherited from --max-http-header-size: a hostile upstream's 1 MiB
-      // WWW-Authenticate or Location must fail the request, whatever NODE_OPTIONS says.
-      maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
-      // The upstream's own URL may well be private (a registry in the cluster); what it sends us to
-      // (redirect targets) is checked unless the operator allowed the host. Allowed realms are trusted
-      // like the upstream: they were named in the config, and #realm refuses every other one.
-      connect: guardedConnector({
-        tls: { rejectUnauthorized: !config.insecureSkipTLSVerify, ...(ca === undefined ? {} : { ca }) },
-        timeout: config.connectTimeout,
-        trustedHost: (hostname, port) =>
-          (hostname === ownHostname && port === ownPort) ||
-          this.#redirectAllowed(hostname, port) ||
-          this.#realmAllowed(hostname, port),
-        ...(options.lookup === undefined ? {} : { lookup: options.lookup }),
-      }),
+    // The upstream's own URL may well be private (a registry in the cluster); what it sends us to
+    // (redirect targets) is checked unless the operator allowed the host. Allowed realms are trusted
+    // like the upstream: they were named in the config, and #realm refuses every other one.
+    this.#transport = new Transport({
+      host,
+      config,
+      log: this.#log,
+      errors: this.#errors,
+      trustedHost: (hostname, port) =>
+        (hostname === ownHostname && port === ownPort) ||
+        this.#redirectAllowed(hostname, port) ||
+        this.#auth.realmAllowed(hostname, port),
+      onRequest: options.onRequest,
+      retryDelayMs: options.retryDelayMs ?? 100,
+      userAgent: options.userAgent ?? 'pullwarden',
+      lookup: options.lookup,
+    });
+    this.#auth = new TokenAuth({
+      host,
+      base,
+      credentials: config,
+      realms: config.auth?.realms ?? [],
+      transport: this.#transport,
+      errors: this.#errors,
+      log: this.#log,
+      now: options.now,
     });
   }
 
@@ -274,14 +154,14 @@ export class UndiciUpstream implements Upstream {
   ): Promise<ManifestHead> {
     const ref = parseManifestReference(reference);
     const ex = this.#manifestExchange('HEAD', repository, ref, options);
-    const res = await this.#exchange(ex);
-    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    const res = await this.#auth.exchange(ex);
+    if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     await discard(res.body);
     const headerDigest = this.#digestHeader(res);
     const mediaType = bareMediaType(res.headers['content-type']);
     const size = contentLength(res.headers['content-length']);
     if (ref.kind === 'digest' && headerDigest !== undefined && headerDigest !== ref.digest) {
-      throw this.#mismatch(ex, ref.digest);
+      throw this.#errors.mismatch(ex, ref.digest);
     }
     if (size !== undefined && !GENERIC_CONTENT_TYPES.has(mediaType)) {
       // For a digest reference the 200 itself confirms the digest; the bytes are still checked when
@@ -315,10 +195,10 @@ export class UndiciUpstream implements Upstream {
             { upstream: this.host, what: ex.what, code: errorCode(err.cause) },
             'retrying manifest',
           );
-          await this.#backoff(attempt, ex.signal);
+          await this.#transport.backoff(attempt, ex.signal);
           continue;
         }
-        throw this.#transportError(ex, err.cause);
+        throw this.#errors.transport(ex, err.cause);
       }
     }
   }
@@ -326,7 +206,10 @@ export class UndiciUpstream implements Upstream {
   async getBlob(repository: string, digest: Digest, options: RequestOptions = {}): Promise<UpstreamBlob> {
     const res = await this.#blobRequest('GET', repository, digest, options);
     const size = contentLength(res.headers['content-length']);
-    return { body: this.#guardBody(res.body, `blob ${repository}@${digest}`, options.signal), size };
+    return {
+      body: this.#transport.guardBody(res.body, `blob ${repository}@${digest}`, options.signal),
+      size,
+    };
   }
 
   async headBlob(
@@ -357,9 +240,9 @@ export class UndiciUpstream implements Upstream {
     if (query.last !== undefined) url.searchParams.set('last', query.last);
     const ex = this.#registryExchange('tags', 'GET', url, repository, `tags of ${repository}`, options);
     ex.headers.accept = 'application/json';
-    const res = await this.#exchange(ex);
-    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'NAME_UNKNOWN');
-    const body = await this.#readBody(ex, res, MAX_TAG_LIST_BYTES);
+    const res = await this.#auth.exchange(ex);
+    if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'NAME_UNKNOWN');
+    const body = await this.#transport.readBody(ex, res, MAX_TAG_LIST_BYTES);
     const link = headerValue(res.headers.link);
     return link === undefined ? { body } : { body, link };
   }
@@ -377,7 +260,7 @@ export class UndiciUpstream implements Upstream {
     const what = `referrers of ${repository}@${digest}`;
     const ex = this.#registryExchange('referrers', 'GET', url, repository, what, options);
     ex.headers.accept = MediaType.ociIndex;
-    const res = await this.#exchange(ex);
+    const res = await this.#auth.exchange(ex);
     // distribution-spec: a registry that supports the API answers 200 (an empty index for an unknown
     // digest); 404 means the route does not exist (distribution 2.8, Docker Hub before 2023), and the
     // caller falls back to the referrers tag schema.
@@ -385,7 +268,7 @@ export class UndiciUpstream implements Upstream {
       await discard(res.body);
       return undefined;
     }
-    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     const served = bareMediaType(res.headers['content-type']);
     if (served !== MediaType.ociIndex && !GENERIC_CONTENT_TYPES.has(served)) {
       // Some registries answer unknown routes with 200 and an HTML page; that is not the API.
@@ -396,7 +279,7 @@ export class UndiciUpstream implements Upstream {
       );
       return undefined;
     }
-    const body = await this.#readBody(ex, res, this.#maxManifestBytes);
+    const body = await this.#transport.readBody(ex, res, this.#maxManifestBytes);
     // A generic Content-Type (application/json from some registries) is judged by the body, exactly
     // as a manifest is: an index by its `mediaType` or shape is the API's answer, anything else is not.
     const mediaType = manifestMediaType(served, body);
@@ -409,10 +292,7 @@ export class UndiciUpstream implements Upstream {
   }
 
   async close(): Promise<void> {
-    // close() waits for in-flight requests; a body someone forgot to consume would hang shutdown.
-    const timer = sleep(5_000, 'timeout' as const, { ref: false });
-    const result = await Promise.race([this.#agent.close().then(() => 'closed' as const), timer]);
-    if (result === 'timeout') await this.#agent.destroy();
+    await this.#transport.close();
   }
 
   // ---- requests ------------------------------------------------------------------------------------
@@ -457,8 +337,8 @@ export class UndiciUpstream implements Upstream {
   }
 
   async #fetchManifestOnce(ex: Exchange, ref: ManifestReference): Promise<FetchedManifest> {
-    const res = await this.#exchange(ex);
-    if (res.statusCode !== 200) throw await this.#failure(ex, res, 'MANIFEST_UNKNOWN');
+    const res = await this.#auth.exchange(ex);
+    if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     const declared = contentLength(res.headers['content-length']);
     let bytes: Buffer | undefined;
     if (declared === undefined || declared <= this.#maxManifestBytes) {
@@ -480,7 +360,7 @@ export class UndiciUpstream implements Upstream {
     let digest: Digest;
     if (ref.kind === 'digest') {
       digest = ref.digest;
-      if (digestOf(bytes, digestAlgorithm(digest)) !== digest) throw this.#mismatch(ex, digest);
+      if (digestOf(bytes, digestAlgorithm(digest)) !== digest) throw this.#errors.mismatch(ex, digest);
     } else {
       digest = digestOf(bytes, headerDigest === undefined ? 'sha256' : digestAlgorithm(headerDigest));
       // The upstream's own claim about the tag disagrees with its bytes: a broken or tampered answer.
@@ -511,481 +391,17 @@ export class UndiciUpstream implements Upstream {
     const what = `blob ${repository}@${digest}`;
     for (let hop = 0; ; hop++) {
       const ex = this.#registryExchange('blob', method, url, repository, what, options);
-      const res = await this.#exchange(ex);
+      const res = await this.#auth.exchange(ex);
       if (res.statusCode === 200) return res;
-      if (!REDIRECT_STATUSES.has(res.statusCode)) throw await this.#failure(ex, res, 'BLOB_UNKNOWN');
+      if (!isRedirect(res.statusCode)) throw await this.#errors.failure(ex, res, 'BLOB_UNKNOWN');
       await discard(res.body);
-      const next = this.#redirectTarget(headerValue(res.headers.location), url, what);
-      if (hop + 1 > MAX_REDIRECTS) {
-        throw this.#refuse(
-          'redirect-limit',
-          `upstream ${this.host} redirected ${what} more than ${MAX_REDIRECTS} times; refused`,
-        );
-      }
-      // Only the origin is logged: the rest of a CDN URL is usually a signature.
-      this.#log.debug({ upstream: this.host, what, to: next.origin }, 'following blob redirect');
-      url = next;
+      url = this.#redirects.next(headerValue(res.headers.location), url, what, hop);
     }
   }
-
-  /**
-   * Where a redirect leads, or a refusal: only http(s) URLs without credentials in them, and never from
-   * an https upstream to plain http unless `redirects.allowHttp` (a signed CDN URL and the blob would
-   * cross the network in clear text, open to anyone on the path). Where the address may be is checked
-   * later, by the connector, on the address actually connected to.
-   */
-  #redirectTarget(location: string | undefined, from: URL, what: string): URL {
-    let next: URL | undefined;
-    try {
-      next = location === undefined ? undefined : new URL(location, from);
-    } catch {
-      next = undefined;
-    }
-    if (next === undefined || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
-      throw this.#refuse('redirect-unusable', `upstream ${this.host} sent an unusable redirect for ${what}`);
-    }
-    if (next.username !== '' || next.password !== '') {
-      throw this.#refuse(
-        'redirect-unusable',
-        `upstream ${this.host} redirected ${what} to a URL with credentials in it (${next.protocol}//${next.host}); refused`,
-      );
-    }
-    if (
-      next.protocol === 'http:' &&
-      this.#base.protocol === 'https:' &&
-      this.#config.redirects?.allowHttp !== true
-    ) {
-      throw this.#refuse(
-        'redirect-http',
-        `upstream ${this.host} redirected ${what} from https to plain http (${next.host}); refused. If that is intended, set upstreams.${this.host}.redirects.allowHttp`,
-        { host: next.host },
-      );
-    }
-    return next;
-  }
-
-  /** A refusal of where the upstream sent us: counted, logged, and answered 503 with the reason. */
-  #refuse(reason: UpstreamRefusal, message: string, detail: Record<string, string> = {}): RegistryError {
-    try {
-      this.#onRefused?.(reason);
-    } catch {
-      // Metrics must never break a pull.
-    }
-    this.#log.warn({ upstream: this.host, reason, ...detail }, 'refused where the upstream sent us');
-    return new RegistryError('UNAVAILABLE', message, { detail: { reason, ...detail } });
-  }
-
-  /**
-   * Send a registry request with credentials, answering one 401 challenge. Credentials are attached
-   * only when the URL is on the configured registry origin; anything else (a CDN) gets none.
-   */
-  async #exchange(ex: Exchange): Promise<Dispatcher.ResponseData> {
-    if (!ex.authenticate || ex.url.origin !== this.#base.origin) return await this.#dispatch(ex, undefined);
-    const scope = `repository:${ex.repository}:pull`;
-    const first = await this.#upfrontAuthorization(ex, scope);
-    const res = await this.#dispatch(ex, first?.header);
-    if (res.statusCode !== 401) return res;
-    const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
-    await discard(res.body);
-    if (first?.token !== undefined) this.#tokens.invalidate(scope, first.token);
-    const second = await this.#answerChallenge(ex, scope, challenges);
-    if (second === undefined) throw this.#denied(ex);
-    const retried = await this.#dispatch(ex, second.header);
-    if (retried.statusCode === 401) {
-      await discard(retried.body);
-      throw this.#denied(ex);
-    }
-    return retried;
-  }
-
-  async #upfrontAuthorization(ex: Exchange, scope: string): Promise<Authorization | undefined> {
-    const cached = this.#tokens.get(scope);
-    if (cached !== undefined) return { header: `Bearer ${cached}`, token: cached };
-    const bearer = this.#bearer;
-    if (bearer !== undefined) {
-      // The registry has shown its token realm before: fetch this scope's token now rather than
-      // spending a round trip on a 401 we know is coming.
-      const token = await this.#tokens.obtain(scope, () =>
-        this.#fetchToken(ex, bearer.realm, bearer.service, scope),
-      );
-      return { header: `Bearer ${token}`, token };
-    }
-    if (this.#basic) return this.#basicAuthorization();
-    return undefined;
-  }
-
-  async #answerChallenge(
-    ex: Exchange,
-    scope: string,
-    challenges: AuthChallenge[],
-  ): Promise<Authorization | undefined> {
-    const bearer = challenges.find((c) => c.scheme === 'bearer');
-    if (bearer !== undefined) {
-      const realm = this.#realm(bearer.params.realm);
-      const service = bearer.params.service;
-      const previous = this.#bearer?.realm;
-      if (previous === undefined) {
-        this.#log.info({ upstream: this.host, realm: realm.origin + realm.pathname }, 'upstream token realm');
-      } else if (previous.href !== realm.href) {
-        // Credentials now go somewhere else: an operator should be able to see when and where.
-        this.#log.warn(
-          {
-            upstream: this.host,
-            from: previous.origin + previous.pathname,
-            to: realm.origin + realm.pathname,
-          },
-          'upstream token realm changed',
-        );
-      }
-      this.#bearer = { realm, service };
-      // Ask for the scope the registry named when it named one (it knows best), cache it under ours.
-      const wanted = bearer.params.scope ?? scope;
-      const token = await this.#tokens.obtain(scope, () => this.#fetchToken(ex, realm, service, wanted));
-      return { header: `Bearer ${token}`, token };
-    }
-    if (challenges.some((c) => c.scheme === 'basic')) {
-      this.#basic = true;
-      return this.#basicAuthorization();
-    }
-    return undefined;
-  }
-
-  #basicAuthorization(): Authorization | undefined {
-    const { username, password } = this.#config;
-    if (username === undefined) return undefined;
-    return { header: `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}` };
-  }
-
-  /** Validate a token realm from a challenge: http(s) only, and never a downgrade from https. */
-  #realm(value: string | undefined): URL {
-    const realm = this.#parseRealm(value);
-    const own = realm.host === this.#base.host;
-    if (!own && !this.#realmAllowed(unbracket(realm.hostname), portOf(realm))) {
-      throw this.#refuse(
-        'realm-host',
-        `upstream ${this.host} announced token realm ${realm.origin}, which is neither on ${this.#base.host} nor in upstreams.${this.host}.auth.realms; refused (no credentials sent)`,
-        { realm: realm.origin },
-      );
-    }
-    return realm;
-  }
-
-  #parseRealm(value: string | undefined): URL {
-    let realm: URL | undefined;
-    try {
-      realm = value === undefined ? undefined : new URL(value);
-    } catch {
-      realm = undefined;
-    }
-    if (realm === undefined || (realm.protocol !== 'https:' && realm.protocol !== 'http:')) {
-      throw this.#refuse('realm-unusable', `upstream ${this.host} announced an unusable token realm`);
-    }
-    // Basic credentials (and the token) would cross the network in clear text.
-    if (realm.protocol === 'http:' && this.#base.protocol === 'https:') {
-      throw this.#refuse('realm-unusable', `upstream ${this.host} announced a plain-http token realm`);
-    }
-    realm.username = '';
-    realm.password = '';
-    return realm;
-  }
-
-  async #fetchToken(
-    ex: Exchange,
-    realm: URL,
-    service: string | undefined,
-    scope: string,
-  ): Promise<IssuedToken> {
-    const url = new URL(realm);
-    if (service !== undefined) url.searchParams.set('service', service);
-    url.searchParams.set('scope', scope);
-    const tokenEx: Exchange = {
-      kind: 'token',
-      method: 'GET',
-      url,
-      headers: { accept: 'application/json' },
-      repository: ex.repository,
-      what: `token for ${ex.repository}`,
-      authenticate: false,
-      // Not the caller's signal: the token is shared with every concurrent request for this scope.
-      signal: undefined,
-    };
-    const res = await this.#dispatch(tokenEx, this.#basicAuthorization()?.header);
-    if (res.statusCode !== 200) throw await this.#failure(tokenEx, res, 'UNAVAILABLE');
-    const body = await this.#readBody(tokenEx, res, MAX_TOKEN_RESPONSE_BYTES);
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString('utf8'));
-    } catch {
-      json = undefined;
-    }
-    const fields = typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {};
-    // distribution-spec token auth: `token`, with `access_token` as the OAuth 2 compatible alias.
-    const token =
-      typeof fields.token === 'string' && fields.token !== '' ? fields.token : fields.access_token;
-    if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token)) {
-      throw new RegistryError('UNAVAILABLE', `upstream ${this.host} token service sent no usable token`);
-    }
-    const lifetimeMs = tokenLifetimeMs(fields.expires_in);
-    this.#log.debug(
-      { upstream: this.host, repository: ex.repository, expiresIn: fields.expires_in, lifetimeMs },
-      'upstream token issued',
-    );
-    return { token, lifetimeMs };
-  }
-
-  /**
-   * One HTTP exchange with retries: connection failures before any response are retried up to
-   * `config.retries` times with backoff, and a 5xx once. Every retry is a new request (counted).
-   */
-  async #dispatch(ex: Exchange, authorization: string | undefined): Promise<Dispatcher.ResponseData> {
-    const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...ex.headers };
-    if (authorization !== undefined) headers.authorization = authorization;
-    let connectionRetries = 0;
-    let serverErrorRetried = this.#config.retries === 0;
-    for (let attempt = 0; ; attempt++) {
-      const started = performance.now();
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await this.#agent.request({
-          origin: ex.url.origin,
-          path: ex.url.pathname + ex.url.search,
-          method: ex.method,
-          headers,
-          signal: ex.signal ?? null,
-        });
-      } catch (err) {
-        this.#observe(ex, 'error', started);
-        if (ex.signal?.aborted === true) throw err;
-        if (connectionRetries < this.#config.retries && isRetryableConnectionError(err)) {
-          connectionRetries++;
-          this.#log.debug(
-            { upstream: this.host, what: ex.what, code: errorCode(err) },
-            'retrying upstream request',
-          );
-          await this.#backoff(attempt, ex.signal);
-          continue;
-        }
-        throw this.#transportError(ex, err);
-      }
-      this.#observe(ex, res.statusCode, started);
-      // 501 means "never"; other 5xx are often one bad backend behind a load balancer.
-      if (res.statusCode >= 500 && res.statusCode !== 501 && !serverErrorRetried) {
-        serverErrorRetried = true;
-        await discard(res.body);
-        this.#log.debug(
-          { upstream: this.host, what: ex.what, status: res.statusCode },
-          'retrying upstream request',
-        );
-        await this.#backoff(attempt, ex.signal);
-        continue;
-      }
-      return res;
-    }
-  }
-
-  async #backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
-    const ms = Math.min(2_000, this.#retryDelayMs * 2 ** attempt) * (0.5 + Math.random() / 2);
-    await sleep(ms, undefined, signal === undefined ? {} : { signal });
-  }
-
-  async #readBody(ex: Exchange, res: Dispatcher.ResponseData, limit: number): Promise<Buffer> {
-    let body: Buffer | undefined;
-    try {
-      body = await readLimited(res.body, limit, this.#config.bodyTimeout);
-    } catch (err) {
-      throw this.#transportError(ex, err);
-    }
-    if (body === undefined) {
-      throw new RegistryError(
-        'UNAVAILABLE',
-        `upstream ${this.host} sent more than ${limit} bytes for ${ex.what}`,
-      );
-    }
-    return body;
-  }
-
-  /**
-   * Wrap a streaming blob body so failures surface as UNAVAILABLE naming the upstream, and so a
-   * consumer that destroys the stream also destroys the undici body (freeing the connection).
-   */
-  #guardBody(body: Readable, what: string, signal: AbortSignal | undefined): Readable {
-    const out = new PassThrough({ highWaterMark: 64 * 1024 });
-    body.on('error', (err) => {
-      out.destroy(signal?.aborted === true ? err : this.#transportError({ what }, err));
-    });
-    // A trickle (slowloris) upstream: too few bytes in a whole bodyTimeout window, while we were
-    // ready to take more (a window in which our reader held the stream back does not count).
-    const window = this.#config.bodyTimeout;
-    let received = 0;
-    let heldBack = false;
-    body.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-    });
-    body.on('pause', () => (heldBack = true));
-    const timer =
-      window > 0
-        ? setInterval(() => {
-            // No byte at all is a stall, which undici's own bodyTimeout reports as such.
-            const trickle = received > 0 && received < MIN_BLOB_BYTES_PER_WINDOW;
-            if (trickle && !heldBack && !body.isPaused()) {
-              body.destroy(
-                new BodyDeadlineError(
-                  window,
-                  `${received} bytes in ${window} ms, below ${MIN_BLOB_BYTES_PER_WINDOW} bytes per bodyTimeout`,
-                ),
-              );
-            }
-            received = 0;
-            heldBack = body.isPaused();
-          }, window).unref()
-        : undefined;
-    const stop = () => clearInterval(timer);
-    body.once('end', stop);
-    body.once('close', stop);
-    out.on('close', () => {
-      stop();
-      if (!body.destroyed) body.destroy();
-    });
-    body.pipe(out);
-    return out;
-  }
-
-  #observe(ex: Exchange, status: number | 'error', started: number): void {
-    if (this.#onRequest === undefined) return;
-    try {
-      this.#onRequest({
-        host: this.host,
-        method: ex.method,
-        kind: ex.kind,
-        status,
-        durationMs: performance.now() - started,
-      });
-    } catch {
-      // Metrics must never break a pull.
-    }
-  }
-
-  // ---- errors --------------------------------------------------------------------------------------
 
   #digestHeader(res: Dispatcher.ResponseData): Digest | undefined {
     const value = headerValue(res.headers['docker-content-digest'])?.trim();
     return value !== undefined && isDigest(value) ? value : undefined;
-  }
-
-  #mismatch(ex: Exchange, digest: Digest): RegistryError {
-    return new RegistryError(
-      'UNAVAILABLE',
-      `upstream ${this.host} sent bytes that do not match digest ${digest} (${ex.what})`,
-    );
-  }
-
-  #denied(ex: Exchange): RegistryError {
-    return new RegistryError('DENIED', `upstream ${this.host} refused access to ${ex.repository}`);
-  }
-
-  #transportError(ex: Pick<Exchange, 'what'>, err: unknown): RegistryError {
-    const code = errorCode(err);
-    let message: string;
-    const refused = findRefusal(err);
-    if (refused !== undefined) {
-      try {
-        this.#onRefused?.('redirect-address');
-      } catch {
-        // Metrics must never break a pull.
-      }
-      this.#log.warn(
-        {
-          upstream: this.host,
-          what: ex.what,
-          to: refused.host,
-          address: refused.address,
-          reason: refused.reason,
-        },
-        'refused redirect to a non-public address',
-      );
-      return new RegistryError(
-        'UNAVAILABLE',
-        `upstream ${this.host} redirected ${ex.what} to ${refused.host}, a ${refused.reason} address (${refused.address}); refused. If that host is yours, add it to upstreams.${this.host}.redirects.allow`,
-        { cause: err, detail: { reason: 'redirect-refused', host: refused.host } },
-      );
-    }
-    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
-      message = `upstream ${this.host} sent no response within ${this.#config.headersTimeout} ms (${ex.what})`;
-    } else if (code === 'UND_ERR_BODY_TIMEOUT') {
-      message = `upstream ${this.host} stalled for ${this.#config.bodyTimeout} ms while sending ${ex.what}`;
-    } else if (err instanceof BodyDeadlineError) {
-      message = `upstream ${this.host} sent ${ex.what} too slowly (${err.message}); abandoned`;
-    } else if (code === 'UND_ERR_CONNECT_TIMEOUT') {
-      message = `could not connect to upstream ${this.host} within ${this.#config.connectTimeout} ms`;
-    } else {
-      message = `upstream ${this.host} failed while sending ${ex.what} (${code ?? 'connection error'})`;
-    }
-    return new RegistryError('UNAVAILABLE', message, { cause: err });
-  }
-
-  /** Map a non-success answer to a RegistryError, consuming its body. */
-  async #failure(ex: Exchange, res: Dispatcher.ResponseData, notFound: ErrorCode): Promise<RegistryError> {
-    const status = res.statusCode;
-    const upstreamCode = status === 404 && ex.method === 'GET' ? await ociErrorCode(res.body) : undefined;
-    if (upstreamCode === undefined) await discard(res.body);
-    if (status === 404 && ex.kind !== 'token') {
-      // The upstream's own code says more ("no such repository" vs "no such tag"); only the three
-      // not-found codes are taken from it, and never its message.
-      const code = upstreamCode !== undefined && NOT_FOUND_CODES.has(upstreamCode) ? upstreamCode : notFound;
-      return new RegistryError(code, `${ex.what} is unknown to upstream ${this.host}`);
-    }
-    if (status === 401 || status === 403) {
-      return ex.kind === 'token'
-        ? new RegistryError(
-            'DENIED',
-            `upstream ${this.host} token service refused access to ${ex.repository}`,
-          )
-        : this.#denied(ex);
-    }
-    const retryAfter = parseRetryAfter(res.headers['retry-after']);
-    const extra = retryAfter === undefined ? {} : { retryAfter };
-    if (status === 429) {
-      return new RegistryError(
-        'TOOMANYREQUESTS',
-        `upstream ${this.host} is rate limiting requests for ${ex.what}`,
-        extra,
-      );
-    }
-    return new RegistryError('UNAVAILABLE', `upstream ${this.host} answered ${status} for ${ex.what}`, extra);
-  }
-}
-
-/** The {@link AddressRefusedError} in an error's cause chain (undici may wrap connector errors). */
-function findRefusal(err: unknown): AddressRefusedError | undefined {
-  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
-    if (e instanceof AddressRefusedError) return e;
-    e = typeof e === 'object' && 'cause' in e ? e.cause : undefined;
-  }
-  return undefined;
-}
-
-function unbracket(hostname: string): string {
-  return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
-}
-
-function portOf(url: URL): number {
-  return url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
-}
-
-/** The code of the first error in an OCI error body, if it is a known code. Consumes the body. */
-async function ociErrorCode(body: Readable): Promise<ErrorCode | undefined> {
-  try {
-    const bytes = await readLimited(body, ERROR_BODY_BYTES, ERROR_BODY_DEADLINE_MS);
-    if (bytes === undefined) return undefined;
-    const json = JSON.parse(bytes.toString('utf8')) as { errors?: { code?: unknown }[] };
-    const code = json.errors?.[0]?.code;
-    return typeof code === 'string' && NOT_FOUND_CODES.has(code as ErrorCode)
-      ? (code as ErrorCode)
-      : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    if (!body.destroyed) body.destroy();
   }
 }
 

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   errorStatus,
+  isNotFoundError,
+  notFoundCodes,
   normalizeRepository,
   parseAccept,
   parseDigest,
@@ -74,6 +76,15 @@ describe('error catalogue', () => {
     for (const status of Object.values(errorStatus)) expect(status).toBeGreaterThanOrEqual(400);
     expect(new RegistryError('DENIED', 'x').status).toBe(403);
     expect(new RegistryError('UNSUPPORTED', 'x').status).toBe(405);
+  });
+
+  it('calls exactly the three "no such thing" codes not-found, and nothing that is not a RegistryError', () => {
+    expect([...notFoundCodes].sort()).toEqual(['BLOB_UNKNOWN', 'MANIFEST_UNKNOWN', 'NAME_UNKNOWN']);
+    for (const code of notFoundCodes) expect(isNotFoundError(new RegistryError(code, 'x'))).toBe(true);
+    for (const code of ['UNAVAILABLE', 'TOOMANYREQUESTS', 'DENIED', 'MANIFEST_INVALID'] as const) {
+      expect(isNotFoundError(new RegistryError(code, 'x'))).toBe(false);
+    }
+    expect(isNotFoundError(Object.assign(new Error('x'), { code: 'MANIFEST_UNKNOWN' }))).toBe(false);
   });
 });
 
