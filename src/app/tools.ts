@@ -21,3 +21,4 @@ export { createLogger } from './logger.ts';
 export type { LogTimestamp } from './logger.ts';
 export { openTagAdmin } from './tags.ts';
 export type { TagAdmin, TagRef } from './tags.ts';
+export { upstreamNames } from './upstream-names.ts';

@@ -1,4 +1,5 @@
 import {
+  canonicalHost,
   isRegistryHost,
   parseDigest,
   parseManifestReference,
@@ -7,7 +8,7 @@ import {
   truncate,
 } from '../oci/index.ts';
 import type { Digest, ManifestReference } from '../oci/index.ts';
-import { canonicalHost, configuredUpstream, targetIn } from '../service/index.ts';
+import { configuredUpstream, targetIn } from '../service/index.ts';
 import type { Target, UpstreamNames } from '../service/index.ts';
 
 export { canonicalHost };

@@ -1,7 +1,7 @@
 import type { Digest } from '../oci/index.ts';
 import type { Decision, Policy } from '../policy/index.ts';
 import type { RegistryService } from './registry-service.ts';
-import { resolveImageReference } from './targets.ts';
+import { resolveImageReference } from './resolve-target.ts';
 
 /** What `pullwarden check` learns about an image reference. */
 export interface CheckResult {

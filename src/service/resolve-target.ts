@@ -1,4 +1,4 @@
-import { normalizeRepository, parseImageReference, RegistryError } from '../oci/index.ts';
+import { canonicalHost, normalizeRepository, parseImageReference, RegistryError } from '../oci/index.ts';
 import type { ManifestReference } from '../oci/index.ts';
 import type { Target } from './registry-service.ts';
 
@@ -7,14 +7,6 @@ export interface UpstreamNames {
   /** The configured upstream a client-given host (or alias) names, or undefined when none does. */
   resolveHost(host: string): string | undefined;
   defaultUpstream: string | undefined;
-}
-
-const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
-
-/** Canonical name of a registry host as configured (`docker.io` for Docker Hub's aliases). */
-export function canonicalHost(host: string): string {
-  const lower = host.toLowerCase();
-  return DOCKER_HUB_ALIASES.has(lower) ? 'docker.io' : lower;
 }
 
 /**
