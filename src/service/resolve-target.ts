@@ -44,7 +44,14 @@ export interface ResolvedReference {
  * request paths are resolved by http's router with the same {@link configuredUpstream}.
  */
 export function resolveImageReference(input: string, names: UpstreamNames): ResolvedReference {
-  const ref = parseImageReference(input, names.defaultUpstream ?? 'docker.io');
+  // Docker's rule for "is the first component a registry host", plus the configured aliases, which
+  // may be bare names (`corp/acme/app`), as the router reads request paths.
+  const slash = input.indexOf('/');
+  const first = slash > 0 ? input.slice(0, slash) : '';
+  const alias = first !== '' && names.resolveHost(canonicalHost(first)) !== undefined;
+  const ref = alias
+    ? parseImageReference(input.slice(slash + 1), first)
+    : parseImageReference(input, names.defaultUpstream ?? 'docker.io');
   const upstream = configuredUpstream(canonicalHost(ref.host), names);
   const reference: ManifestReference =
     ref.digest !== undefined

@@ -126,7 +126,7 @@ export const tagsUnpin: Command = {
   summary: 'Remove the pin of a tag (an immutable tag pins its current digest at the next pull)',
   help: [...common, '  --json              {"ref":…,"pin":…} on stdout'].join('\n'),
   run: (args, ctx) =>
-    withTags(args, ctx, { min: 1, max: 1, names: 'REF' }, async (tags, [input = ''], json) => {
+    withTags(args, ctx, { min: 1, max: 1, names: 'REF' }, async (tags, [input = ''], { json }) => {
       const ref = tags.resolve(input);
       await tags.unpin(ref);
       ctx.stdout.write(json ? `${JSON.stringify({ ref: ref.text, pin: null })}\n` : `${ref.text} unpinned\n`);

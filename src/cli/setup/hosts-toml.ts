@@ -19,7 +19,6 @@ import type { ProxyEndpoint } from './proxy-url.ts';
 import { isTable, parseToml, tomlString } from './toml.ts';
 import type { TomlTable, TomlValue } from './toml.ts';
 
-
 /**
  * The directory containerd reads for a registry that has none of its own (containerd 1.5+, and 2.x).
  * Written by `hosts-toml` so that unconfigured registries reach pullwarden (and its 403) instead of

@@ -53,7 +53,16 @@ describe('resolving an image reference as users write it', () => {
     });
   });
 
-  it('maps a configured alias to its upstream', () => {
+  it('maps a configured alias to its upstream, a bare-name alias too (as the router does)', () => {
     expect(configuredUpstream('corp', names)).toBe('127.0.0.1:5000');
+    expect(resolveImageReference('corp/acme/app:2', names).target).toEqual({
+      upstream: '127.0.0.1:5000',
+      repository: 'acme/app',
+    });
+    // Not an alias: Docker's rule puts it on the default upstream.
+    expect(resolveImageReference('acme/app:2', names).target).toEqual({
+      upstream: 'docker.io',
+      repository: 'acme/app',
+    });
   });
 });
