@@ -6,7 +6,7 @@ import { UsageError } from './types.ts';
 import { debugWanted, describeError } from './errors.ts';
 import { EXAMPLES } from './examples.ts';
 
-export type { AppModule, CliContext, Command, ServerHandle } from './types.ts';
+export type { AppModule, CliContext, Command, DeploymentHandle } from './types.ts';
 
 const DESCRIPTION = 'pullwarden: pull-through OCI registry proxy that enforces trust at pull time';
 

@@ -1,24 +1,14 @@
-import type { CheckResult } from '../app.ts';
 import type { Writable } from 'node:stream';
+import type { CheckResult, DeploymentHandle } from '../app.ts';
 import type { LoadedConfig } from '../config/index.ts';
 
-/** What `startServer` in src/app.ts hands back: a running server. */
-export interface ServerHandle {
-  /** Stop accepting connections, finish requests in flight, release stores. */
-  close(): Promise<void>;
-  /** The address actually bound, e.g. "127.0.0.1:5050". */
-  address: string;
-  /** Re-read the config file and apply its policy (SIGHUP). */
-  reload?(): Promise<void>;
-  /** A cluster worker: the primary handles signals; resolves with the exit code after its shutdown. */
-  managed?: Promise<number>;
-}
+export type { DeploymentHandle } from '../app.ts';
 
 /** The composition root (src/app.ts), loaded lazily so that `config` commands do not start anything. */
 export interface AppModule {
-  startServer(config: LoadedConfig): Promise<ServerHandle>;
+  startServer(config: LoadedConfig): Promise<DeploymentHandle>;
   /** `server.workers`-aware start (one process, cluster primary or worker); startServer if absent. */
-  startDeployment?(config: LoadedConfig): Promise<ServerHandle>;
+  startDeployment?(config: LoadedConfig): Promise<DeploymentHandle>;
   checkImage(config: LoadedConfig, reference: string): Promise<CheckResult>;
 }
 

@@ -16,17 +16,16 @@
  */
 import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
-import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import { openAuditSink } from '../audit/index.ts';
 import { StorageLock } from '../cache/index.ts';
-import { EMBEDDED_SOURCE, loadConfig } from '../config/index.ts';
+import { EMBEDDED_SOURCE, loadConfig, watchFile } from '../config/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import { isPwMessage, WORKER_ENV } from './messages.ts';
 import type { PrimaryMessage, WorkerNotice, WorkerRequest } from './messages.ts';
@@ -254,14 +253,11 @@ export async function startCluster(
   };
   let watcher: FSWatcher | undefined;
   if (config.source !== EMBEDDED_SOURCE) {
-    let timer: NodeJS.Timeout | undefined;
-    const file = basename(config.source);
-    watcher = watch(dirname(config.source), { persistent: false }, (_event, name) => {
-      if (name !== null && name !== file && !name.startsWith('..')) return;
-      clearTimeout(timer);
-      timer = setTimeout(() => void reload(), 200);
-    });
-    watcher.on('error', (err) => log.warn({ err: err.message }, 'config file watch failed'));
+    watcher = watchFile(
+      config.source,
+      () => void reload(),
+      (err) => log.warn({ err: err.message }, 'config file watch failed'),
+    );
   }
   log.info({ address, workers: options.workers, pid: process.pid }, 'pullwarden primary started its workers');
   return {

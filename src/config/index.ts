@@ -19,3 +19,4 @@ export { FILE_KEYS } from './files.ts';
 export { effectiveConfigInput } from './show.ts';
 export type { FileKind, FileParsers, ParsedFileKind } from './files.ts';
 export { didYouMean, suggest } from '../shared/index.ts';
+export { watchFile } from './watch.ts';

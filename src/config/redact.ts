@@ -1,11 +1,24 @@
 /** What a secret is replaced with in logs and printed configuration. */
 export const REDACTED = '[redacted]';
 
+/** Keys whose values are secrets wherever they appear (config, log objects). */
+const SECRET_KEYS = ['password', 'token', 'checkpointKey'] as const;
+
 /**
- * Pino `redact` paths for a logged LoadedConfig. Prefer logging `redactConfig(config)`, which also
- * masks credentials inside URLs.
+ * The one redaction list: pino `redact` paths of every log line of the process (src/app/logger.ts),
+ * a logged LoadedConfig (`config.*`, or at the top) included. Prefer logging `redactConfig(config)`,
+ * which also masks credentials inside URLs.
  */
-export const REDACT_PATHS = ['upstreams.*.password', 'metadata.password', 'audit.checkpointKey'] as const;
+export const REDACT_PATHS: readonly string[] = [
+  'req.headers.authorization',
+  'headers.authorization',
+  'authorization',
+  ...SECRET_KEYS.flatMap((k) => [k, `*.${k}`]),
+  'upstreams.*.password',
+  'config.upstreams.*.password',
+  'config.metadata.password',
+  'config.audit.checkpointKey',
+];
 
 /**
  * A deep copy of a configuration (input or loaded) with every `password` value replaced by
@@ -16,12 +29,7 @@ export function redactConfig<T>(config: T): T {
 }
 
 function redactValue(value: unknown, key: string | undefined): unknown {
-  if (
-    (key === 'password' || key === 'token' || key === 'checkpointKey') &&
-    value !== undefined &&
-    value !== null
-  )
-    return REDACTED;
+  if (isSecretKey(key) && value !== undefined && value !== null) return REDACTED;
   // Webhook headers usually carry a bearer token: keep the names, hide the values.
   if (key === 'headers' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
     return Object.fromEntries(Object.keys(value).map((k) => [k, REDACTED]));
@@ -32,6 +40,10 @@ function redactValue(value: unknown, key: string | undefined): unknown {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactValue(v, k)]));
   }
   return value;
+}
+
+function isSecretKey(key: string | undefined): boolean {
+  return (SECRET_KEYS as readonly (string | undefined)[]).includes(key);
 }
 
 /** Mask the password part of a URL's userinfo; leave anything that is not a URL alone. */

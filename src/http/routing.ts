@@ -1,6 +1,6 @@
 import {
+  canonicalHost,
   isRegistryHost,
-  normalizeRepository,
   parseDigest,
   parseManifestReference,
   parseRepositoryName,
@@ -8,7 +8,10 @@ import {
   truncate,
 } from '../oci/index.ts';
 import type { Digest, ManifestReference } from '../oci/index.ts';
-import type { Target } from '../service/index.ts';
+import { configuredUpstream, targetIn } from '../service/index.ts';
+import type { Target, UpstreamNames } from '../service/index.ts';
+
+export { canonicalHost };
 
 /** What a `/v2/…` request asks for, once the path and `ns=` are parsed. */
 export type RegistryRoute =
@@ -19,11 +22,8 @@ export type RegistryRoute =
   | { kind: 'tags'; target: Target; name: string }
   | { kind: 'referrers'; target: Target; digest: Digest; name: string };
 
-export interface RoutingConfig {
-  /** The configured upstream a client-given host (or alias) names, or undefined when none does. */
-  resolveHost(host: string): string | undefined;
-  defaultUpstream: string | undefined;
-}
+/** What routing needs of the config: the configured upstreams by name and the default one. */
+export type RoutingConfig = UpstreamNames;
 
 /** Longest path we look at: distribution's 255-character names plus a host prefix and a reference. */
 const MAX_PATH = 1024;
@@ -37,14 +37,6 @@ const PATTERNS: { kind: 'manifest' | 'blob' | 'upload' | 'tags' | 'referrers'; r
   { kind: 'tags', re: /^\/v2\/(.+)\/tags\/list$/ },
   { kind: 'referrers', re: /^\/v2\/(.+)\/referrers\/([^/]+)$/ },
 ];
-
-const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
-
-/** Canonical name of a registry host as configured (`docker.io` for Docker Hub's aliases). */
-export function canonicalHost(host: string): string {
-  const lower = host.toLowerCase();
-  return DOCKER_HUB_ALIASES.has(lower) ? 'docker.io' : lower;
-}
 
 /**
  * Parse a `/v2/` request path (raw, still percent-encoded) and its `ns` query parameter into a route.
@@ -137,8 +129,7 @@ function resolveTarget(name: string, ns: string | undefined, config: RoutingConf
   if (ns !== undefined && ns !== '') {
     if (!isRegistryHost(ns))
       throw new RegistryError('NAME_INVALID', `invalid ns parameter "${truncate(ns)}"`);
-    const host = configuredHost(canonicalHost(ns), config);
-    return { upstream: host, repository: normalizeRepository(host, parseRepositoryName(name)) };
+    return targetIn(configuredUpstream(canonicalHost(ns), config), parseRepositoryName(name));
   }
   const slash = name.indexOf('/');
   if (slash > 0) {
@@ -148,9 +139,8 @@ function resolveTarget(name: string, ns: string | undefined, config: RoutingConf
     if (config.resolveHost(first) !== undefined || looksLikeHost(first)) {
       if (!isRegistryHost(first))
         throw new RegistryError('NAME_INVALID', `invalid registry host "${truncate(first)}"`);
-      const host = configuredHost(canonicalHost(first), config);
-      const repository = parseRepositoryName(name.slice(slash + 1));
-      return { upstream: host, repository: normalizeRepository(host, repository) };
+      const host = configuredUpstream(canonicalHost(first), config);
+      return targetIn(host, parseRepositoryName(name.slice(slash + 1)));
     }
   }
   const host = config.defaultUpstream;
@@ -159,15 +149,5 @@ function resolveTarget(name: string, ns: string | undefined, config: RoutingConf
       detail: { reason: 'no-default-upstream' },
     });
   }
-  return { upstream: host, repository: normalizeRepository(host, parseRepositoryName(name)) };
-}
-
-function configuredHost(host: string, config: RoutingConfig): string {
-  const configured = config.resolveHost(host);
-  if (configured === undefined) {
-    throw new RegistryError('DENIED', `upstream registry "${host}" is not configured on this proxy`, {
-      detail: { upstream: host, reason: 'upstream-not-configured' },
-    });
-  }
-  return configured;
+  return targetIn(host, parseRepositoryName(name));
 }

@@ -32,6 +32,17 @@ export function isRegistryHost(value: string): boolean {
   return value.length <= 255 && HOST_RE.test(value);
 }
 
+const DOCKER_HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
+
+/**
+ * Canonical name of a registry host (lower case; `docker.io` for Docker Hub's other names): how
+ * upstreams are configured, and the directory name containerd's hosts.toml uses.
+ */
+export function canonicalHost(host: string): string {
+  const lower = host.toLowerCase();
+  return DOCKER_HUB_ALIASES.has(lower) ? 'docker.io' : lower;
+}
+
 /** A manifest reference: a tag or a digest. */
 export type ManifestReference = { kind: 'tag'; tag: string } | { kind: 'digest'; digest: Digest };
 

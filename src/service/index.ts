@@ -21,3 +21,7 @@ export type {
   InventoryOptions,
   InventorySources,
 } from './inventory.ts';
+export { configuredUpstream, resolveImageReference, targetIn } from './resolve-target.ts';
+export type { ResolvedReference, UpstreamNames } from './resolve-target.ts';
+export { checkReference } from './check.ts';
+export type { CheckResult } from './check.ts';

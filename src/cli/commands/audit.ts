@@ -6,8 +6,8 @@ import {
   readChainTail,
   verifyAuditDir,
   verifyingKey,
-} from '../../audit/index.ts';
-import type { AuditQuery, AuditRecord, AuditVerifyOptions } from '../../audit/index.ts';
+} from '../../app/tools.ts';
+import type { AuditQuery, AuditRecord, AuditVerifyOptions } from '../../app/tools.ts';
 import { parseDuration } from '../../config/index.ts';
 import { ConfigError, loadConfig } from '../../config/index.ts';
 import type { Command, CliContext } from '../types.ts';

@@ -1,7 +1,6 @@
 import { ConfigError, loadCandidatePolicies, loadConfig } from '../../config/index.ts';
 import { isRegistryError } from '../../oci/index.ts';
-import type { GateResult, SignatureCheck } from '../../policy/index.ts';
-import type { SignerIdentity } from '../../trust/index.ts';
+import type { GateResult, SignatureCheck, SignerIdentity } from '../../app/tools.ts';
 import type { CheckResult, Command } from '../types.ts';
 import { configPath } from './config.ts';
 import { parseCommandArgs } from './parse.ts';

@@ -9,7 +9,7 @@ import {
 import type { LoadedConfig } from '../../config/index.ts';
 import type { CliContext, Command } from '../types.ts';
 import { UsageError } from '../types.ts';
-import { fileParsers } from './config-files.ts';
+import { fileParsers } from '../../app/tools.ts';
 import { parseCommandArgs } from './parse.ts';
 
 export const configValidate: Command = {

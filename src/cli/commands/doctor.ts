@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { upstreamNames } from '../../app/tools.ts';
 import { isRegistryError, parseImageReference } from '../../oci/index.ts';
 import {
   checkContainerdConfig,
@@ -78,8 +79,7 @@ export const doctor: Command = {
       try {
         const ref = parseImageReference(values.canary, config.defaultUpstream ?? 'docker.io');
         const host = containerdHostName(ref.host);
-        const configured =
-          host in config.upstreams || Object.values(config.upstreams).some((u) => u.aliases.includes(host));
+        const configured = upstreamNames(config).resolveHost(host) !== undefined;
         canary = {
           text: values.canary,
           host,

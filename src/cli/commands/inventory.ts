@@ -1,9 +1,7 @@
-import { dirname, resolve } from 'node:path';
-import { auditChainDirs, parseTimeBound } from '../../audit/index.ts';
-import { readCachedBlob } from '../../cache/index.ts';
+import { resolve } from 'node:path';
+import { buildInventory, inventorySources, parseTimeBound } from '../../app/tools.ts';
+import type { InventoryEntry, InventoryOptions, InventorySources } from '../../app/tools.ts';
 import { ConfigError, loadConfig, parseDuration } from '../../config/index.ts';
-import { buildInventory } from '../../service/index.ts';
-import type { InventoryEntry, InventoryOptions, InventorySources } from '../../service/index.ts';
 import type { Command } from '../types.ts';
 import { UsageError } from '../types.ts';
 import { configPath } from './config.ts';
@@ -83,15 +81,7 @@ export const inventory: Command = {
           cwd: ctx.cwd,
           resolveSecrets: false,
         });
-        const storage = config.storage.dir;
-        // A shared storage directory: every replica's chain, not only this host's.
-        const dirs = config.storage.shared
-          ? await auditChainDirs(dirname(config.audit.dir))
-          : [config.audit.dir];
-        sources = {
-          auditDir: dirs,
-          readBlob: (digest, max) => readCachedBlob(storage, digest, max),
-        };
+        sources = await inventorySources(config);
       }
       const inv = await buildInventory(sources, options);
       if (values.json === true) {

@@ -1,8 +1,7 @@
-import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { logTimestamp } from '../../logger.ts';
+import { createLogger } from '../../app/tools.ts';
 import type { LoadedConfig } from '../../config/index.ts';
-import type { CliContext, Command, ServerHandle } from '../types.ts';
+import type { CliContext, Command, DeploymentHandle } from '../types.ts';
 import { loadCommandConfig } from './config.ts';
 import { parseCommandArgs } from './parse.ts';
 import { describeError } from '../errors.ts';
@@ -34,7 +33,7 @@ export const serve: Command = {
     const config = await loadCommandConfig(values.config, ctx, { checkFiles: true });
     if (config === undefined) return 2;
 
-    let handle: ServerHandle;
+    let handle: DeploymentHandle;
     try {
       const app = await ctx.loadApp();
       handle = await (app.startDeployment ?? app.startServer)(config);
@@ -50,16 +49,7 @@ export const serve: Command = {
       return code;
     }
     // The app logs "listening"; this logger covers only the process side (signals, shutdown).
-    const log = pino(
-      {
-        level: config.log.level,
-        timestamp: logTimestamp(config.log.timestamp),
-        base: { service: 'pullwarden' },
-      },
-      ctx.stdout,
-    ).child({
-      module: 'cli',
-    });
+    const log = createLogger(config.log.level, config.log.timestamp, ctx.stdout).child({ module: 'cli' });
     return waitForShutdown(handle, config, ctx, log);
   },
 };
@@ -69,7 +59,7 @@ export const serve: Command = {
  * client pools may hold handles that would otherwise keep it alive.
  */
 function waitForShutdown(
-  handle: ServerHandle,
+  handle: DeploymentHandle,
   config: LoadedConfig,
   ctx: CliContext,
   log: Logger,

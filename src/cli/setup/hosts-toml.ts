@@ -14,17 +14,10 @@
  * - A URL without a scheme is https; `/v2` is appended to the path unless `override_path = true`.
  * - `capabilities` default to pull, resolve and push.
  */
+import { canonicalHost } from '../../oci/index.ts';
 import type { ProxyEndpoint } from './proxy-url.ts';
 import { isTable, parseToml, tomlString } from './toml.ts';
 import type { TomlTable, TomlValue } from './toml.ts';
-
-/** Docker Hub's other names; clients that normalize references (CRI, nerdctl, Docker) pull them as `docker.io`. */
-const DOCKER_HUB = new Set([
-  'docker.io',
-  'index.docker.io',
-  'registry-1.docker.io',
-  'registry.hub.docker.com',
-]);
 
 /**
  * The directory containerd reads for a registry that has none of its own (containerd 1.5+, and 2.x).
@@ -33,10 +26,13 @@ const DOCKER_HUB = new Set([
  */
 export const DEFAULT_HOST_DIR = '_default';
 
-/** The name containerd uses for `host` (its certs.d directory is this name, see the module doc). */
+/**
+ * The name containerd uses for `host` (its certs.d directory is this name, see the module doc): the
+ * canonical host, since clients that normalize references (CRI, nerdctl, Docker) pull Docker Hub's
+ * other names as `docker.io`.
+ */
 export function containerdHostName(host: string): string {
-  const lower = host.toLowerCase();
-  return DOCKER_HUB.has(lower) ? 'docker.io' : lower;
+  return canonicalHost(host);
 }
 
 /**

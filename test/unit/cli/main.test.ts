@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../../src/cli/main.ts';
-import type { AppModule, CliContext, ServerHandle } from '../../../src/cli/main.ts';
+import type { AppModule, CliContext, DeploymentHandle as ServerHandle } from '../../../src/cli/main.ts';
 import type { LoadedConfig } from '../../../src/config/index.ts';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));

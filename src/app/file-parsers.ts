@@ -1,8 +1,8 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import type { FileParsers } from '../../config/index.ts';
-import { parseHtpasswd } from '../../http/index.ts';
-import { loadPublicKey, parseKevCatalog, parseTrustedRoot } from '../../trust/index.ts';
+import type { FileParsers } from '../config/index.ts';
+import { parseHtpasswd } from '../http/index.ts';
+import { loadPublicKey, parseKevCatalog, parseTrustedRoot } from '../trust/index.ts';
 
 const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
