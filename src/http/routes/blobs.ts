@@ -1,0 +1,82 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AuditFacts } from '../audit.ts';
+import { parseRange } from '../range.ts';
+import type { RegistryRoute } from '../routing.ts';
+import type { RequestFacts, RouteContext } from './context.ts';
+
+/** `HEAD`/`GET /v2/<name>/blobs/<digest>`: a HEAD never opens a body; a GET streams (Range too). */
+export function blobRoute(ctx: RouteContext) {
+  const { service, recorder, metrics } = ctx;
+  return async function serveBlob(
+    route: Extract<RegistryRoute, { kind: 'blob' }>,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    f: RequestFacts,
+  ): Promise<unknown> {
+    f.digest = route.digest;
+    const a: AuditFacts = {
+      type: 'blob',
+      upstream: route.target.upstream,
+      repository: route.target.repository,
+      reference: route.digest,
+      digest: route.digest,
+    };
+    if (f.audit?.identity !== undefined) a.identity = f.audit.identity;
+    const tag = recorder?.tagFor(request, a.upstream, a.repository, route.digest);
+    if (tag !== undefined) a.tag = tag;
+    f.audit = a;
+    // Set only on success (after the service answered): an error must not name the blob's digest.
+    const blobHeaders = () =>
+      reply
+        .header('Docker-Content-Digest', route.digest)
+        .header('Content-Type', 'application/octet-stream')
+        .header('Accept-Ranges', 'bytes')
+        .header('ETag', `"${route.digest}"`);
+    if (request.method === 'HEAD') {
+      const head = await service.headBlob(route.target, route.digest);
+      blobHeaders();
+      f.cache = head.cache;
+      f.bytes = 0;
+      a.cache = head.cache;
+      if (recorder)
+        await recorder.record(recorder.event(request, reply.elapsedTime, a, { status: 200, bytes: 0 }));
+      return reply
+        .header('Content-Length', String(head.size))
+        .header('X-Pullwarden-Cache', head.cache)
+        .send();
+    }
+    const handle = await service.getBlob(route.target, route.digest);
+    f.cache = handle.state;
+    a.cache = handle.state;
+    blobHeaders();
+    // The handle pins the blob against eviction until the response is over, however it ends.
+    reply.raw.once('close', () => handle.release());
+    try {
+      const size = handle.size;
+      const range = size === undefined ? undefined : parseRange(request.headers.range, size);
+      reply.header('X-Pullwarden-Cache', handle.state);
+      if (range && size !== undefined) {
+        const length = range.end - range.start + 1;
+        f.bytes = length;
+        reply
+          .code(206)
+          .header('Content-Range', `bytes ${range.start}-${range.end}/${size}`)
+          .header('Content-Length', String(length));
+      } else if (size !== undefined) {
+        f.bytes = size;
+        reply.header('Content-Length', String(size));
+      }
+      const stream = handle.createReadStream(range);
+      const label = handle.state;
+      stream.on('end', () => metrics.blobBytesServed.inc({ result: label }, f.bytes ?? 0));
+      if (!recorder) return await reply.send(stream);
+      // The last chunk waits for the blob's audit event to be durable.
+      const audited = recorder.blobStream(request, reply.raw, () => reply.elapsedTime, a, range ? 206 : 200);
+      stream.once('error', (err) => audited.destroy(err));
+      return await reply.send(stream.pipe(audited));
+    } catch (err) {
+      handle.release();
+      throw err;
+    }
+  };
+}
