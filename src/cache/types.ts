@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Digest } from '../oci/index.ts';
+import type { BlobCacheState, Digest } from '../oci/index.ts';
 import type { UpstreamBlob } from '../upstream/index.ts';
 
 /** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
@@ -7,9 +7,6 @@ export interface ByteRange {
   start: number;
   end: number;
 }
-
-/** How a blob request was satisfied. `joined` = attached to a fill another request started. */
-export type CacheState = 'hit' | 'miss' | 'joined';
 
 /**
  * A blob that can be read: complete on disk, or still being filled from upstream. Holding a handle
@@ -19,7 +16,7 @@ export interface BlobHandle {
   readonly digest: Digest;
   /** Total size when known (always known for a complete blob; from Content-Length during a fill). */
   readonly size: number | undefined;
-  readonly state: CacheState;
+  readonly state: BlobCacheState;
   /**
    * Bytes [range.start, range.end] (or all). During a fill the stream follows the file as it grows and
    * is destroyed with an error if the fill fails (digest mismatch, truncated upstream body). It holds

@@ -3,9 +3,9 @@ import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { AuditEvent, AuditGate, AuditSink, CacheState, RecentTags } from '../audit/index.ts';
-import { isRegistryError, referencedDigests, RegistryError } from '../oci/index.ts';
-import type { ParsedManifest } from '../oci/index.ts';
+import type { AuditEvent, AuditGate, AuditSink, RecentTags } from '../audit/index.ts';
+import { isRegistryError, recordedCacheState, referencedDigests, RegistryError } from '../oci/index.ts';
+import type { CacheState, ParsedManifest } from '../oci/index.ts';
 import type { Decision, DecisionResult, GateResult } from '../policy/index.ts';
 import type { SignerIdentity } from '../trust/index.ts';
 
@@ -44,7 +44,7 @@ export interface AuditFacts {
   tag?: string;
   digest?: string;
   mediaType?: string;
-  cache?: string;
+  cache?: CacheState;
   decision?: Decision;
   /** Authenticated identity label, when there is one. */
   identity?: string;
@@ -120,7 +120,7 @@ export class AuditRecorder {
       tag: f.tag ?? (typeof detail?.tag === 'string' ? detail.tag : undefined),
       digest: f.digest ?? (typeof detail?.digest === 'string' ? detail.digest : undefined),
       mediaType: f.mediaType,
-      cache: f.cache === 'joined' ? 'miss' : (f.cache as CacheState | undefined),
+      cache: f.cache === undefined ? undefined : recordedCacheState(f.cache),
       bytes: outcome.bytes,
       durationMs: Math.round(elapsedMs * 10) / 10,
       status: outcome.status,

@@ -12,7 +12,13 @@ import {
   referencedDigests,
   RegistryError,
 } from '../oci/index.ts';
-import type { Descriptor, Digest, ManifestReference, ParsedManifest } from '../oci/index.ts';
+import type {
+  Descriptor,
+  Digest,
+  ManifestCacheState,
+  ManifestReference,
+  ParsedManifest,
+} from '../oci/index.ts';
 import type { BlobHandle, BlobStore } from '../cache/index.ts';
 import type { MetadataStore, TagRecord } from '../metadata/index.ts';
 import type { Upstream } from '../upstream/index.ts';
@@ -38,8 +44,8 @@ export interface Target {
   repository: string;
 }
 
-/** How a manifest answer was produced. `stale` = last known digest served because the upstream failed. */
-export type ManifestCacheState = 'hit' | 'miss' | 'stale';
+/** How a manifest answer was produced (the one `CacheState` vocabulary of oci/, without `joined`). */
+export type { ManifestCacheState };
 
 export interface ManifestResult {
   digest: Digest;

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError } from '../../oci/index.ts';
+import type { CacheState } from '../../oci/index.ts';
 import type { Metrics, RegistryService } from '../../service/index.ts';
 import type { AuditFacts, AuditRecorder } from '../audit.ts';
 import type { PullAuth } from '../auth.ts';
@@ -13,7 +14,7 @@ export interface RequestFacts {
   repository?: string;
   reference?: string;
   digest?: string;
-  cache?: string;
+  cache?: CacheState;
   bytes?: number;
   /** The audit facts of a manifest or blob request (written before its response completes). */
   audit?: AuditFacts;
