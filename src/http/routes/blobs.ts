@@ -1,3 +1,4 @@
+import { pipeline } from 'node:stream/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditFacts } from '../audit.ts';
 import { parseRange } from '../range.ts';
@@ -72,8 +73,13 @@ export function blobRoute(ctx: RouteContext) {
       if (!recorder) return await reply.send(stream);
       // The last chunk waits for the blob's audit event to be durable.
       const audited = recorder.blobStream(request, reply.raw, () => reply.elapsedTime, a, range ? 206 : 200);
-      stream.once('error', (err) => audited.destroy(err));
-      return await reply.send(stream.pipe(audited));
+      // pipeline destroys each stream when another fails: a cache read that fails destroys `audited`
+      // with its error, which Fastify turns into an error answer while no header is out and into a
+      // cut connection after; a client that goes away destroys `audited` (Fastify) and so the cache
+      // read, never the fill, which other requests may be following. The rejection carries nothing
+      // those paths do not already handle.
+      pipeline(stream, audited).catch(() => undefined);
+      return await reply.send(audited);
     } catch (err) {
       handle.release();
       throw err;
