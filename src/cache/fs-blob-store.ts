@@ -42,7 +42,7 @@ import {
   touchLock,
 } from './lock-file.ts';
 import type { LockBase } from './lock-file.ts';
-import type { BlobHandle, BlobStore, BlobStoreStats, ByteRange } from './types.ts';
+import type { BlobHandle, BlobStore, BlobStoreStats, BlobTooLargeDetail, ByteRange } from './types.ts';
 
 /** The logger calls the store makes (a pino logger fits). */
 export interface CacheLogger {
@@ -465,7 +465,7 @@ export class FsBlobStore implements BlobStore {
       return new RegistryError(
         'DENIED',
         `blob ${digest} is ${size} bytes, more than ${which} (${limit} bytes); not fetched`,
-        { detail: { reason: 'blob-too-large', digest, size, limit } },
+        { detail: { reason: 'blob-too-large', digest, size, limit } satisfies BlobTooLargeDetail },
       );
     }
     const headroom = this.#headroom;
@@ -672,7 +672,13 @@ export class FsBlobStore implements BlobStore {
       throw new RegistryError(
         'DENIED',
         `blob ${fill.digest} is larger than storage.maxBlobSize (${this.#maxBlobSize} bytes)`,
-        { detail: { reason: 'blob-too-large', digest: fill.digest, limit: this.#maxBlobSize } },
+        {
+          detail: {
+            reason: 'blob-too-large',
+            digest: fill.digest,
+            limit: this.#maxBlobSize,
+          } satisfies BlobTooLargeDetail,
+        },
       );
     }
     if (next > fill.reserved) {

@@ -1,4 +1,4 @@
-export type { BlobHandle, BlobStore, BlobStoreStats, ByteRange } from './types.ts';
+export type { BlobHandle, BlobStore, BlobStoreStats, BlobTooLargeDetail, ByteRange } from './types.ts';
 export { FsBlobStore, readCachedBlob } from './fs-blob-store.ts';
 export type { CacheLogger, FsBlobStoreOptions } from './fs-blob-store.ts';
 export { DiskHeadroom } from './disk-headroom.ts';

@@ -2,6 +2,15 @@ import type { Readable } from 'node:stream';
 import type { BlobCacheState, Digest } from '../oci/index.ts';
 import type { UpstreamBlob } from '../upstream/index.ts';
 
+/** The detail of a DENIED blob fill: the blob is larger than the cache may hold (see service's DenyDetail). */
+export interface BlobTooLargeDetail {
+  reason: 'blob-too-large';
+  digest: string;
+  /** Its announced size; absent when the fill passed the limit while it ran. */
+  size?: number;
+  limit: number;
+}
+
 /** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
 export interface ByteRange {
   start: number;

@@ -6,8 +6,8 @@ import type { Logger } from 'pino';
 import type { AuditEvent, AuditGate, AuditSink, RecentTags } from '../audit/index.ts';
 import { isRegistryError, recordedCacheState, referencedDigests, RegistryError } from '../oci/index.ts';
 import type { CacheState, ParsedManifest } from '../oci/index.ts';
-import type { Decision, DecisionResult, GateResult } from '../policy/index.ts';
-import type { SignerIdentity } from '../trust/index.ts';
+import type { Decision, GateResult } from '../policy/index.ts';
+import { denyDetail } from '../service/index.ts';
 
 /** Gate results in the compact audit shape: outcome, deciding attestation and time, counts. */
 function auditGates(gates: readonly GateResult[]): AuditGate[] {
@@ -90,21 +90,8 @@ export class AuditRecorder {
     // has spent its failure budget). All are `decision: deny`, so `--decision deny` finds them.
     const denied =
       outcome.error !== undefined && isRegistryError(outcome.error) && REFUSALS.has(outcome.error.code);
-    const detail =
-      denied && isRegistryError(outcome.error)
-        ? (outcome.error.detail as
-            | {
-                policy?: string | null;
-                result?: DecisionResult;
-                reasons?: string[];
-                signers?: SignerIdentity[];
-                gates?: GateResult[];
-                reason?: string;
-                digest?: string;
-                tag?: string;
-              }
-            | undefined)
-        : undefined;
+    // Only DENIED carries a detail worth reading here (401 and 429 name no decision).
+    const detail = denied ? denyDetail(outcome.error) : undefined;
     const event: AuditEvent = {
       type: f.type,
       time: new Date(Date.now() - elapsedMs).toISOString(),
@@ -117,8 +104,8 @@ export class AuditRecorder {
       repository: f.repository,
       reference: f.reference,
       // A denial names the digest it decided (and the tag) even when the request was by tag.
-      tag: f.tag ?? (typeof detail?.tag === 'string' ? detail.tag : undefined),
-      digest: f.digest ?? (typeof detail?.digest === 'string' ? detail.digest : undefined),
+      tag: f.tag ?? (detail !== undefined && 'tag' in detail ? detail.tag : undefined),
+      digest: f.digest ?? (detail !== undefined && 'digest' in detail ? detail.digest : undefined),
       mediaType: f.mediaType,
       cache: f.cache === undefined ? undefined : recordedCacheState(f.cache),
       bytes: outcome.bytes,
@@ -137,12 +124,12 @@ export class AuditRecorder {
       if (d.gates !== undefined) event.gates = auditGates(d.gates);
     } else if (denied) {
       event.decision = 'deny';
-      event.policy = detail?.policy ?? undefined;
-      event.reasons = detail?.reasons ?? [
+      event.policy = (detail !== undefined && 'policy' in detail ? detail.policy : undefined) ?? undefined;
+      event.reasons = (detail !== undefined && 'reasons' in detail ? detail.reasons : undefined) ?? [
         outcome.error instanceof Error ? outcome.error.message : String(outcome.error),
       ];
-      if (detail?.signers) event.signers = detail.signers;
-      if (detail?.gates) event.gates = auditGates(detail.gates);
+      if (detail !== undefined && 'signers' in detail) event.signers = detail.signers;
+      if (detail !== undefined && 'gates' in detail && detail.gates) event.gates = auditGates(detail.gates);
     }
     return event;
   }

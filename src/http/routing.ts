@@ -8,7 +8,7 @@ import {
   truncate,
 } from '../oci/index.ts';
 import type { Digest, ManifestReference } from '../oci/index.ts';
-import type { Target } from '../service/index.ts';
+import type { DenyDetail, Target } from '../service/index.ts';
 
 /** What a `/v2/…` request asks for, once the path and `ns=` are parsed. */
 export type RegistryRoute =
@@ -156,7 +156,7 @@ function resolveTarget(name: string, ns: string | undefined, config: RoutingConf
   const host = config.defaultUpstream;
   if (host === undefined) {
     throw new RegistryError('DENIED', 'no upstream named: use ?ns=<host> or a /v2/<host>/<repository> path', {
-      detail: { reason: 'no-default-upstream' },
+      detail: { reason: 'no-default-upstream' } satisfies DenyDetail,
     });
   }
   return { upstream: host, repository: normalizeRepository(host, parseRepositoryName(name)) };
@@ -166,7 +166,7 @@ function configuredHost(host: string, config: RoutingConfig): string {
   const configured = config.resolveHost(host);
   if (configured === undefined) {
     throw new RegistryError('DENIED', `upstream registry "${host}" is not configured on this proxy`, {
-      detail: { upstream: host, reason: 'upstream-not-configured' },
+      detail: { upstream: host, reason: 'upstream-not-configured' } satisfies DenyDetail,
     });
   }
   return configured;

@@ -3,6 +3,7 @@ import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError } from '../oci/index.ts';
+import { denialLabels, denyDetail } from '../service/index.ts';
 import type { Metrics, RegistryService } from '../service/index.ts';
 import { AuditRecorder } from './audit.ts';
 import type { PullAuth } from './auth.ts';
@@ -119,7 +120,8 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     auth: options.auth?.enabled === true ? options.auth : undefined,
   };
   const countDenial = (err: unknown): void => {
-    if (err instanceof RegistryError && err.code === 'DENIED') metrics.denials.inc(denialLabels(err.detail));
+    if (err instanceof RegistryError && err.code === 'DENIED')
+      metrics.denials.inc(denialLabels(denyDetail(err)));
   };
 
   app.addHook('onRequest', (_request, reply, done) => {
@@ -211,26 +213,6 @@ export function buildMetricsServer(options: { metrics: Metrics; logger: Logger }
   );
   app.get('/healthz', (_request, reply) => reply.send({ status: 'ok' }));
   return app;
-}
-
-/** The reason label of a denial: the rule's own reason, or the first signature failure. */
-function denialLabels(detail: unknown): { policy: string; reason: string } {
-  const d = (detail ?? {}) as {
-    policy?: string | null;
-    reason?: string;
-    signatures?: { failures?: { code?: string }[] }[];
-    reasons?: string[];
-  };
-  const failure = d.signatures?.flatMap((s) => s.failures ?? [])[0]?.code;
-  const reason =
-    d.reason ??
-    failure ??
-    (d.signatures !== undefined &&
-    d.signatures.length === 0 &&
-    d.reasons?.some((r) => r.includes('no signature'))
-      ? 'no-signature'
-      : 'policy');
-  return { policy: d.policy ?? '(none)', reason };
 }
 
 function routeLabel(request: FastifyRequest): string {

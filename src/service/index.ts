@@ -21,3 +21,5 @@ export type {
   InventoryOptions,
   InventorySources,
 } from './inventory.ts';
+export { denialLabels, denyDetail } from './deny-detail.ts';
+export type { DenyDetail, DenyReason, PolicyDenial } from './deny-detail.ts';

@@ -28,6 +28,7 @@ import type { Metrics } from './metrics.ts';
 import type { Decision } from '../policy/index.ts';
 import type { GateManifest, ManifestContent, TrustGate } from './trust-gate.ts';
 import type { TagGuard } from './tag-guard.ts';
+import type { DenyDetail } from './deny-detail.ts';
 
 /** One configured upstream with the cache rules that apply to it. */
 export interface UpstreamEntry {
@@ -135,7 +136,7 @@ export class RegistryService {
     const entry = this.#upstreams.get(host);
     if (!entry) {
       throw new RegistryError('DENIED', `upstream registry "${host}" is not configured on this proxy`, {
-        detail: { upstream: host, reason: 'upstream-not-configured' },
+        detail: { upstream: host, reason: 'upstream-not-configured' } satisfies DenyDetail,
       });
     }
     return entry;
@@ -598,7 +599,7 @@ export class RegistryService {
         reasons: [reason],
         upstream: target.upstream,
         repository: target.repository,
-      },
+      } satisfies DenyDetail,
     });
   }
 
