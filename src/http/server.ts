@@ -4,10 +4,10 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify
 import type { Logger } from 'pino';
 import { RegistryError } from '../oci/index.ts';
 import { denialLabels, denyDetail } from '../service/index.ts';
-import type { Metrics, RegistryService } from '../service/index.ts';
-import { AuditRecorder } from './audit.ts';
+import { PullAudit } from '../service/index.ts';
+import type { Metrics, PullAuditOptions, RegistryService } from '../service/index.ts';
+import { pullRequest } from './audit.ts';
 import type { PullAuth } from './auth.ts';
-import type { HttpAudit } from './audit.ts';
 import { sendRegistryError, toRegistryError } from './errors.ts';
 import { countRequestTimeouts, limitSlowReaders } from './send-timeout.ts';
 import type { RequestFacts, RouteContext } from './routes/context.ts';
@@ -25,7 +25,7 @@ export interface HttpServerOptions {
   warnings?: () => string[];
   trustProxy?: boolean;
   /** The audit trail; without it no audit events are written. */
-  audit?: HttpAudit;
+  audit?: PullAuditOptions;
   /** Pull authentication; without it every request is anonymous and allowed. */
   auth?: PullAuth;
   /** Serve HTTPS with these (PEM) materials. */
@@ -106,7 +106,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     metrics.requestsLimited.inc({ reason: 'send-timeout' }),
   );
   countRequestTimeouts(app.server, () => metrics.requestsLimited.inc({ reason: 'request-timeout' }));
-  const recorder = options.audit ? new AuditRecorder(options.audit, log) : undefined;
+  const pulls = options.audit ? new PullAudit(options.audit, log) : undefined;
   const ctx: RouteContext = {
     service,
     metrics,
@@ -116,7 +116,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       defaultUpstream: options.defaultUpstream,
     },
     facts,
-    recorder,
+    pulls,
     auth: options.auth?.enabled === true ? options.auth : undefined,
   };
   const countDenial = (err: unknown): void => {
@@ -133,15 +133,16 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
   app.setErrorHandler(async (err, request, reply) => {
     const a = facts.get(request)?.audit;
     countDenial(err);
-    if (recorder && a && !reply.sent && !reply.raw.headersSent) {
+    if (pulls && a && !reply.sent && !reply.raw.headersSent) {
       // Refusals and failures are audited like answers: "what did we deny last night?".
       const re = toRegistryError(err);
-      const event = recorder.event(request, reply.elapsedTime, a, { status: re.status, bytes: 0, error: re });
+      const outcome = { status: re.status, bytes: 0, error: re };
+      const event = pulls.event(a, pullRequest(request, reply.elapsedTime), outcome);
       // The access log line names the digest a denial decided, as the event does.
       const f = facts.get(request);
       if (f && f.digest === undefined && event.digest !== undefined) f.digest = event.digest;
       try {
-        await recorder.record(event);
+        await pulls.append(event);
       } catch (auditErr) {
         sendRegistryError(auditErr, request, reply, log);
         return;

@@ -23,3 +23,12 @@ export type {
 } from './inventory.ts';
 export { denialLabels, denyDetail } from './deny-detail.ts';
 export type { DenyDetail, DenyReason, PolicyDenial } from './deny-detail.ts';
+export { PullAudit, pullFacts } from './pull-audit.ts';
+export type {
+  PullAuditOptions,
+  PullFacts,
+  PullKind,
+  PullOutcome,
+  PullRequest,
+  PullVerdict,
+} from './pull-audit.ts';

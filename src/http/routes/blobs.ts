@@ -1,13 +1,14 @@
 import { pipeline } from 'node:stream/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { AuditFacts } from '../audit.ts';
+import { auditedBlobStream, pullRequest } from '../audit.ts';
 import { parseRange } from '../range.ts';
 import type { RegistryRoute } from '../routing.ts';
+import { pullFactsOf } from './context.ts';
 import type { RequestFacts, RouteContext } from './context.ts';
 
 /** `HEAD`/`GET /v2/<name>/blobs/<digest>`: a HEAD never opens a body; a GET streams (Range too). */
 export function blobRoute(ctx: RouteContext) {
-  const { service, recorder, metrics } = ctx;
+  const { service, pulls, metrics } = ctx;
   return async function serveBlob(
     route: Extract<RegistryRoute, { kind: 'blob' }>,
     request: FastifyRequest,
@@ -15,17 +16,8 @@ export function blobRoute(ctx: RouteContext) {
     f: RequestFacts,
   ): Promise<unknown> {
     f.digest = route.digest;
-    const a: AuditFacts = {
-      type: 'blob',
-      upstream: route.target.upstream,
-      repository: route.target.repository,
-      reference: route.digest,
-      digest: route.digest,
-    };
-    if (f.audit?.identity !== undefined) a.identity = f.audit.identity;
-    const tag = recorder?.tagFor(request, a.upstream, a.repository, route.digest);
-    if (tag !== undefined) a.tag = tag;
-    f.audit = a;
+    const a = pullFactsOf(f);
+    pulls?.followTag(a, request.ip);
     // Set only on success (after the service answered): an error must not name the blob's digest.
     const blobHeaders = () =>
       reply
@@ -39,8 +31,7 @@ export function blobRoute(ctx: RouteContext) {
       f.cache = head.cache;
       f.bytes = 0;
       a.cache = head.cache;
-      if (recorder)
-        await recorder.record(recorder.event(request, reply.elapsedTime, a, { status: 200, bytes: 0 }));
+      if (pulls) await pulls.record(a, pullRequest(request, reply.elapsedTime), { status: 200, bytes: 0 });
       return reply
         .header('Content-Length', String(head.size))
         .header('X-Pullwarden-Cache', head.cache)
@@ -70,9 +61,10 @@ export function blobRoute(ctx: RouteContext) {
       const stream = handle.createReadStream(range);
       const label = handle.state;
       stream.on('end', () => metrics.blobBytesServed.inc({ result: label }, f.bytes ?? 0));
-      if (!recorder) return await reply.send(stream);
+      if (!pulls) return await reply.send(stream);
       // The last chunk waits for the blob's audit event to be durable.
-      const audited = recorder.blobStream(request, reply.raw, () => reply.elapsedTime, a, range ? 206 : 200);
+      const status = range ? 206 : 200;
+      const audited = auditedBlobStream(pulls, request, reply.raw, () => reply.elapsedTime, a, status);
       // pipeline destroys each stream when another fails: a cache read that fails destroys `audited`
       // with its error, which Fastify turns into an error answer while no header is out and into a
       // cut connection after; a client that goes away destroys `audited` (Fastify) and so the cache

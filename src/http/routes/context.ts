@@ -2,8 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError } from '../../oci/index.ts';
 import type { CacheState } from '../../oci/index.ts';
-import type { Metrics, RegistryService } from '../../service/index.ts';
-import type { AuditFacts, AuditRecorder } from '../audit.ts';
+import type { Metrics, PullAudit, PullFacts, RegistryService } from '../../service/index.ts';
 import type { PullAuth } from '../auth.ts';
 import type { RoutingConfig } from '../routing.ts';
 
@@ -17,7 +16,7 @@ export interface RequestFacts {
   cache?: CacheState;
   bytes?: number;
   /** The audit facts of a manifest or blob request (written before its response completes). */
-  audit?: AuditFacts;
+  audit?: PullFacts;
   /** Authenticated identity label (user:…, token:…, cert:…). */
   identity?: string;
 }
@@ -31,7 +30,7 @@ export interface RouteContext {
   /** Facts of each request, read by the access log line, the error handler and the audit trail. */
   facts: WeakMap<FastifyRequest, RequestFacts>;
   /** The audit trail; undefined when no audit events are written. */
-  recorder: AuditRecorder | undefined;
+  pulls: PullAudit | undefined;
   /** Pull authentication when it is enabled; undefined when every request is anonymous and allowed. */
   auth: PullAuth | undefined;
 }
@@ -44,4 +43,10 @@ export function unsupported(): RegistryError {
     'UNSUPPORTED',
     'this is a read-only pull-through registry: the operation is not supported',
   );
+}
+
+/** The audit facts the registry route set for a request that names a repository. */
+export function pullFactsOf(f: RequestFacts): PullFacts {
+  if (f.audit === undefined) throw new Error('a route that names a repository has no audit facts');
+  return f.audit;
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RegistryRoute } from '../routing.ts';
-import { unsupported } from './context.ts';
+import { pullRequest } from '../audit.ts';
+import { pullFactsOf, unsupported } from './context.ts';
 import type { RequestFacts, RouteContext } from './context.ts';
 
 /**
@@ -8,7 +9,7 @@ import type { RequestFacts, RouteContext } from './context.ts';
  * repository holds, listed only where its policy would let a pull through, and audited as answers.
  */
 export function listingRoutes(ctx: RouteContext) {
-  const { service, recorder } = ctx;
+  const { service, pulls } = ctx;
 
   /** The audit event of a tag list or referrers answer (durable before the answer is sent). */
   async function recordListing(
@@ -18,12 +19,10 @@ export function listingRoutes(ctx: RouteContext) {
     policy: string | undefined,
     bytes: number,
   ): Promise<void> {
-    const a = f.audit;
-    if (!recorder || !a) return;
-    const event = recorder.event(request, reply.elapsedTime, a, { status: 200, bytes });
-    event.decision = 'allow';
-    if (policy !== undefined) event.policy = policy;
-    await recorder.record(event);
+    if (!pulls) return;
+    const a = pullFactsOf(f);
+    pulls.listed(a, policy);
+    await pulls.record(a, pullRequest(request, reply.elapsedTime), { status: 200, bytes });
   }
 
   async function serveTags(

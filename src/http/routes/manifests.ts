@@ -1,12 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parseAccept } from '../../oci/index.ts';
-import type { AuditFacts } from '../audit.ts';
+import { pullRequest } from '../audit.ts';
 import type { RegistryRoute } from '../routing.ts';
+import { pullFactsOf } from './context.ts';
 import type { RequestFacts, RouteContext } from './context.ts';
 
 /** `HEAD`/`GET /v2/<name>/manifests/<reference>`: resolved, decided and audited before the first byte. */
 export function manifestRoute(ctx: RouteContext) {
-  const { service, recorder } = ctx;
+  const { service, pulls } = ctx;
   return async function serveManifest(
     route: Extract<RegistryRoute, { kind: 'manifest' }>,
     request: FastifyRequest,
@@ -14,20 +15,8 @@ export function manifestRoute(ctx: RouteContext) {
     f: RequestFacts,
   ): Promise<unknown> {
     f.reference = route.reference.kind === 'tag' ? route.reference.tag : route.reference.digest;
-    const a: AuditFacts = {
-      type: 'manifest',
-      upstream: route.target.upstream,
-      repository: route.target.repository,
-      reference: f.reference,
-    };
-    if (f.audit?.identity !== undefined) a.identity = f.audit.identity;
-    if (route.reference.kind === 'tag') a.tag = route.reference.tag;
-    else {
-      a.digest = route.reference.digest;
-      const tag = recorder?.tagFor(request, a.upstream, a.repository, route.reference.digest);
-      if (tag !== undefined) a.tag = tag;
-    }
-    f.audit = a;
+    const a = pullFactsOf(f);
+    pulls?.followTag(a, request.ip);
     const withBody = request.method === 'GET';
     const result = await service.resolveManifest(route.target, route.reference, {
       accept: parseAccept(request.headers.accept),
@@ -36,13 +25,9 @@ export function manifestRoute(ctx: RouteContext) {
     f.digest = result.digest;
     f.cache = result.cache;
     f.bytes = withBody ? result.size : 0;
-    a.digest = result.digest;
-    a.mediaType = result.mediaType;
-    a.cache = result.cache;
-    if (result.decision) a.decision = result.decision;
-    if (recorder) {
-      recorder.remember(request, a, result.parsed);
-      await recorder.record(recorder.event(request, reply.elapsedTime, a, { status: 200, bytes: f.bytes }));
+    if (pulls) {
+      pulls.manifestAnswered(a, result, request.ip);
+      await pulls.record(a, pullRequest(request, reply.elapsedTime), { status: 200, bytes: f.bytes });
     }
     reply
       .header('Content-Type', result.mediaType)

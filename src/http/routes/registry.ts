@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { AuditFacts } from '../audit.ts';
+import { pullFacts } from '../../service/index.ts';
+import type { PullFacts } from '../../service/index.ts';
+import { pullRequest } from '../audit.ts';
 import { sendRegistryError } from '../errors.ts';
 import { canonicalHost, parseRegistryPath, refusedRoute, requested } from '../routing.ts';
 import type { RegistryRoute } from '../routing.ts';
@@ -17,7 +19,7 @@ const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
  * refused before their body is read.
  */
 export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const { facts, recorder, auth, metrics, log } = ctx;
+  const { facts, pulls, auth, metrics, log } = ctx;
   const serveManifest = manifestRoute(ctx);
   const serveBlob = blobRoute(ctx);
   const { serveTags, serveReferrers } = listingRoutes(ctx);
@@ -31,13 +33,14 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
       void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
       const refusal = unsupported();
       // A push attempt names a repository: audited (decision deny) before the refusal is sent.
-      const a = recorder ? writeAuditFacts(ctx, request) : undefined;
-      if (recorder && a) {
-        const event = recorder.event(request, reply.elapsedTime, a, { status: refusal.status, bytes: 0 });
-        event.decision = 'deny';
-        event.reasons = [refusal.message];
+      const a = pulls ? writeAuditFacts(ctx, request) : undefined;
+      if (pulls && a) {
+        pulls.refused(a, refusal.message);
         try {
-          await recorder.record(event);
+          await pulls.record(a, pullRequest(request, reply.elapsedTime), {
+            status: refusal.status,
+            bytes: 0,
+          });
         } catch (auditErr) {
           sendRegistryError(auditErr, request, reply, log);
           return reply;
@@ -71,15 +74,8 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
       const refused = refusedRoute(err);
       if (refused !== undefined) {
         const identity = await auditIdentity(request);
-        const a: AuditFacts = {
-          type: refused.kind,
-          upstream: refused.upstream,
-          repository: refused.repository,
-          reference: refused.reference,
-        };
+        const a = pullFacts(refused.kind, refused.upstream, refused.repository, refused.reference);
         if (identity !== undefined) a.identity = identity;
-        if (refused.kind === 'manifest' && !refused.reference.includes(':')) a.tag = refused.reference;
-        else if (refused.reference.includes(':')) a.digest = refused.reference;
         facts.set(request, {
           route: refused.kind,
           upstream: refused.upstream,
@@ -97,21 +93,7 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
       f.upstream = route.target.upstream;
       f.repository = route.target.repository;
       // Provisional audit facts, so that a refusal below (auth, policy) is audited too.
-      f.audit = {
-        type: route.kind,
-        upstream: route.target.upstream,
-        repository: route.target.repository,
-        reference:
-          route.kind === 'blob' || route.kind === 'referrers'
-            ? route.digest
-            : route.kind === 'tags'
-              ? ''
-              : route.reference.kind === 'tag'
-                ? route.reference.tag
-                : route.reference.digest,
-      };
-      if (route.kind === 'manifest' && route.reference.kind === 'tag') f.audit.tag = route.reference.tag;
-      else if (route.kind !== 'tags') f.audit.digest = f.audit.reference;
+      f.audit = pullFacts(route.kind, route.target.upstream, route.target.repository, referenceOf(route));
       // Until credentials verify, the request is anonymous (a 401 below is audited as such).
       if (auth) f.audit.identity = 'anonymous';
     }
@@ -153,8 +135,11 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
   });
 }
 
-/** Audit facts of a write (a push attempt) that names a repository; undefined when it names none. */
-function writeAuditFacts(ctx: RouteContext, request: FastifyRequest): AuditFacts | undefined {
+/**
+ * Audit facts of a write (a push attempt) that names a repository; undefined when it names none. Only
+ * what the path names: a push resolves nothing, so neither tag nor digest is "of the story".
+ */
+function writeAuditFacts(ctx: RouteContext, request: FastifyRequest): PullFacts | undefined {
   const { path, ns } = splitUrl(request.raw.url ?? '/');
   let route: RegistryRoute;
   try {
@@ -172,20 +157,25 @@ function writeAuditFacts(ctx: RouteContext, request: FastifyRequest): AuditFacts
   if (route.kind === 'base') return undefined;
   if (route.kind === 'upload')
     return { type: 'blob', ...requested(route.name, ns, ctx.routing), reference: '' };
-  const reference =
-    route.kind === 'manifest'
-      ? route.reference.kind === 'tag'
-        ? route.reference.tag
-        : route.reference.digest
-      : route.kind === 'tags'
-        ? ''
-        : route.digest;
   return {
     type: route.kind,
     upstream: route.target.upstream,
     repository: route.target.repository,
-    reference,
+    reference: referenceOf(route),
   };
+}
+
+/** The tag or digest a route names (`''` for tags/list). */
+function referenceOf(route: Exclude<RegistryRoute, { kind: 'base' | 'upload' }>): string {
+  switch (route.kind) {
+    case 'manifest':
+      return route.reference.kind === 'tag' ? route.reference.tag : route.reference.digest;
+    case 'tags':
+      return '';
+    case 'blob':
+    case 'referrers':
+      return route.digest;
+  }
 }
 
 /** Raw path (still percent-encoded) and the decoded `ns` parameter. */
