@@ -9,7 +9,6 @@ export type {
   AuditRecord,
   AuditSink,
   AuditSinkStats,
-  CacheState,
   ChainedAuditSink,
 } from './types.ts';
 export { AuditError } from './types.ts';

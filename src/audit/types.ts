@@ -1,5 +1,5 @@
-import type { DecisionResult } from '../shared/index.ts';
-import type { SignerIdentity } from '../shared/index.ts';
+import type { RecordedCacheState } from '../oci/index.ts';
+import type { DecisionResult, SignerIdentity } from '../shared/index.ts';
 
 /**
  * What an audit event records.
@@ -28,9 +28,6 @@ export interface AuditGate {
   counts?: Record<string, number>;
   reason?: string;
 }
-
-/** How the answer was found: in the cache, fetched from upstream, or served stale (upstream down). */
-export type CacheState = 'hit' | 'miss' | 'stale';
 
 /**
  * One audit event, as the service hands it to the sink. Optional fields are left out of the JSON line
@@ -71,7 +68,8 @@ export interface AuditEvent {
   signers?: SignerIdentity[] | undefined;
   /** Each attestation gate's outcome: result, the attestation that decided, its scan time, counts. */
   gates?: AuditGate[] | undefined;
-  cache?: CacheState | undefined;
+  /** How the answer was found: in the cache, fetched from upstream, or served stale (upstream down). */
+  cache?: RecordedCacheState | undefined;
   /** Body bytes sent to the client (0 for HEAD). */
   bytes: number;
   /** From arrival to the end of the response, in milliseconds. */

@@ -26,7 +26,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { digestAlgorithm, digestHex, digestOf, isDigest, RegistryError } from '../oci/index.ts';
-import type { Digest } from '../oci/index.ts';
+import type { BlobCacheState, Digest } from '../oci/index.ts';
 import { BlobReadStream, toError } from './blob-read-stream.ts';
 import type { DiskHeadroom } from './disk-headroom.ts';
 import type { ReadSource } from './blob-read-stream.ts';
@@ -42,7 +42,7 @@ import {
 } from './lock-file.ts';
 import type { LockBase } from './lock-file.ts';
 import type { ByteRange } from '../shared/index.ts';
-import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, CacheState } from './types.ts';
+import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, BlobTooLargeDetail } from './types.ts';
 
 /** The logger calls the store makes (a pino logger fits). */
 export interface CacheLogger {
@@ -287,7 +287,7 @@ export class FsBlobStore implements BlobStore {
       // The body may already have failed while this caller waited; say so before a status is chosen.
       const err = fill.error();
       if (err !== undefined) throw err;
-      const state: CacheState = first && !fill.remote ? 'miss' : 'joined';
+      const state: BlobCacheState = first && !fill.remote ? 'miss' : 'joined';
       return this.#handle(digest, state, fill.verifiedSize() ?? fill.expectedSize(), fill);
     }
   }
@@ -398,7 +398,7 @@ export class FsBlobStore implements BlobStore {
     return this.#handle(digest, 'hit', entry.size, source);
   }
 
-  #handle(digest: Digest, state: CacheState, size: number | undefined, source: ReadSource): BlobHandle {
+  #handle(digest: Digest, state: BlobCacheState, size: number | undefined, source: ReadSource): BlobHandle {
     this.#refs.set(digest, (this.#refs.get(digest) ?? 0) + 1);
     const joined = this.#fills.get(digest);
     if (joined?.abandonTimer !== undefined) {
@@ -465,7 +465,7 @@ export class FsBlobStore implements BlobStore {
       return new RegistryError(
         'DENIED',
         `blob ${digest} is ${size} bytes, more than ${which} (${limit} bytes); not fetched`,
-        { detail: { reason: 'blob-too-large', digest, size, limit } },
+        { detail: { reason: 'blob-too-large', digest, size, limit } satisfies BlobTooLargeDetail },
       );
     }
     const headroom = this.#headroom;
@@ -672,7 +672,13 @@ export class FsBlobStore implements BlobStore {
       throw new RegistryError(
         'DENIED',
         `blob ${fill.digest} is larger than storage.maxBlobSize (${this.#maxBlobSize} bytes)`,
-        { detail: { reason: 'blob-too-large', digest: fill.digest, limit: this.#maxBlobSize } },
+        {
+          detail: {
+            reason: 'blob-too-large',
+            digest: fill.digest,
+            limit: this.#maxBlobSize,
+          } satisfies BlobTooLargeDetail,
+        },
       );
     }
     if (next > fill.reserved) {

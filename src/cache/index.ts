@@ -1,4 +1,4 @@
-export type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, CacheState } from './types.ts';
+export type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, BlobTooLargeDetail } from './types.ts';
 export { FsBlobStore, readCachedBlob } from './fs-blob-store.ts';
 export type { CacheLogger, FsBlobStoreOptions } from './fs-blob-store.ts';
 export { DiskHeadroom } from './disk-headroom.ts';

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Digest } from '../oci/index.ts';
+import type { BlobCacheState, Digest } from '../oci/index.ts';
 import type { ByteRange } from '../shared/index.ts';
 
 /**
@@ -13,8 +13,14 @@ export interface BlobSource {
   size: number | undefined;
 }
 
-/** How a blob request was satisfied. `joined` = attached to a fill another request started. */
-export type CacheState = 'hit' | 'miss' | 'joined';
+/** The detail of a DENIED blob fill: the blob is larger than the cache may hold (see service's DenyDetail). */
+export interface BlobTooLargeDetail {
+  reason: 'blob-too-large';
+  digest: string;
+  /** Its announced size; absent when the fill passed the limit while it ran. */
+  size?: number;
+  limit: number;
+}
 
 /**
  * A blob that can be read: complete on disk, or still being filled from upstream. Holding a handle
@@ -24,7 +30,7 @@ export interface BlobHandle {
   readonly digest: Digest;
   /** Total size when known (always known for a complete blob; from Content-Length during a fill). */
   readonly size: number | undefined;
-  readonly state: CacheState;
+  readonly state: BlobCacheState;
   /**
    * Bytes [range.start, range.end] (or all). During a fill the stream follows the file as it grows and
    * is destroyed with an error if the fill fails (digest mismatch, truncated upstream body). It holds

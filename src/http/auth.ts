@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import { RegistryError } from '../oci/index.ts';
+import type { DenyDetail } from '../service/index.ts';
 import { globToRegExp } from '../policy/index.ts';
 import { FailureLimiter } from './failure-limiter.ts';
 import { PasswordPool } from './password-pool.ts';
@@ -232,7 +233,12 @@ export class PullAuth {
     if (identity === undefined) throw unauthorized(`authentication required to pull ${subject}`);
     if (!identity.allowed.some((r) => r.test(subject))) {
       throw new RegistryError('DENIED', `${identity.label} may not pull ${subject}`, {
-        detail: { reason: 'not-authorized', identity: identity.label, upstream, repository },
+        detail: {
+          reason: 'not-authorized',
+          identity: identity.label,
+          upstream,
+          repository,
+        } satisfies DenyDetail,
       });
     }
   }

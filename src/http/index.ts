@@ -1,4 +1,5 @@
-export { buildHttpServer, buildMetricsServer, splitUrl } from './server.ts';
+export { buildHttpServer, buildMetricsServer } from './server.ts';
+export { splitUrl } from './routes/registry.ts';
 export type { HttpServerOptions, HttpTimeouts } from './server.ts';
 export { parseRegistryPath } from './routing.ts';
 export type { RegistryRoute, RoutingConfig } from './routing.ts';

@@ -9,7 +9,7 @@ import {
 } from '../oci/index.ts';
 import type { Digest, ManifestReference } from '../oci/index.ts';
 import { configuredUpstream, targetIn } from '../service/index.ts';
-import type { Target, UpstreamNames } from '../service/index.ts';
+import type { DenyDetail, Target, UpstreamNames } from '../service/index.ts';
 
 export { canonicalHost };
 
@@ -146,7 +146,7 @@ function resolveTarget(name: string, ns: string | undefined, config: RoutingConf
   const host = config.defaultUpstream;
   if (host === undefined) {
     throw new RegistryError('DENIED', 'no upstream named: use ?ns=<host> or a /v2/<host>/<repository> path', {
-      detail: { reason: 'no-default-upstream' },
+      detail: { reason: 'no-default-upstream' } satisfies DenyDetail,
     });
   }
   return targetIn(host, parseRepositoryName(name));

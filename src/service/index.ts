@@ -25,3 +25,14 @@ export { configuredUpstream, resolveImageReference, targetIn } from './resolve-t
 export type { ResolvedReference, UpstreamNames } from './resolve-target.ts';
 export { checkReference } from './check.ts';
 export type { CheckResult } from './check.ts';
+export { denialLabels, denyDetail } from './deny-detail.ts';
+export type { DenyDetail, DenyReason, PolicyDenial } from './deny-detail.ts';
+export { PullAudit, pullFacts } from './pull-audit.ts';
+export type {
+  PullAuditOptions,
+  PullFacts,
+  PullKind,
+  PullOutcome,
+  PullRequest,
+  PullVerdict,
+} from './pull-audit.ts';

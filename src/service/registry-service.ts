@@ -12,7 +12,13 @@ import {
   referencedDigests,
   RegistryError,
 } from '../oci/index.ts';
-import type { Descriptor, Digest, ManifestReference, ParsedManifest } from '../oci/index.ts';
+import type {
+  Descriptor,
+  Digest,
+  ManifestCacheState,
+  ManifestReference,
+  ParsedManifest,
+} from '../oci/index.ts';
 import type { BlobHandle, BlobStore } from '../cache/index.ts';
 import type { MetadataStore, TagRecord } from '../metadata/index.ts';
 import type { Upstream } from '../upstream/index.ts';
@@ -22,6 +28,7 @@ import type { Metrics } from './metrics.ts';
 import type { Decision } from '../policy/index.ts';
 import type { GateManifest, ManifestContent, TrustGate } from './trust-gate.ts';
 import type { TagGuard } from './tag-guard.ts';
+import type { DenyDetail } from './deny-detail.ts';
 
 /** One configured upstream with the cache rules that apply to it. */
 export interface UpstreamEntry {
@@ -38,8 +45,8 @@ export interface Target {
   repository: string;
 }
 
-/** How a manifest answer was produced. `stale` = last known digest served because the upstream failed. */
-export type ManifestCacheState = 'hit' | 'miss' | 'stale';
+/** How a manifest answer was produced (the one `CacheState` vocabulary of oci/, without `joined`). */
+export type { ManifestCacheState };
 
 export interface ManifestResult {
   digest: Digest;
@@ -129,7 +136,7 @@ export class RegistryService {
     const entry = this.#upstreams.get(host);
     if (!entry) {
       throw new RegistryError('DENIED', `upstream registry "${host}" is not configured on this proxy`, {
-        detail: { upstream: host, reason: 'upstream-not-configured' },
+        detail: { upstream: host, reason: 'upstream-not-configured' } satisfies DenyDetail,
       });
     }
     return entry;
@@ -592,7 +599,7 @@ export class RegistryService {
         reasons: [reason],
         upstream: target.upstream,
         repository: target.repository,
-      },
+      } satisfies DenyDetail,
     });
   }
 

@@ -1,6 +1,7 @@
 import { canonicalHost, normalizeRepository, parseImageReference, RegistryError } from '../oci/index.ts';
 import type { ManifestReference } from '../oci/index.ts';
 import type { Target } from './registry-service.ts';
+import type { DenyDetail } from './deny-detail.ts';
 
 /** The configured upstreams by name: what turns a host a client or an operator wrote into one. */
 export interface UpstreamNames {
@@ -17,7 +18,7 @@ export function configuredUpstream(host: string, names: Pick<UpstreamNames, 'res
   const configured = names.resolveHost(host);
   if (configured === undefined) {
     throw new RegistryError('DENIED', `upstream registry "${host}" is not configured on this proxy`, {
-      detail: { upstream: host, reason: 'upstream-not-configured' },
+      detail: { upstream: host, reason: 'upstream-not-configured' } satisfies DenyDetail,
     });
   }
   return configured;

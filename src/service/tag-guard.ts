@@ -3,6 +3,7 @@ import { RegistryError } from '../oci/index.ts';
 import type { Digest } from '../oci/index.ts';
 import type { MetadataStore, TagRecord } from '../metadata/index.ts';
 import type { Policy } from '../policy/index.ts';
+import type { DenyDetail } from './deny-detail.ts';
 import type { Metrics } from './metrics.ts';
 
 /** One digest a tag has pointed at, as the upstream answered. */
@@ -140,7 +141,12 @@ export class TagGuard {
         'DENIED',
         `tag "${tag}" is not allowed by policy "${policy?.name}" (tags.deny: ${banned})`,
         {
-          detail: { policy: policy?.name, reason: 'tag-denied', tag, rule: banned },
+          detail: {
+            policy: policy?.name,
+            reason: 'tag-denied',
+            tag,
+            rule: banned,
+          } satisfies DenyDetail,
         },
       );
     }
@@ -180,7 +186,7 @@ export class TagGuard {
               tag,
               pinned: pin.digest,
               digest: resolved.digest,
-            },
+            } satisfies DenyDetail,
           },
         );
       }
@@ -217,7 +223,7 @@ export class TagGuard {
               digest: resolved.digest,
               ageMs: age,
               minAgeMs: rules.minAge,
-            },
+            } satisfies DenyDetail,
           },
         );
       }

@@ -18,6 +18,7 @@ import type {
 } from '../trust/index.ts';
 import { readImageFacts } from './image-facts.ts';
 import type { Upstream } from '../upstream/index.ts';
+import type { DenyDetail } from './deny-detail.ts';
 import type { Metrics } from './metrics.ts';
 import { SingleFlight } from './single-flight.ts';
 
@@ -215,7 +216,7 @@ export class TrustGate {
           repository: target.repository,
           digest: manifest.digest,
           ...(manifest.tag === undefined ? {} : { tag: manifest.tag }),
-        },
+        } satisfies DenyDetail,
       });
     }
     await this.#admitClosure(target, manifest, decision);
@@ -467,7 +468,7 @@ export class TrustGate {
             upstream: target.upstream,
             repository: target.repository,
             digest,
-          },
+          } satisfies DenyDetail,
         },
       );
     }
@@ -486,7 +487,14 @@ export class TrustGate {
     throw new RegistryError(
       'DENIED',
       `blob ${digest} is only referenced by signature or attestation manifests in ${target.upstream}/${target.repository}, and is larger than such content can be`,
-      { detail: { reason: 'trust-material-blob-too-large', digest, size, maxSize: admission.maxSize } },
+      {
+        detail: {
+          reason: 'trust-material-blob-too-large',
+          digest,
+          size,
+          maxSize: admission.maxSize,
+        } satisfies DenyDetail,
+      },
     );
   }
 }

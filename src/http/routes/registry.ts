@@ -1,0 +1,189 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { pullFacts } from '../../service/index.ts';
+import type { PullFacts } from '../../service/index.ts';
+import { pullRequest } from '../audit.ts';
+import { sendRegistryError } from '../errors.ts';
+import { canonicalHost, parseRegistryPath, refusedRoute, requested } from '../routing.ts';
+import type { RegistryRoute } from '../routing.ts';
+import { blobRoute } from './blobs.ts';
+import { API_VERSION, API_VERSION_HEADER, unsupported } from './context.ts';
+import type { RequestFacts, RouteContext } from './context.ts';
+import { listingRoutes } from './listings.ts';
+import { manifestRoute } from './manifests.ts';
+
+const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
+
+/**
+ * The `/v2` read API: the path is parsed once (routing refusals audited with what the client asked
+ * for), the client authenticated and authorized, then the route of its kind answers. Writes are
+ * refused before their body is read.
+ */
+export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { facts, pulls, auth, metrics, log } = ctx;
+  const serveManifest = manifestRoute(ctx);
+  const serveBlob = blobRoute(ctx);
+  const { serveTags, serveReferrers } = listingRoutes(ctx);
+
+  app.addHook('onRequest', async (request, reply) => {
+    // A pull-through proxy is read-only: a write on /v2 is refused before its body is read (Fastify
+    // would otherwise parse it first), and the connection closes rather than drain a body we refused.
+    if (WRITE_METHODS.has(request.method) && request.url.startsWith('/v2')) {
+      facts.set(request, { route: 'write' });
+      metrics.requestsLimited.inc({ reason: 'write-method' });
+      void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
+      const refusal = unsupported();
+      // A push attempt names a repository: audited (decision deny) before the refusal is sent.
+      const a = pulls ? writeAuditFacts(ctx, request) : undefined;
+      if (pulls && a) {
+        pulls.refused(a, refusal.message);
+        try {
+          await pulls.record(a, pullRequest(request, reply.elapsedTime), {
+            status: refusal.status,
+            bytes: 0,
+          });
+        } catch (auditErr) {
+          sendRegistryError(auditErr, request, reply, log);
+          return reply;
+        }
+      }
+      sendRegistryError(refusal, request, reply, log);
+      return reply;
+    }
+  });
+
+  /** Who the audit trail names for a request: the identity, `anonymous`, or nobody without auth. */
+  const auditIdentity = async (request: FastifyRequest): Promise<string | undefined> => {
+    if (!auth) return undefined;
+    try {
+      return (await auth.authenticate(request))?.label ?? 'anonymous';
+    } catch {
+      // Credentials that do not verify name nobody (the user name they claim is not an identity).
+      return 'anonymous';
+    }
+  };
+
+  const handleRead = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    const { path, ns } = splitUrl(request.raw.url ?? '/');
+    reply.header(API_VERSION_HEADER, API_VERSION);
+    let route: RegistryRoute;
+    try {
+      route = parseRegistryPath(path, ns, ctx.routing);
+    } catch (err) {
+      // Refused at routing (an upstream that is not configured): audited with the host the client
+      // asked for, as data. Nothing was, or will be, dialled.
+      const refused = refusedRoute(err);
+      if (refused !== undefined) {
+        const identity = await auditIdentity(request);
+        const a = pullFacts(refused.kind, refused.upstream, refused.repository, refused.reference);
+        if (identity !== undefined) a.identity = identity;
+        facts.set(request, {
+          route: refused.kind,
+          upstream: refused.upstream,
+          repository: refused.repository,
+          reference: refused.reference,
+          ...(identity === undefined ? {} : { identity }),
+          audit: a,
+        });
+      }
+      throw err;
+    }
+    const f: RequestFacts = { route: route.kind };
+    facts.set(request, f);
+    if (route.kind !== 'base' && route.kind !== 'upload') {
+      f.upstream = route.target.upstream;
+      f.repository = route.target.repository;
+      // Provisional audit facts, so that a refusal below (auth, policy) is audited too.
+      f.audit = pullFacts(route.kind, route.target.upstream, route.target.repository, referenceOf(route));
+      // Until credentials verify, the request is anonymous (a 401 below is audited as such).
+      if (auth) f.audit.identity = 'anonymous';
+    }
+    if (auth) {
+      const identity = await auth.authenticate(request);
+      if (identity) {
+        f.identity = identity.label;
+        if (f.audit) f.audit.identity = identity.label;
+      }
+      if (route.kind === 'base') auth.challengeBase(identity);
+      else if (route.kind !== 'upload')
+        auth.authorize(identity, route.target.upstream, route.target.repository);
+    }
+    switch (route.kind) {
+      case 'base':
+        return reply.type('application/json').send('{}');
+      case 'upload':
+        throw unsupported();
+      case 'manifest':
+        return serveManifest(route, request, reply, f);
+      case 'blob':
+        return serveBlob(route, request, reply, f);
+      case 'tags':
+        return serveTags(route, request, reply, f, ns);
+      case 'referrers':
+        return serveReferrers(route, request, reply, f);
+    }
+  };
+
+  app.route({ method: ['GET', 'HEAD'], url: '/v2', handler: handleRead });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/*', handler: handleRead });
+  // Writes never get here (the onRequest hook answers them); the route keeps them out of the 404 path.
+  app.route({
+    method: [...WRITE_METHODS],
+    url: '/v2/*',
+    handler: () => {
+      throw unsupported();
+    },
+  });
+}
+
+/**
+ * Audit facts of a write (a push attempt) that names a repository; undefined when it names none. Only
+ * what the path names: a push resolves nothing, so neither tag nor digest is "of the story".
+ */
+function writeAuditFacts(ctx: RouteContext, request: FastifyRequest): PullFacts | undefined {
+  const { path, ns } = splitUrl(request.raw.url ?? '/');
+  let route: RegistryRoute;
+  try {
+    route = parseRegistryPath(path, ns, ctx.routing);
+  } catch (err) {
+    const refused = refusedRoute(err);
+    if (refused === undefined) return undefined;
+    return {
+      type: refused.kind,
+      upstream: refused.upstream,
+      repository: refused.repository,
+      reference: refused.reference,
+    };
+  }
+  if (route.kind === 'base') return undefined;
+  if (route.kind === 'upload')
+    return { type: 'blob', ...requested(route.name, ns, ctx.routing), reference: '' };
+  return {
+    type: route.kind,
+    upstream: route.target.upstream,
+    repository: route.target.repository,
+    reference: referenceOf(route),
+  };
+}
+
+/** The tag or digest a route names (`''` for tags/list). */
+function referenceOf(route: Exclude<RegistryRoute, { kind: 'base' | 'upload' }>): string {
+  switch (route.kind) {
+    case 'manifest':
+      return route.reference.kind === 'tag' ? route.reference.tag : route.reference.digest;
+    case 'tags':
+      return '';
+    case 'blob':
+    case 'referrers':
+      return route.digest;
+  }
+}
+
+/** Raw path (still percent-encoded) and the decoded `ns` parameter. */
+export function splitUrl(rawUrl: string): { path: string; ns: string | undefined } {
+  const q = rawUrl.indexOf('?');
+  const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
+  if (q < 0) return { path, ns: undefined };
+  const params = new URLSearchParams(rawUrl.slice(q + 1));
+  const ns = params.get('ns');
+  return { path, ns: ns === null ? undefined : canonicalHost(ns) };
+}
