@@ -47,6 +47,7 @@ function openSqlite(path: string, options: OpenMetadataStoreOptions): MetadataSt
   return new KeyvMetadataStore({
     keyv,
     namespace: options.namespace,
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
     ...(options.operationTimeoutMs === undefined ? {} : { operationTimeoutMs: options.operationTimeoutMs }),
   });
 }
@@ -119,6 +120,7 @@ async function openRedis(url: string, options: OpenMetadataStoreOptions): Promis
     keyv,
     namespace: options.namespace,
     operationTimeoutMs,
+    ...(log === undefined ? {} : { logger: log }),
     close: async () => {
       // close() waits for commands in flight (QUIT semantics); while Redis is unreachable there is
       // nothing to wait for, and close() would wait for a reconnect that may never come.

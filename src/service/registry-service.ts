@@ -22,6 +22,8 @@ import type { Metrics } from './metrics.ts';
 import type { Decision } from '../policy/index.ts';
 import type { GateManifest, ManifestContent, TrustGate } from './trust-gate.ts';
 import type { TagGuard } from './tag-guard.ts';
+import type { Target } from './target.ts';
+import { VerifiedTags } from './verified-tags.ts';
 
 /** One configured upstream with the cache rules that apply to it. */
 export interface UpstreamEntry {
@@ -30,12 +32,6 @@ export interface UpstreamEntry {
   tagTTL: number;
   /** ms past tagTTL during which the last known digest is served when the upstream fails. */
   staleIfError: number;
-}
-
-/** Where a request goes: the upstream host as configured, and the repository inside it. */
-export interface Target {
-  upstream: string;
-  repository: string;
 }
 
 /** How a manifest answer was produced. `stale` = last known digest served because the upstream failed. */
@@ -105,7 +101,7 @@ export class RegistryService {
   /** One walk of an upstream's tag pages per repository, shared by every client listing it meanwhile. */
   readonly #tagListFlights = new SingleFlight<string[]>();
   readonly #cappedFlights = new SingleFlight<void>();
-  readonly #verifiedMemo = new Map<string, { digest: Digest; expires: number }>();
+  readonly #verified: VerifiedTags;
 
   constructor(options: RegistryServiceOptions) {
     this.#upstreams = options.upstreams;
@@ -118,6 +114,7 @@ export class RegistryService {
     this.#now = options.now ?? Date.now;
     this.#gate = options.gate;
     this.#tags = options.tags;
+    this.#verified = new VerifiedTags(this.#metadata, this.#now);
   }
 
   get gate(): TrustGate | undefined {
@@ -159,7 +156,8 @@ export class RegistryService {
       // The decision comes before the first byte: a denied manifest never reaches the client.
       const manifest = this.#gateManifest(entry, target, result);
       result.decision = await this.#gate.admitManifest(entry.upstream, target, manifest);
-      if (result.tag !== undefined && result.cache !== 'stale') await this.#rememberVerified(target, result);
+      if (result.tag !== undefined && result.cache !== 'stale')
+        await this.#verified.remember(target, result.tag, result);
     }
     return result;
   }
@@ -187,26 +185,6 @@ export class RegistryService {
     };
     if (result.tag !== undefined) manifest.tag = result.tag;
     return manifest;
-  }
-
-  /**
-   * The last digest of a tag that passed the gate: what stale-if-error may serve while the upstream
-   * fails (never a digest that was only resolved, and perhaps denied). Written when it changes.
-   */
-  async #rememberVerified(target: Target, result: ManifestResult): Promise<void> {
-    const key = `${target.upstream}/${target.repository}:${result.tag}`;
-    const memo = this.#verifiedMemo.get(key);
-    // Rewritten at least every 10 minutes, so a store that lost its data (Redis flush) heals.
-    if (memo && memo.digest === result.digest && memo.expires > this.#now()) return;
-    const record: TagRecord = {
-      digest: result.digest,
-      mediaType: result.mediaType,
-      size: result.size,
-      checkedAt: this.#now(),
-    };
-    await this.#metadata.set('tag-verified', key, record);
-    if (this.#verifiedMemo.size >= 50_000) this.#verifiedMemo.clear();
-    this.#verifiedMemo.set(key, { digest: result.digest, expires: this.#now() + 600_000 });
   }
 
   /**
@@ -325,12 +303,7 @@ export class RegistryService {
     } catch (err) {
       if (cached && isUpstreamFailure(err) && now - cached.checkedAt < entry.tagTTL + entry.staleIfError) {
         // With a gate, only the last digest that passed it may be served stale.
-        const stale = this.#gate
-          ? await this.#metadata.get<TagRecord>(
-              'tag-verified',
-              `${target.upstream}/${target.repository}:${tag}`,
-            )
-          : cached;
+        const stale = this.#gate ? await this.#verified.last(target, tag) : cached;
         if (stale) {
           this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'stale' });
           this.#log.warn(
