@@ -7,22 +7,21 @@ import {
   digestAlgorithm,
   digestOf,
   isTag,
-  MediaType,
   parseManifest,
   referencedDigests,
   RegistryError,
 } from '../oci/index.ts';
-import type { Descriptor, Digest, ManifestReference, ParsedManifest } from '../oci/index.ts';
+import type { Digest, ManifestReference, ParsedManifest } from '../oci/index.ts';
 import type { BlobHandle, BlobStore } from '../cache/index.ts';
 import type { MetadataStore, TagRecord } from '../metadata/index.ts';
 import type { Upstream } from '../upstream/index.ts';
-import { listReferrers } from '../trust/index.ts';
 import { SingleFlight } from './single-flight.ts';
 import type { Metrics } from './metrics.ts';
 import type { Decision } from '../policy/index.ts';
 import type { GateManifest, ManifestContent, TrustGate } from './trust-gate.ts';
 import type { TagGuard } from './tag-guard.ts';
 import type { Target } from './target.ts';
+import { referrersIndex } from './referrers.ts';
 import { VerifiedTags } from './verified-tags.ts';
 
 /** One configured upstream with the cache rules that apply to it. */
@@ -76,8 +75,9 @@ export interface RegistryServiceOptions {
 /**
  * The read side of the registry: tag resolution, manifests, blobs, tags and referrers, each answered
  * from the cache when the rules allow and otherwise from exactly one upstream request however many
- * clients ask at once. This is the seam where the trust decision will slot in: every manifest answer
- * passes through {@link RegistryService.resolveManifest} with its digest known before any byte is sent.
+ * clients ask at once. With a gate, every manifest answer passes through the trust decision in
+ * {@link RegistryService.resolveManifest}, its digest known before any byte is sent, and every blob
+ * through the admitted closure in {@link RegistryService.getBlob}.
  */
 export class RegistryService {
   readonly #upstreams: ReadonlyMap<string, UpstreamEntry>;
@@ -539,12 +539,6 @@ export class RegistryService {
   }
 
   /**
-   * The repository's tags, paginated here (OCI distribution-spec "Listing Tags": lexical order, `n`
-   * and `last`, `Link: <…>; rel="next"` when more remain): many registries ignore `n` and `last`, so
-   * they are never passed upstream. The upstream's own pages are followed to collect the whole list.
-   * Tag lists are not cached: they are not on the pull path.
-   */
-  /**
    * Whether a repository's tags and referrers may be listed: not when the policy that governs it
    * refuses every pull (action deny, or no policy matches). A list names what exists; a repository
    * the proxy refuses tells nothing about itself. Returns the governing policy's name.
@@ -569,6 +563,12 @@ export class RegistryService {
     });
   }
 
+  /**
+   * The repository's tags, paginated here (OCI distribution-spec "Listing Tags": lexical order, `n`
+   * and `last`, `Link: <…>; rel="next"` when more remain): many registries ignore `n` and `last`, so
+   * they are never passed upstream. The upstream's own pages are followed to collect the whole list.
+   * Tag lists are not cached: they are not on the pull path.
+   */
   async listTags(
     target: Target,
     query: { n?: number; last?: string },
@@ -622,8 +622,8 @@ export class RegistryService {
   }
 
   /**
-   * The referrers of a digest as an OCI image index. Upstreams without the referrers API (distribution
-   * 2.8, most registries today) are answered from the referrers tag schema, filtered here.
+   * The referrers of a digest as an OCI image index (see {@link referrersIndex}), for a repository
+   * that may be listed.
    */
   async getReferrers(
     target: Target,
@@ -632,22 +632,8 @@ export class RegistryService {
   ): Promise<{ body: Buffer; filtersApplied: boolean; policy: string | undefined }> {
     const entry = this.upstreamFor(target.upstream);
     const { policy } = this.assertListable(target);
-    const listing = await listReferrers(entry.upstream, target.repository, digest, {
-      ...(artifactType === undefined ? {} : { artifactType }),
-    });
-    if (!listing) {
-      return {
-        body: Buffer.from(JSON.stringify(emptyIndex())),
-        filtersApplied: artifactType !== undefined,
-        policy,
-      };
-    }
-    if (listing.source === 'referrers' && (artifactType === undefined || listing.filtersApplied)) {
-      return { body: listing.body, filtersApplied: listing.filtersApplied, policy };
-    }
-    if (artifactType === undefined)
-      return { body: normalizeIndex(listing.index), filtersApplied: false, policy };
-    return { body: filterIndex(listing.index, artifactType), filtersApplied: true, policy };
+    const answer = await referrersIndex(entry.upstream, target.repository, digest, artifactType);
+    return { ...answer, policy };
   }
 }
 
@@ -702,20 +688,6 @@ async function readAtMost(body: Readable, max: number): Promise<Buffer | undefin
     if (!body.destroyed) body.destroy();
   }
   return Buffer.concat(chunks);
-}
-
-function emptyIndex(): { schemaVersion: 2; mediaType: string; manifests: Descriptor[] } {
-  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
-}
-
-/** The referrers tag schema index as the referrers API answers: a plain OCI index of its entries. */
-function normalizeIndex(index: ParsedManifest): Buffer {
-  return Buffer.from(JSON.stringify({ ...emptyIndex(), manifests: index.manifests }));
-}
-
-function filterIndex(index: ParsedManifest, artifactType: string): Buffer {
-  const manifests = index.manifests.filter((m) => m.artifactType === artifactType);
-  return Buffer.from(JSON.stringify({ ...emptyIndex(), manifests }));
 }
 
 /**
