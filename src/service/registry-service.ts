@@ -21,6 +21,8 @@ import type { Decision } from '../policy/index.ts';
 import type { GateManifest, ManifestContent, TrustGate } from './trust-gate.ts';
 import type { TagGuard } from './tag-guard.ts';
 import type { Target } from './target.ts';
+import { boundToDeclaredSize, sizeRefusalError } from './blob-bounds.ts';
+import type { BlobSizeProblem } from './blob-bounds.ts';
 import { referrersIndex } from './referrers.ts';
 import { VerifiedTags } from './verified-tags.ts';
 
@@ -65,6 +67,11 @@ export interface RegistryServiceOptions {
   logger: Logger;
   metrics?: Metrics;
   maxManifestBytes: number;
+  /**
+   * Most bytes read from an upstream for a blob whose size nothing declares (storage.maxBlobSize);
+   * default unbounded.
+   */
+  maxBlobBytes?: number;
   /** The decision step; without it every configured upstream's content is served (a plain cache). */
   gate?: TrustGate;
   /** Tag history and tag rules (moves, pins, cooldown, banned tags). */
@@ -87,6 +94,7 @@ export class RegistryService {
   readonly #log: Logger;
   readonly #metrics: Metrics | undefined;
   readonly #maxManifestBytes: number;
+  readonly #maxBlobBytes: number;
   readonly #now: () => number;
   readonly #gate: TrustGate | undefined;
   readonly #tags: TagGuard | undefined;
@@ -111,6 +119,7 @@ export class RegistryService {
     this.#log = options.logger.child({ module: 'service' });
     this.#metrics = options.metrics;
     this.#maxManifestBytes = options.maxManifestBytes;
+    this.#maxBlobBytes = options.maxBlobBytes ?? Number.POSITIVE_INFINITY;
     this.#now = options.now ?? Date.now;
     this.#gate = options.gate;
     this.#tags = options.tags;
@@ -428,9 +437,14 @@ export class RegistryService {
     // Linked = a manifest fetched from this upstream for this repository names it, or this upstream
     // already sent its bytes for this repository (a fill, or a hashed confirmation).
     const linked = await this.#metadata.hasBlobLink(target.upstream, target.repository, digest);
-    const handle = await this.#blobs.getOrFill(digest, () =>
-      entry.upstream.getBlob(target.repository, digest),
-    );
+    const declared = admission?.size;
+    const handle = await this.#blobs.getOrFill(digest, async () => {
+      const blob = await entry.upstream.getBlob(target.repository, digest);
+      // Bounded by what the admitted manifest declares; unknown (no gate): storage.maxBlobSize.
+      return declared === undefined
+        ? blob
+        : boundToDeclaredSize(blob, digest, declared, (p) => this.#sizeRefused(target, p));
+    });
     this.#metrics?.cacheRequests.inc({ kind: 'blob', result: handle.state });
     if (!linked) {
       try {
@@ -439,7 +453,7 @@ export class RegistryService {
           await this.#metadata.addBlobLinks(target.upstream, target.repository, [digest]);
         } else {
           // Cached, or a fill started for another repository: this upstream must show the bytes.
-          await this.#confirmBlobLink(entry, target, digest);
+          await this.#confirmBlobLink(entry, target, digest, declared ?? handle.size);
         }
       } catch (err) {
         handle.release();
@@ -451,32 +465,45 @@ export class RegistryService {
 
   /**
    * Proof by bytes that this upstream has a blob in this repository: one GET, hashed and discarded
-   * (the cached copy is what is served), however many requests need the same confirmation.
+   * (the cached copy is what is served), however many requests need the same confirmation. Read at
+   * most as far as the bytes can still match: the size of the copy we hold, else the size the
+   * admitted manifest declares or the running fill announced, else storage.maxBlobSize.
    */
-  async #confirmBlobLink(entry: UpstreamEntry, target: Target, digest: Digest): Promise<void> {
+  async #confirmBlobLink(
+    entry: UpstreamEntry,
+    target: Target,
+    digest: Digest,
+    expectedSize: number | undefined,
+  ): Promise<void> {
     const key = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
     await this.#linkFlights.run(key, async () => {
       if (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest)) return;
-      const cached = await this.#blobs.stat(digest);
+      const expected = (await this.#blobs.stat(digest))?.size ?? expectedSize;
       const answer = await entry.upstream.getBlob(target.repository, digest);
-      const hash = createHash(digestAlgorithm(digest));
-      let received = 0;
-      // Leaving the loop early destroys the body, so no socket is left open. Past the size of the
-      // bytes we hold, the upstream's can no longer match: stop reading rather than hash forever.
-      for await (const chunk of answer.body) {
-        received += (chunk as Buffer).length;
-        if (cached !== undefined && received > cached.size) break;
-        hash.update(chunk as Buffer);
-      }
-      const matches =
-        (cached === undefined || received === cached.size) &&
-        `${digestAlgorithm(digest)}:${hash.digest('hex')}` === digest;
-      if (!matches) {
-        throw new RegistryError(
+      const mismatch = (): RegistryError =>
+        new RegistryError(
           'UNAVAILABLE',
           `upstream ${target.upstream} sent bytes for ${target.repository}@${digest} that do not match the digest`,
         );
+      if (expected !== undefined && answer.size !== undefined && answer.size !== expected) {
+        answer.body.destroy();
+        throw mismatch();
       }
+      const limit = expected ?? this.#maxBlobBytes;
+      const hash = createHash(digestAlgorithm(digest));
+      let received = 0;
+      // Leaving the loop early destroys the body, so no socket is left open. Past the limit the
+      // upstream's bytes can no longer match (or are more than we would ever cache): stop reading.
+      for await (const chunk of answer.body) {
+        received += (chunk as Buffer).length;
+        if (received > limit) break;
+        hash.update(chunk as Buffer);
+      }
+      const matches =
+        received <= limit &&
+        (expected === undefined || received === expected) &&
+        `${digestAlgorithm(digest)}:${hash.digest('hex')}` === digest;
+      if (!matches) throw mismatch();
       await this.#metadata.addBlobLinks(target.upstream, target.repository, [digest]);
     });
   }
@@ -512,6 +539,24 @@ export class RegistryService {
       await this.#blobs.putBytes(digest, bytes);
       await this.#metadata.addBlobLinks(target.upstream, target.repository, [digest]);
     });
+  }
+
+  /** A blob answer refused for its size: logged and counted with the reason, then the error. */
+  #sizeRefused(target: Target, problem: BlobSizeProblem): RegistryError {
+    const err = sizeRefusalError(target.upstream, target.repository, problem);
+    this.#metrics?.blobsRefused.inc({ upstream: target.upstream, reason: problem.reason });
+    this.#log.warn(
+      {
+        upstream: target.upstream,
+        repository: target.repository,
+        digest: problem.digest,
+        reason: problem.reason,
+        declared: problem.declared,
+        received: problem.received,
+      },
+      'upstream blob refused: not the size its admitted manifest declares',
+    );
+    return err;
   }
 
   /** Size of a blob without downloading it: from the cache, or an upstream HEAD. */
