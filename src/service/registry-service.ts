@@ -579,6 +579,11 @@ export class RegistryService {
       return { size: cached.size, cache: 'hit' };
     }
     const head = await entry.upstream.headBlob(target.repository, digest);
+    const declared = admission?.size;
+    if (declared !== undefined && head.size !== declared) {
+      // The GET would be refused for it: a client is not told a size that cannot be served.
+      throw this.#sizeRefused(target, { reason: 'size-mismatch', digest, declared, received: head.size });
+    }
     this.#metrics?.cacheRequests.inc({ kind: 'blob-head', result: 'miss' });
     return { size: head.size, cache: 'miss' };
   }

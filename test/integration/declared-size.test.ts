@@ -137,6 +137,24 @@ describe('blob downloads bounded by the admitted descriptor size', () => {
     expect(blobGets('acme/streamed').length).toBe(before + 1);
   });
 
+  it('refuses a blob HEAD whose size is not the declared one', async () => {
+    await admitted('acme/headed');
+    fake.fault(
+      { kind: 'blob', method: 'HEAD', repo: 'acme/headed' },
+      { headers: { 'content-length': LAYER_BYTES + 1 } },
+      { times: 1 },
+    );
+    const res = await fetch(`${proxy.url}/v2/acme/headed/blobs/${layer}?ns=${fake.host}`, {
+      method: 'HEAD',
+    });
+    expect(res.status).toBe(503);
+    const honest = await fetch(`${proxy.url}/v2/acme/headed/blobs/${layer}?ns=${fake.host}`, {
+      method: 'HEAD',
+    });
+    expect(honest.status).toBe(200);
+    expect(honest.headers.get('content-length')).toBe(String(LAYER_BYTES));
+  });
+
   it('serves an honest blob of exactly the declared size', async () => {
     await admitted('acme/honest');
     const res = await fetch(`${proxy.url}/v2/acme/honest/blobs/${layer}?ns=${fake.host}`);
