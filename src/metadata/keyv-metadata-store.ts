@@ -229,6 +229,11 @@ export class KeyvMetadataStore implements MetadataStore {
     await this.#run('deleteTagPin', () => this.#keyv.delete(k));
   }
 
+  /*
+   * Generic namespaced values, outside the MetadataStore port: the service reads and writes only
+   * typed records. Kept for tools and tests that inspect the store (and for keys written by older
+   * releases, see keys.ts); a value read here is whatever JSON the key holds.
+   */
   async get<T>(namespace: string, key: string): Promise<T | undefined> {
     const k = this.#keys.generic(namespace, key);
     return this.#run('get', () => this.#keyv.get<T>(k));

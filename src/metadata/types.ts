@@ -74,7 +74,8 @@ export type RecordParser<T> = (value: unknown) => T | undefined;
  * share it. Keys are always scoped by upstream host and repository, and built in one place
  * (`keys.ts`). Every typed read validates what comes back: a cache record (decision, closure,
  * verified tag) that does not parse is a miss; a durable one (history, pin) that does not parse is
- * an UNKNOWN error, never a silent reset.
+ * an UNKNOWN error, never a silent reset. There is deliberately no untyped `get<T>(namespace, key)`
+ * here: new state gets a typed method, its key in keys.ts and a reader in records.ts.
  */
 export interface MetadataStore {
   getTag(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined>;
@@ -117,10 +118,6 @@ export interface MetadataStore {
   setTagPin(upstream: string, repository: string, tag: string, pin: TagPin): Promise<void>;
   deleteTagPin(upstream: string, repository: string, tag: string): Promise<void>;
 
-  /** Generic namespaced values with an optional TTL, for state that has no typed method yet. */
-  get<T>(namespace: string, key: string): Promise<T | undefined>;
-  set(namespace: string, key: string, value: unknown, ttlMs?: number): Promise<void>;
-  delete(namespace: string, key: string): Promise<void>;
   /** Round-trip check for /readyz. */
   ping(): Promise<void>;
   close(): Promise<void>;

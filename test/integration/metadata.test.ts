@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Keyv } from 'keyv';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KeyvMetadataStore, NodeSqliteStore, openMetadataStore } from '../../src/metadata/index.ts';
-import type { MetadataStore, TagRecord } from '../../src/metadata/index.ts';
+import type { TagRecord } from '../../src/metadata/index.ts';
 import { RegistryError, sha256Digest } from '../../src/oci/index.ts';
 import type { Digest } from '../../src/oci/index.ts';
 import { startRedis } from '../support/redis.ts';
@@ -57,6 +57,8 @@ function redisBackend(): Backend {
 }
 
 // Stores opened by a test are closed after it, even when it fails.
+// The store as opened (KeyvMetadataStore): its generic get/set/delete are not on the service's port.
+type MetadataStore = KeyvMetadataStore;
 const opened: MetadataStore[] = [];
 async function track(store: Promise<MetadataStore>): Promise<MetadataStore> {
   const s = await store;
