@@ -274,6 +274,7 @@ async function assemble(
     logger,
     metrics,
     maxManifestBytes: config.server.maxManifestBytes,
+    maxBlobBytes: config.storage.maxBlobSize,
   });
 
   const authConfig: Parameters<typeof PullAuth.load>[0] = {

@@ -1,4 +1,15 @@
-export type { ManifestRecord, MetadataStore, TagRecord } from './types.ts';
+export type {
+  AdmittedBlob,
+  AdmittedChild,
+  GateKey,
+  GateScope,
+  ManifestRecord,
+  MetadataStore,
+  RecordParser,
+  TagHistoryEntry,
+  TagPin,
+  TagRecord,
+} from './types.ts';
 export { KeyvMetadataStore } from './keyv-metadata-store.ts';
 export type { KeyvMetadataStoreOptions } from './keyv-metadata-store.ts';
 export { MetadataKeys } from './keys.ts';

@@ -8,7 +8,14 @@ import type { Digest } from '../oci/index.ts';
  *                                                        must outlive upstream outages)
  *   <prefix>:manifest:<upstream>/<repository>@<digest>  ManifestRecord
  *   <prefix>:blob-link:<upstream>/<repository>@<digest> 1
- *   <prefix>:kv:<namespace>:<key>                       generic values (decisions, tag history, …)
+ *   <prefix>:kv:<namespace>:<key>                       generic values
+ *   <prefix>:kv:<gate-kind>:<scope>:<upstream>/<repository>@<digest>
+ *                                                       the gate's records: decision, admitted-blob,
+ *                                                       admitted-child (TTL; <scope> = policy + trust
+ *                                                       material version, so a change orphans them)
+ *   <prefix>:kv:<tag-kind>:<upstream>/<repository>:<tag>
+ *                                                       tag state: tag-verified, tag-history, tag-pin
+ *                                                       (no TTL)
  *   <prefix>:ping                                       never written; read by ping()
  *
  * <prefix> is `metadata.namespace` from the config, so several deployments can share one Redis.
@@ -23,10 +30,21 @@ import type { Digest } from '../oci/index.ts';
  *   - <tag> is the rest after that ':' (the service may append "#<accept-hash>")
  *                                                               → escapes '%', ':', '/', '@'
  *   - <digest> is validated (`algorithm:hex`) and is the last field
+ *   - a gate <scope> ends at the next ':'                         → escapes '%', ':', '/', '@'
  *   - the generic <key> is the rest of the string, so it may contain anything.
+ * The typed kinds live under `kv:` because they were written as generic values before they had
+ * methods of their own: for valid names the tag-state keys are byte-identical to those
+ * (`kv:tag-pin:<upstream>/<repository>:<tag>`), so pins, history and verified tags survive an
+ * upgrade. Gate records changed shape once (their scope used to hold unescaped ':'); they are caches
+ * with a TTL and are rewritten at the next decision, as after a policy change.
  * The kinds (tag, manifest, blob-link, kv) are fixed words, so two kinds never share a key.
  * Valid OCI names never contain the escaped characters, so real keys stay human-readable.
  */
+
+/** Records of the trust gate, scoped by policy and trust material version. */
+export type GateKind = 'decision' | 'admitted-blob' | 'admitted-child';
+/** Records of a tag that outlive every TTL. */
+export type TagStateKind = 'tag-verified' | 'tag-history' | 'tag-pin';
 
 function escape(value: string, chars: RegExp): string {
   return value.replace(chars, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
@@ -71,6 +89,16 @@ export class MetadataKeys {
 
   blobLink(upstream: string, repository: string, digest: Digest): string {
     return `${this.#prefix}:blob-link:${this.#scope(upstream, repository)}@${checkedDigest(digest)}`;
+  }
+
+  /** A gate record: a decision or a closure entry, under the scope it was made in. */
+  gate(kind: GateKind, scope: string, upstream: string, repository: string, digest: Digest): string {
+    return `${this.#prefix}:kv:${kind}:${escape(nonEmpty('scope', scope), TAG_CHARS)}:${this.#scope(upstream, repository)}@${checkedDigest(digest)}`;
+  }
+
+  /** A tag's durable state (verified digest, history, pin). */
+  tagState(kind: TagStateKind, upstream: string, repository: string, tag: string): string {
+    return `${this.#prefix}:kv:${kind}:${this.#scope(upstream, repository)}:${escape(nonEmpty('tag', tag), TAG_CHARS)}`;
   }
 
   generic(namespace: string, key: string): string {

@@ -5,7 +5,6 @@ import { Keyv } from 'keyv';
 import type { Logger } from 'pino';
 import { KeyvMetadataStore } from './keyv-metadata-store.ts';
 import { NodeSqliteStore } from './node-sqlite-store.ts';
-import type { MetadataStore } from './types.ts';
 
 export interface OpenMetadataStoreOptions {
   /** `sqlite://PATH` (relative to the working directory, or `sqlite:///abs/path`) or `redis[s]://HOST:PORT[/DB]`. */
@@ -26,14 +25,14 @@ export interface OpenMetadataStoreOptions {
  * used (unwritable SQLite path, Redis down or refusing the password); once open, failures surface
  * as rejected calls (see {@link KeyvMetadataStore}) and Redis reconnects in the background.
  */
-export async function openMetadataStore(options: OpenMetadataStoreOptions): Promise<MetadataStore> {
+export async function openMetadataStore(options: OpenMetadataStoreOptions): Promise<KeyvMetadataStore> {
   const { url } = options;
   if (url.startsWith('sqlite://')) return openSqlite(url.slice('sqlite://'.length), options);
   if (url.startsWith('redis://') || url.startsWith('rediss://')) return openRedis(url, options);
   throw new Error(`metadata.url: expected sqlite://PATH or redis://HOST:PORT, got "${redactUrl(url)}"`);
 }
 
-function openSqlite(path: string, options: OpenMetadataStoreOptions): MetadataStore {
+function openSqlite(path: string, options: OpenMetadataStoreOptions): KeyvMetadataStore {
   if (path === '') throw new Error('metadata.url: sqlite:// needs a path');
   let store: NodeSqliteStore;
   try {
@@ -47,11 +46,12 @@ function openSqlite(path: string, options: OpenMetadataStoreOptions): MetadataSt
   return new KeyvMetadataStore({
     keyv,
     namespace: options.namespace,
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
     ...(options.operationTimeoutMs === undefined ? {} : { operationTimeoutMs: options.operationTimeoutMs }),
   });
 }
 
-async function openRedis(url: string, options: OpenMetadataStoreOptions): Promise<MetadataStore> {
+async function openRedis(url: string, options: OpenMetadataStoreOptions): Promise<KeyvMetadataStore> {
   const where = redactUrl(url);
   const log = options.logger;
   const operationTimeoutMs = options.operationTimeoutMs ?? 5000;
@@ -119,6 +119,7 @@ async function openRedis(url: string, options: OpenMetadataStoreOptions): Promis
     keyv,
     namespace: options.namespace,
     operationTimeoutMs,
+    ...(log === undefined ? {} : { logger: log }),
     close: async () => {
       // close() waits for commands in flight (QUIT semantics); while Redis is unreachable there is
       // nothing to wait for, and close() would wait for a reconnect that may never come.

@@ -30,6 +30,7 @@ export type {
   TrustNames,
   TrustRootConfig,
 } from './schema.ts';
+export { readDecision } from './decision-record.ts';
 export { compileMatcher, globProblem, globToRegExp, matchSubject } from './match.ts';
 export {
   attestorLabel,

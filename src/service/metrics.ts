@@ -65,6 +65,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly blobsRefused = new Counter({
+    name: 'pullwarden_upstream_blobs_refused_total',
+    help: 'Upstream blob answers refused for their size (not what the admitted manifest declares), by reason',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly requestsLimited = new Counter({
     name: 'pullwarden_requests_limited_total',
     help: 'Client connections cut or requests refused by a server limit, by reason',

@@ -7,28 +7,25 @@ import {
   digestAlgorithm,
   digestOf,
   isTag,
-  MediaType,
   parseManifest,
   referencedDigests,
   RegistryError,
 } from '../oci/index.ts';
-import type {
-  Descriptor,
-  Digest,
-  ManifestCacheState,
-  ManifestReference,
-  ParsedManifest,
-} from '../oci/index.ts';
+import type { Digest, ManifestCacheState, ManifestReference, ParsedManifest } from '../oci/index.ts';
 import type { BlobHandle, BlobStore } from '../cache/index.ts';
 import type { MetadataStore, TagRecord } from '../metadata/index.ts';
 import type { Upstream } from '../upstream/index.ts';
-import { listReferrers } from '../trust/index.ts';
 import { SingleFlight } from './single-flight.ts';
 import type { Metrics } from './metrics.ts';
 import type { Decision } from '../policy/index.ts';
 import type { GateManifest, ManifestContent, TrustGate } from './trust-gate.ts';
 import type { TagGuard } from './tag-guard.ts';
 import type { DenyDetail } from './deny-detail.ts';
+import type { Target } from './target.ts';
+import { boundToDeclaredSize, sizeRefusalError } from './blob-bounds.ts';
+import type { BlobSizeProblem } from './blob-bounds.ts';
+import { referrersIndex } from './referrers.ts';
+import { VerifiedTags } from './verified-tags.ts';
 
 /** One configured upstream with the cache rules that apply to it. */
 export interface UpstreamEntry {
@@ -37,12 +34,6 @@ export interface UpstreamEntry {
   tagTTL: number;
   /** ms past tagTTL during which the last known digest is served when the upstream fails. */
   staleIfError: number;
-}
-
-/** Where a request goes: the upstream host as configured, and the repository inside it. */
-export interface Target {
-  upstream: string;
-  repository: string;
 }
 
 /** How a manifest answer was produced (the one `CacheState` vocabulary of oci/, without `joined`). */
@@ -77,6 +68,11 @@ export interface RegistryServiceOptions {
   logger: Logger;
   metrics?: Metrics;
   maxManifestBytes: number;
+  /**
+   * Most bytes read from an upstream for a blob whose size nothing declares (storage.maxBlobSize);
+   * default unbounded.
+   */
+  maxBlobBytes?: number;
   /** The decision step; without it every configured upstream's content is served (a plain cache). */
   gate?: TrustGate;
   /** Tag history and tag rules (moves, pins, cooldown, banned tags). */
@@ -87,8 +83,9 @@ export interface RegistryServiceOptions {
 /**
  * The read side of the registry: tag resolution, manifests, blobs, tags and referrers, each answered
  * from the cache when the rules allow and otherwise from exactly one upstream request however many
- * clients ask at once. This is the seam where the trust decision will slot in: every manifest answer
- * passes through {@link RegistryService.resolveManifest} with its digest known before any byte is sent.
+ * clients ask at once. With a gate, every manifest answer passes through the trust decision in
+ * {@link RegistryService.resolveManifest}, its digest known before any byte is sent, and every blob
+ * through the admitted closure in {@link RegistryService.getBlob}.
  */
 export class RegistryService {
   readonly #upstreams: ReadonlyMap<string, UpstreamEntry>;
@@ -98,6 +95,7 @@ export class RegistryService {
   readonly #log: Logger;
   readonly #metrics: Metrics | undefined;
   readonly #maxManifestBytes: number;
+  readonly #maxBlobBytes: number;
   readonly #now: () => number;
   readonly #gate: TrustGate | undefined;
   readonly #tags: TagGuard | undefined;
@@ -112,7 +110,7 @@ export class RegistryService {
   /** One walk of an upstream's tag pages per repository, shared by every client listing it meanwhile. */
   readonly #tagListFlights = new SingleFlight<string[]>();
   readonly #cappedFlights = new SingleFlight<void>();
-  readonly #verifiedMemo = new Map<string, { digest: Digest; expires: number }>();
+  readonly #verified: VerifiedTags;
 
   constructor(options: RegistryServiceOptions) {
     this.#upstreams = options.upstreams;
@@ -122,9 +120,11 @@ export class RegistryService {
     this.#log = options.logger.child({ module: 'service' });
     this.#metrics = options.metrics;
     this.#maxManifestBytes = options.maxManifestBytes;
+    this.#maxBlobBytes = options.maxBlobBytes ?? Number.POSITIVE_INFINITY;
     this.#now = options.now ?? Date.now;
     this.#gate = options.gate;
     this.#tags = options.tags;
+    this.#verified = new VerifiedTags(this.#metadata, this.#now);
   }
 
   get gate(): TrustGate | undefined {
@@ -166,7 +166,8 @@ export class RegistryService {
       // The decision comes before the first byte: a denied manifest never reaches the client.
       const manifest = this.#gateManifest(entry, target, result);
       result.decision = await this.#gate.admitManifest(entry.upstream, target, manifest);
-      if (result.tag !== undefined && result.cache !== 'stale') await this.#rememberVerified(target, result);
+      if (result.tag !== undefined && result.cache !== 'stale')
+        await this.#verified.remember(target, result.tag, result);
     }
     return result;
   }
@@ -194,26 +195,6 @@ export class RegistryService {
     };
     if (result.tag !== undefined) manifest.tag = result.tag;
     return manifest;
-  }
-
-  /**
-   * The last digest of a tag that passed the gate: what stale-if-error may serve while the upstream
-   * fails (never a digest that was only resolved, and perhaps denied). Written when it changes.
-   */
-  async #rememberVerified(target: Target, result: ManifestResult): Promise<void> {
-    const key = `${target.upstream}/${target.repository}:${result.tag}`;
-    const memo = this.#verifiedMemo.get(key);
-    // Rewritten at least every 10 minutes, so a store that lost its data (Redis flush) heals.
-    if (memo && memo.digest === result.digest && memo.expires > this.#now()) return;
-    const record: TagRecord = {
-      digest: result.digest,
-      mediaType: result.mediaType,
-      size: result.size,
-      checkedAt: this.#now(),
-    };
-    await this.#metadata.set('tag-verified', key, record);
-    if (this.#verifiedMemo.size >= 50_000) this.#verifiedMemo.clear();
-    this.#verifiedMemo.set(key, { digest: result.digest, expires: this.#now() + 600_000 });
   }
 
   /**
@@ -332,12 +313,7 @@ export class RegistryService {
     } catch (err) {
       if (cached && isUpstreamFailure(err) && now - cached.checkedAt < entry.tagTTL + entry.staleIfError) {
         // With a gate, only the last digest that passed it may be served stale.
-        const stale = this.#gate
-          ? await this.#metadata.get<TagRecord>(
-              'tag-verified',
-              `${target.upstream}/${target.repository}:${tag}`,
-            )
-          : cached;
+        const stale = this.#gate ? await this.#verified.last(target, tag) : cached;
         if (stale) {
           this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'stale' });
           this.#log.warn(
@@ -462,9 +438,14 @@ export class RegistryService {
     // Linked = a manifest fetched from this upstream for this repository names it, or this upstream
     // already sent its bytes for this repository (a fill, or a hashed confirmation).
     const linked = await this.#metadata.hasBlobLink(target.upstream, target.repository, digest);
-    const handle = await this.#blobs.getOrFill(digest, () =>
-      entry.upstream.getBlob(target.repository, digest),
-    );
+    const declared = admission?.size;
+    const handle = await this.#blobs.getOrFill(digest, async () => {
+      const blob = await entry.upstream.getBlob(target.repository, digest);
+      // Bounded by what the admitted manifest declares; unknown (no gate): storage.maxBlobSize.
+      return declared === undefined
+        ? blob
+        : boundToDeclaredSize(blob, digest, declared, (p) => this.#sizeRefused(target, p));
+    });
     this.#metrics?.cacheRequests.inc({ kind: 'blob', result: handle.state });
     if (!linked) {
       try {
@@ -473,7 +454,7 @@ export class RegistryService {
           await this.#metadata.addBlobLinks(target.upstream, target.repository, [digest]);
         } else {
           // Cached, or a fill started for another repository: this upstream must show the bytes.
-          await this.#confirmBlobLink(entry, target, digest);
+          await this.#confirmBlobLink(entry, target, digest, declared ?? handle.size);
         }
       } catch (err) {
         handle.release();
@@ -485,32 +466,45 @@ export class RegistryService {
 
   /**
    * Proof by bytes that this upstream has a blob in this repository: one GET, hashed and discarded
-   * (the cached copy is what is served), however many requests need the same confirmation.
+   * (the cached copy is what is served), however many requests need the same confirmation. Read at
+   * most as far as the bytes can still match: the size of the copy we hold, else the size the
+   * admitted manifest declares or the running fill announced, else storage.maxBlobSize.
    */
-  async #confirmBlobLink(entry: UpstreamEntry, target: Target, digest: Digest): Promise<void> {
+  async #confirmBlobLink(
+    entry: UpstreamEntry,
+    target: Target,
+    digest: Digest,
+    expectedSize: number | undefined,
+  ): Promise<void> {
     const key = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
     await this.#linkFlights.run(key, async () => {
       if (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest)) return;
-      const cached = await this.#blobs.stat(digest);
+      const expected = (await this.#blobs.stat(digest))?.size ?? expectedSize;
       const answer = await entry.upstream.getBlob(target.repository, digest);
-      const hash = createHash(digestAlgorithm(digest));
-      let received = 0;
-      // Leaving the loop early destroys the body, so no socket is left open. Past the size of the
-      // bytes we hold, the upstream's can no longer match: stop reading rather than hash forever.
-      for await (const chunk of answer.body) {
-        received += (chunk as Buffer).length;
-        if (cached !== undefined && received > cached.size) break;
-        hash.update(chunk as Buffer);
-      }
-      const matches =
-        (cached === undefined || received === cached.size) &&
-        `${digestAlgorithm(digest)}:${hash.digest('hex')}` === digest;
-      if (!matches) {
-        throw new RegistryError(
+      const mismatch = (): RegistryError =>
+        new RegistryError(
           'UNAVAILABLE',
           `upstream ${target.upstream} sent bytes for ${target.repository}@${digest} that do not match the digest`,
         );
+      if (expected !== undefined && answer.size !== undefined && answer.size !== expected) {
+        answer.body.destroy();
+        throw mismatch();
       }
+      const limit = expected ?? this.#maxBlobBytes;
+      const hash = createHash(digestAlgorithm(digest));
+      let received = 0;
+      // Leaving the loop early destroys the body, so no socket is left open. Past the limit the
+      // upstream's bytes can no longer match (or are more than we would ever cache): stop reading.
+      for await (const chunk of answer.body) {
+        received += (chunk as Buffer).length;
+        if (received > limit) break;
+        hash.update(chunk as Buffer);
+      }
+      const matches =
+        received <= limit &&
+        (expected === undefined || received === expected) &&
+        `${digestAlgorithm(digest)}:${hash.digest('hex')}` === digest;
+      if (!matches) throw mismatch();
       await this.#metadata.addBlobLinks(target.upstream, target.repository, [digest]);
     });
   }
@@ -548,6 +542,24 @@ export class RegistryService {
     });
   }
 
+  /** A blob answer refused for its size: logged and counted with the reason, then the error. */
+  #sizeRefused(target: Target, problem: BlobSizeProblem): RegistryError {
+    const err = sizeRefusalError(target.upstream, target.repository, problem);
+    this.#metrics?.blobsRefused.inc({ upstream: target.upstream, reason: problem.reason });
+    this.#log.warn(
+      {
+        upstream: target.upstream,
+        repository: target.repository,
+        digest: problem.digest,
+        reason: problem.reason,
+        declared: problem.declared,
+        received: problem.received,
+      },
+      'upstream blob refused: not the size its admitted manifest declares',
+    );
+    return err;
+  }
+
   /** Size of a blob without downloading it: from the cache, or an upstream HEAD. */
   async headBlob(target: Target, digest: Digest): Promise<BlobHeadResult> {
     const entry = this.upstreamFor(target.upstream);
@@ -568,16 +580,15 @@ export class RegistryService {
       return { size: cached.size, cache: 'hit' };
     }
     const head = await entry.upstream.headBlob(target.repository, digest);
+    const declared = admission?.size;
+    if (declared !== undefined && head.size !== declared) {
+      // The GET would be refused for it: a client is not told a size that cannot be served.
+      throw this.#sizeRefused(target, { reason: 'size-mismatch', digest, declared, received: head.size });
+    }
     this.#metrics?.cacheRequests.inc({ kind: 'blob-head', result: 'miss' });
     return { size: head.size, cache: 'miss' };
   }
 
-  /**
-   * The repository's tags, paginated here (OCI distribution-spec "Listing Tags": lexical order, `n`
-   * and `last`, `Link: <…>; rel="next"` when more remain): many registries ignore `n` and `last`, so
-   * they are never passed upstream. The upstream's own pages are followed to collect the whole list.
-   * Tag lists are not cached: they are not on the pull path.
-   */
   /**
    * Whether a repository's tags and referrers may be listed: not when the policy that governs it
    * refuses every pull (action deny, or no policy matches). A list names what exists; a repository
@@ -603,6 +614,12 @@ export class RegistryService {
     });
   }
 
+  /**
+   * The repository's tags, paginated here (OCI distribution-spec "Listing Tags": lexical order, `n`
+   * and `last`, `Link: <…>; rel="next"` when more remain): many registries ignore `n` and `last`, so
+   * they are never passed upstream. The upstream's own pages are followed to collect the whole list.
+   * Tag lists are not cached: they are not on the pull path.
+   */
   async listTags(
     target: Target,
     query: { n?: number; last?: string },
@@ -656,8 +673,8 @@ export class RegistryService {
   }
 
   /**
-   * The referrers of a digest as an OCI image index. Upstreams without the referrers API (distribution
-   * 2.8, most registries today) are answered from the referrers tag schema, filtered here.
+   * The referrers of a digest as an OCI image index (see {@link referrersIndex}), for a repository
+   * that may be listed.
    */
   async getReferrers(
     target: Target,
@@ -666,22 +683,8 @@ export class RegistryService {
   ): Promise<{ body: Buffer; filtersApplied: boolean; policy: string | undefined }> {
     const entry = this.upstreamFor(target.upstream);
     const { policy } = this.assertListable(target);
-    const listing = await listReferrers(entry.upstream, target.repository, digest, {
-      ...(artifactType === undefined ? {} : { artifactType }),
-    });
-    if (!listing) {
-      return {
-        body: Buffer.from(JSON.stringify(emptyIndex())),
-        filtersApplied: artifactType !== undefined,
-        policy,
-      };
-    }
-    if (listing.source === 'referrers' && (artifactType === undefined || listing.filtersApplied)) {
-      return { body: listing.body, filtersApplied: listing.filtersApplied, policy };
-    }
-    if (artifactType === undefined)
-      return { body: normalizeIndex(listing.index), filtersApplied: false, policy };
-    return { body: filterIndex(listing.index, artifactType), filtersApplied: true, policy };
+    const answer = await referrersIndex(entry.upstream, target.repository, digest, artifactType);
+    return { ...answer, policy };
   }
 }
 
@@ -736,20 +739,6 @@ async function readAtMost(body: Readable, max: number): Promise<Buffer | undefin
     if (!body.destroyed) body.destroy();
   }
   return Buffer.concat(chunks);
-}
-
-function emptyIndex(): { schemaVersion: 2; mediaType: string; manifests: Descriptor[] } {
-  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
-}
-
-/** The referrers tag schema index as the referrers API answers: a plain OCI index of its entries. */
-function normalizeIndex(index: ParsedManifest): Buffer {
-  return Buffer.from(JSON.stringify({ ...emptyIndex(), manifests: index.manifests }));
-}
-
-function filterIndex(index: ParsedManifest, artifactType: string): Buffer {
-  const manifests = index.manifests.filter((m) => m.artifactType === artifactType);
-  return Buffer.from(JSON.stringify({ ...emptyIndex(), manifests }));
 }
 
 /**

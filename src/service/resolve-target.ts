@@ -1,6 +1,6 @@
 import { canonicalHost, normalizeRepository, parseImageReference, RegistryError } from '../oci/index.ts';
 import type { ManifestReference } from '../oci/index.ts';
-import type { Target } from './registry-service.ts';
+import type { Target } from './target.ts';
 import type { DenyDetail } from './deny-detail.ts';
 
 /** The configured upstreams by name: what turns a host a client or an operator wrote into one. */

@@ -1,28 +1,13 @@
 import type { Logger } from 'pino';
 import { RegistryError } from '../oci/index.ts';
 import type { Digest } from '../oci/index.ts';
-import type { MetadataStore, TagRecord } from '../metadata/index.ts';
+import type { MetadataStore, TagHistoryEntry, TagPin, TagRecord } from '../metadata/index.ts';
 import type { Policy } from '../policy/index.ts';
 import type { DenyDetail } from './deny-detail.ts';
 import type { Metrics } from './metrics.ts';
 
-/** One digest a tag has pointed at, as the upstream answered. */
-export interface TagHistoryEntry {
-  digest: Digest;
-  mediaType: string;
-  size: number;
-  /** ms since epoch: first time the proxy saw the tag point here. */
-  firstSeen: number;
-  /** ms since epoch: last time the upstream answered with this digest. */
-  lastSeen: number;
-}
-
-/** A tag pinned to a digest: by the proxy at first sight (immutable tags) or by an operator. */
-export interface TagPin {
-  digest: Digest;
-  pinnedAt: number;
-  by: 'first-seen' | 'operator';
-}
+// The stored shapes are the metadata store's; re-exported here, where the service's callers look.
+export type { TagHistoryEntry, TagPin } from '../metadata/index.ts';
 
 /** A tag move, as reported to the audit trail. */
 export interface TagMove {
@@ -35,11 +20,6 @@ export interface TagMove {
 
 /** Entries kept per tag: enough to answer "what did this tag point at last month". */
 const HISTORY_LIMIT = 100;
-
-/** Metadata key of a tag (history and pin share it, in their own namespaces). */
-export function tagKey(upstream: string, repository: string, tag: string): string {
-  return `${upstream}/${repository}:${tag}`;
-}
 
 /** Shell-style glob (`*`, `?`) over a whole tag. */
 function tagGlob(glob: string): RegExp {
@@ -81,18 +61,15 @@ export class TagGuard {
   }
 
   async history(upstream: string, repository: string, tag: string): Promise<TagHistoryEntry[]> {
-    return (
-      (await this.#metadata.get<TagHistoryEntry[]>('tag-history', tagKey(upstream, repository, tag))) ?? []
-    );
+    return this.#metadata.getTagHistory(upstream, repository, tag);
   }
 
   async pin(upstream: string, repository: string, tag: string): Promise<TagPin | undefined> {
-    return this.#metadata.get<TagPin>('tag-pin', tagKey(upstream, repository, tag));
+    return this.#metadata.getTagPin(upstream, repository, tag);
   }
 
   /** Record an upstream answer for the tag; a new digest is a move (when the tag had one before). */
   async observe(upstream: string, repository: string, tag: string, record: TagRecord): Promise<void> {
-    const key = tagKey(upstream, repository, tag);
     const history = await this.history(upstream, repository, tag);
     const last = history.at(-1);
     const now = this.#now();
@@ -118,7 +95,7 @@ export class TagGuard {
         await this.#onMove?.(move);
       }
     }
-    await this.#metadata.set('tag-history', key, history.slice(-HISTORY_LIMIT));
+    await this.#metadata.setTagHistory(upstream, repository, tag, history.slice(-HISTORY_LIMIT));
   }
 
   /**
@@ -158,7 +135,7 @@ export class TagGuard {
       if (!pin) {
         // First resolution under this rule (or after an unpin): pin what the tag points at now.
         pin = { digest: resolved.digest, pinnedAt: this.#now(), by: 'first-seen' };
-        await this.#metadata.set('tag-pin', tagKey(upstream, repository, tag), pin);
+        await this.#metadata.setTagPin(upstream, repository, tag, pin);
       }
       if (pin.digest !== resolved.digest) {
         if (rules.immutable) {
@@ -233,15 +210,15 @@ export class TagGuard {
 
   /** Operator action: pin a tag to a digest (accepting a move). */
   async setPin(upstream: string, repository: string, tag: string, digest: Digest): Promise<void> {
-    await this.#metadata.set('tag-pin', tagKey(upstream, repository, tag), {
+    await this.#metadata.setTagPin(upstream, repository, tag, {
       digest,
       pinnedAt: this.#now(),
       by: 'operator',
-    } satisfies TagPin);
+    });
   }
 
   /** Operator action: drop a pin (an immutable tag pins again at its next resolution). */
   async unpin(upstream: string, repository: string, tag: string): Promise<void> {
-    await this.#metadata.delete('tag-pin', tagKey(upstream, repository, tag));
+    await this.#metadata.deleteTagPin(upstream, repository, tag);
   }
 }

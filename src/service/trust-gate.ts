@@ -1,8 +1,14 @@
 import type { Logger } from 'pino';
 import { RegistryError, subjectTagKind } from '../oci/index.ts';
 import type { Digest, ParsedManifest } from '../oci/index.ts';
-import type { MetadataStore } from '../metadata/index.ts';
-import { decisionDetail, formatDenyMessage, gateMaxBytes, needsImageFacts } from '../policy/index.ts';
+import type { AdmittedBlob, AdmittedChild, GateKey, MetadataStore } from '../metadata/index.ts';
+import {
+  decisionDetail,
+  formatDenyMessage,
+  gateMaxBytes,
+  needsImageFacts,
+  readDecision,
+} from '../policy/index.ts';
 import type { Decision, PolicyEngine } from '../policy/index.ts';
 import {
   discoverEvidence,
@@ -21,6 +27,7 @@ import type { Upstream } from '../upstream/index.ts';
 import type { DenyDetail } from './deny-detail.ts';
 import type { Metrics } from './metrics.ts';
 import { SingleFlight } from './single-flight.ts';
+import type { Target } from './target.ts';
 
 /** Everything a decision depends on; swapped as one piece when the policy or trust material reloads. */
 export interface TrustContext {
@@ -40,11 +47,6 @@ export interface TrustContext {
     /** ms "no signature found" is reused: short, so a signature pushed late is seen soon. */
     missingEvidence: number;
   };
-}
-
-export interface GateTarget {
-  upstream: string;
-  repository: string;
 }
 
 /** A manifest's bytes with the one parse of them made for this request. */
@@ -109,11 +111,6 @@ export const TRUST_MATERIAL_POLICY = '(trust material)';
  * to make a large layer fetchable.
  */
 export const DEFAULT_MAX_TRUST_MATERIAL_BLOB = 1024 * 1024;
-
-/** What an admitted blob record says: `maxSize` for blobs admitted through trust material. */
-interface BlobAdmission {
-  maxSize?: number;
-}
 
 interface Memo<T> {
   value: T;
@@ -197,16 +194,30 @@ export class TrustGate {
     return this.#evidenceBytes;
   }
 
+  /** The policy and trust material version every decision and closure record is written under. */
   #scope(): string {
-    const kev = this.#ctx.kev === undefined ? '' : `:${this.#ctx.kev.version.slice(0, 16)}`;
-    return `${this.#ctx.engine.hash.slice(0, 16)}:${this.#ctx.verifier.version.slice(0, 16)}${kev}`;
+    const kev = this.#ctx.kev === undefined ? '' : `.${this.#ctx.kev.version.slice(0, 16)}`;
+    return `${this.#ctx.engine.hash.slice(0, 16)}.${this.#ctx.verifier.version.slice(0, 16)}${kev}`;
+  }
+
+  #scopeOf(target: Target): Omit<GateKey, 'digest'> {
+    return { scope: this.#scope(), upstream: target.upstream, repository: target.repository };
+  }
+
+  #key(target: Target, digest: Digest): GateKey {
+    return { ...this.#scopeOf(target), digest };
+  }
+
+  /** In-process memo key of a gate record (the store builds its own, escaped, from the same parts). */
+  static #memoKey(key: GateKey): string {
+    return `${key.scope}:${key.upstream}/${key.repository}@${key.digest}`;
   }
 
   /**
    * Decide a manifest; throws DENIED (with the policy, reasons and every signature checked) when the
    * policy refuses it. Allowed and warned manifests have their closure admitted for blob gating.
    */
-  async admitManifest(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
+  async admitManifest(upstream: Upstream, target: Target, manifest: GateManifest): Promise<Decision> {
     const decision = await this.decide(upstream, target, manifest);
     if (decision.result === 'deny') {
       throw new RegistryError('DENIED', formatDenyMessage(decision), {
@@ -227,13 +238,14 @@ export class TrustGate {
    * Evaluate a decision now, with no cache read or written: what `pullwarden check` shows. Same
    * discovery, verification and policy code as the pull path.
    */
-  async evaluate(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
+  async evaluate(upstream: Upstream, target: Target, manifest: GateManifest): Promise<Decision> {
     return this.#evaluate(upstream, target, manifest);
   }
 
   /** The decision for a manifest, from the caches or evaluated now (one evaluation per key at a time). */
-  async decide(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
-    const key = `${this.#scope()}:${target.upstream}/${target.repository}@${manifest.digest}`;
+  async decide(upstream: Upstream, target: Target, manifest: GateManifest): Promise<Decision> {
+    const gateKey = this.#key(target, manifest.digest);
+    const key = TrustGate.#memoKey(gateKey);
     const now = this.#now();
     const memo = this.#decisionMemo.get(key);
     if (
@@ -245,7 +257,7 @@ export class TrustGate {
       return memo.value;
     }
     return this.#flights.run(key, async () => {
-      const stored = await this.#metadata.get<Decision>('decision', key);
+      const stored = await this.#metadata.getDecision(gateKey, readDecision);
       if (stored && (stored.result !== 'deny' || !(await this.#supersededDeny(target, manifest.digest)))) {
         this.#metrics?.cacheRequests.inc({ kind: 'decision', result: 'hit' });
         this.#remember(key, stored);
@@ -254,7 +266,7 @@ export class TrustGate {
       this.#metrics?.cacheRequests.inc({ kind: 'decision', result: 'miss' });
       const decision = await this.#evaluate(upstream, target, manifest);
       const ttl = decision.result === 'deny' ? this.#ctx.ttl.deny : this.#ctx.ttl.allow;
-      await this.#metadata.set('decision', key, decision, ttl);
+      await this.#metadata.setDecision(gateKey, decision, ttl);
       this.#remember(key, decision);
       this.#metrics?.decisions.inc({ policy: decision.policy ?? '(none)', result: decision.result });
       for (const g of decision.gates ?? []) {
@@ -288,19 +300,13 @@ export class TrustGate {
    * the hot path (cached allow) is unchanged; the read goes to the shared store, so a replica whose
    * memo holds the old deny sees another replica's admission too.
    */
-  async #supersededDeny(target: GateTarget, digest: Digest): Promise<boolean> {
+  async #supersededDeny(target: Target, digest: Digest): Promise<boolean> {
     return (await this.#admittedParent(target, digest)) !== undefined;
   }
 
   /** The admitted index (in this repository, under the current scope) that lists `digest`, if any. */
-  #admittedParent(
-    target: GateTarget,
-    digest: Digest,
-  ): Promise<{ index: Digest; policy: string | undefined } | undefined> {
-    return this.#metadata.get<{ index: Digest; policy: string | undefined }>(
-      'admitted-child',
-      `${this.#scope()}:${target.upstream}/${target.repository}@${digest}`,
-    );
+  #admittedParent(target: Target, digest: Digest): Promise<AdmittedChild | undefined> {
+    return this.#metadata.getAdmittedChild(this.#key(target, digest));
   }
 
   #remember(key: string, decision: Decision): void {
@@ -309,7 +315,7 @@ export class TrustGate {
     this.#decisionMemo.set(key, { value: decision, expires: this.#now() + ttl });
   }
 
-  async #evaluate(upstream: Upstream, target: GateTarget, manifest: GateManifest): Promise<Decision> {
+  async #evaluate(upstream: Upstream, target: Target, manifest: GateManifest): Promise<Decision> {
     const { parsed } = await manifest.content();
     if (isTrustMaterial(parsed, manifest.tag)) {
       return {
@@ -371,7 +377,7 @@ export class TrustGate {
 
   async #evidence(
     upstream: Upstream,
-    target: GateTarget,
+    target: Target,
     digest: Digest,
     maxBlobBytes: number | undefined,
   ): Promise<Evidence> {
@@ -413,39 +419,40 @@ export class TrustGate {
    * per scope (see #closureWritten); the entries outlive the decision so that a cached decision always
    * has its closure.
    */
-  async #admitClosure(target: GateTarget, manifest: GateManifest, decision: Decision): Promise<void> {
-    const scope = this.#scope();
-    const key = `${scope}:${target.upstream}/${target.repository}@${manifest.digest}`;
+  async #admitClosure(target: Target, manifest: GateManifest, decision: Decision): Promise<void> {
+    const scope = this.#scopeOf(target);
+    const key = TrustGate.#memoKey({ ...scope, digest: manifest.digest });
     if ((this.#closureWritten.get(key) ?? 0) > this.#now()) return;
     const { parsed } = await manifest.content();
     const ttl = this.#ctx.ttl.allow * 2 + 3_600_000;
-    const writes: Promise<void>[] = [];
     const trustMaterial = decision.policy === TRUST_MATERIAL_POLICY;
-    for (const child of trustMaterial ? [] : parsed.manifests) {
-      writes.push(
-        this.#metadata.set(
-          'admitted-child',
-          `${scope}:${target.upstream}/${target.repository}@${child.digest}`,
-          { index: manifest.digest, policy: decision.policy },
-          ttl,
-        ),
-      );
+    const writes: Promise<void>[] = [];
+    if (!trustMaterial && parsed.manifests.length > 0) {
+      const children = parsed.manifests.map((child) => child.digest);
+      const parent: AdmittedChild = { index: manifest.digest, policy: decision.policy };
+      writes.push(this.#metadata.setAdmittedChildren(scope, children, parent, ttl));
     }
-    const blobs = [...(parsed.config ? [parsed.config.digest] : []), ...parsed.layers.map((l) => l.digest)];
-    for (const blob of blobs) {
-      const blobKey = `${scope}:${target.upstream}/${target.repository}@${blob}`;
-      if (trustMaterial) {
-        // Never narrow what an image admitted: its layers stay uncapped.
-        writes.push(
-          (async () => {
-            const existing = await this.#metadata.get<BlobAdmission | number>('admitted-blob', blobKey);
-            if (existing !== undefined) return;
-            await this.#metadata.set('admitted-blob', blobKey, { maxSize: this.#maxTrustMaterialBlob }, ttl);
-          })(),
-        );
-      } else {
-        writes.push(this.#metadata.set('admitted-blob', blobKey, {} satisfies BlobAdmission, ttl));
-      }
+    // Each blob with the size its descriptor declares: the download is bounded by it.
+    const blobs = [...(parsed.config ? [parsed.config] : []), ...parsed.layers];
+    if (trustMaterial) {
+      // Never narrow what an image admitted: its layers stay uncapped.
+      writes.push(
+        (async () => {
+          const fresh: { digest: Digest; admission: AdmittedBlob }[] = [];
+          for (const blob of blobs) {
+            if ((await this.#metadata.getAdmittedBlob({ ...scope, digest: blob.digest })) !== undefined)
+              continue;
+            fresh.push({
+              digest: blob.digest,
+              admission: { size: blob.size, maxSize: this.#maxTrustMaterialBlob },
+            });
+          }
+          await this.#metadata.setAdmittedBlobs(scope, fresh, ttl);
+        })(),
+      );
+    } else {
+      const admitted = blobs.map((blob) => ({ digest: blob.digest, admission: { size: blob.size } }));
+      writes.push(this.#metadata.setAdmittedBlobs(scope, admitted, ttl));
     }
     await Promise.all(writes);
     if (this.#closureWritten.size >= MEMO_LIMIT) this.#closureWritten.clear();
@@ -453,11 +460,8 @@ export class TrustGate {
   }
 
   /** Blob gating: only blobs of an admitted manifest's closure (or of trust material) in the repository. */
-  async assertBlobAdmitted(target: GateTarget, digest: Digest): Promise<{ maxSize?: number }> {
-    const admitted = await this.#metadata.get<BlobAdmission | number>(
-      'admitted-blob',
-      `${this.#scope()}:${target.upstream}/${target.repository}@${digest}`,
-    );
+  async assertBlobAdmitted(target: Target, digest: Digest): Promise<AdmittedBlob> {
+    const admitted = await this.#metadata.getAdmittedBlob(this.#key(target, digest));
     if (admitted === undefined) {
       throw new RegistryError(
         'DENIED',
@@ -472,16 +476,11 @@ export class TrustGate {
         },
       );
     }
-    return typeof admitted === 'object' ? admitted : {};
+    return admitted;
   }
 
   /** Refuse a blob admitted only through trust material when it is larger than such content can be. */
-  assertBlobSize(
-    target: GateTarget,
-    digest: Digest,
-    admission: { maxSize?: number },
-    size: number | undefined,
-  ): void {
+  assertBlobSize(target: Target, digest: Digest, admission: AdmittedBlob, size: number | undefined): void {
     if (admission.maxSize === undefined) return;
     if (size !== undefined && size <= admission.maxSize) return;
     throw new RegistryError(

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Keyv } from 'keyv';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KeyvMetadataStore, NodeSqliteStore, openMetadataStore } from '../../src/metadata/index.ts';
-import type { MetadataStore, TagRecord } from '../../src/metadata/index.ts';
+import type { TagRecord } from '../../src/metadata/index.ts';
 import { RegistryError, sha256Digest } from '../../src/oci/index.ts';
 import type { Digest } from '../../src/oci/index.ts';
 import { startRedis } from '../support/redis.ts';
@@ -57,6 +57,8 @@ function redisBackend(): Backend {
 }
 
 // Stores opened by a test are closed after it, even when it fails.
+// The store as opened (KeyvMetadataStore): its generic get/set/delete are not on the service's port.
+type MetadataStore = KeyvMetadataStore;
 const opened: MetadataStore[] = [];
 async function track(store: Promise<MetadataStore>): Promise<MetadataStore> {
   const s = await store;
@@ -204,6 +206,178 @@ describe.each([sqliteBackend(), redisBackend()])('metadata store on $name', (bac
     expect(await two.getTag('docker.io', 'library/nginx', 'latest')).toBeUndefined();
     expect(await two.hasBlobLink('docker.io', 'library/nginx', digest('x'))).toBe(false);
     expect(await two.get('decision', 'k')).toBeUndefined();
+  });
+
+  describe('the gate state', () => {
+    const scope = '0123456789abcdef.fedcba9876543210';
+    const where = { scope, upstream: '127.0.0.1:5000', repository: 'library/nginx' };
+    const allow = {
+      result: 'allow',
+      policy: 'signed',
+      reasons: ['signed by ci'],
+      signers: [{ kind: 'key', key: 'ci' }],
+      checks: [],
+    };
+    const asDecision = (v: unknown): typeof allow | undefined =>
+      typeof v === 'object' && v !== null && (v as { result?: unknown }).result === 'allow'
+        ? (v as typeof allow)
+        : undefined;
+
+    it('round-trips decisions per scope, upstream, repository and digest, and expires them', async () => {
+      const store = await open(freshNamespace());
+      const key = { ...where, digest: digest('m') };
+      expect(await store.getDecision(key, asDecision)).toBeUndefined();
+      await store.setDecision(key, allow, 60_000);
+      expect(await store.getDecision(key, asDecision)).toEqual(allow);
+      expect(await store.getDecision({ ...key, scope: 'other' }, asDecision)).toBeUndefined();
+      expect(await store.getDecision({ ...key, repository: 'library/redis' }, asDecision)).toBeUndefined();
+      expect(await store.getDecision({ ...key, upstream: '127.0.0.1:5001' }, asDecision)).toBeUndefined();
+      expect(await store.getDecision({ ...key, digest: digest('n') }, asDecision)).toBeUndefined();
+      // What the parser refuses is a miss, never the stored value.
+      expect(await store.getDecision(key, () => undefined)).toBeUndefined();
+
+      const short = { ...key, digest: digest('short') };
+      await store.setDecision(short, allow, 50);
+      await vi.waitFor(async () => expect(await store.getDecision(short, asDecision)).toBeUndefined(), {
+        timeout: 3000,
+        interval: 20,
+      });
+      await expect(store.setDecision(key, allow, 0)).rejects.toThrow(RangeError);
+    });
+
+    it('keeps scopes that contain separators apart', async () => {
+      const store = await open(freshNamespace());
+      // Unescaped, "a:b" + "c:5000" and "a:b:c" + "5000" would be the same key.
+      const one = { scope: 'a:b', upstream: 'c:5000', repository: 'x', digest: digest('d') };
+      const two = { scope: 'a:b:c', upstream: '5000', repository: 'x', digest: digest('d') };
+      await store.setDecision(one, allow, 60_000);
+      expect(await store.getDecision(two, asDecision)).toBeUndefined();
+      expect(await store.getDecision(one, asDecision)).toEqual(allow);
+    });
+
+    it('round-trips admitted blobs with their declared size and cap', async () => {
+      const store = await open(freshNamespace());
+      const [config, layer, sig] = [digest('config'), digest('layer'), digest('sig')];
+      await store.setAdmittedBlobs(
+        where,
+        [
+          { digest: config, admission: { size: 527 } },
+          { digest: layer, admission: { size: 31_000_000 } },
+          { digest: sig, admission: { size: 300, maxSize: 1024 } },
+        ],
+        60_000,
+      );
+      await store.setAdmittedBlobs(where, [], 60_000);
+      expect(await store.getAdmittedBlob({ ...where, digest: config })).toEqual({ size: 527 });
+      expect(await store.getAdmittedBlob({ ...where, digest: layer })).toEqual({ size: 31_000_000 });
+      expect(await store.getAdmittedBlob({ ...where, digest: sig })).toEqual({ size: 300, maxSize: 1024 });
+      expect(await store.getAdmittedBlob({ ...where, digest: digest('other') })).toBeUndefined();
+      expect(
+        await store.getAdmittedBlob({ ...where, repository: 'library/redis', digest: config }),
+      ).toBeUndefined();
+      expect(await store.getAdmittedBlob({ ...where, scope: 'next', digest: config })).toBeUndefined();
+      await expect(
+        store.setAdmittedBlobs(where, [{ digest: config, admission: { size: -1 } }], 60_000),
+      ).rejects.toThrow(TypeError);
+    });
+
+    it('round-trips admitted children with the index that admitted them', async () => {
+      const store = await open(freshNamespace());
+      const [index, amd64, arm64] = [digest('index'), digest('amd64'), digest('arm64')];
+      await store.setAdmittedChildren(where, [amd64, arm64, amd64], { index, policy: 'signed' }, 60_000);
+      expect(await store.getAdmittedChild({ ...where, digest: amd64 })).toEqual({ index, policy: 'signed' });
+      expect(await store.getAdmittedChild({ ...where, digest: arm64 })).toEqual({ index, policy: 'signed' });
+      expect(await store.getAdmittedChild({ ...where, digest: index })).toBeUndefined();
+      // No policy matched (a plain allow): stored without one, read back as undefined.
+      await store.setAdmittedChildren(where, [arm64], { index, policy: undefined }, 60_000);
+      expect(await store.getAdmittedChild({ ...where, digest: arm64 })).toEqual({ index, policy: undefined });
+    });
+
+    it('round-trips verified tags, tag history and pins, and deletes pins', async () => {
+      const store = await open(freshNamespace());
+      const up = '127.0.0.1:5000';
+      const record: TagRecord = { digest: digest('v'), mediaType: OCI_INDEX, size: 10, checkedAt: 5 };
+      expect(await store.getVerifiedTag(up, 'library/nginx', '1.27')).toBeUndefined();
+      await store.setVerifiedTag(up, 'library/nginx', '1.27', record);
+      expect(await store.getVerifiedTag(up, 'library/nginx', '1.27')).toEqual(record);
+      // A verified tag is not the resolved tag: they are separate records.
+      expect(await store.getTag(up, 'library/nginx', '1.27')).toBeUndefined();
+
+      const history = [
+        { digest: digest('h1'), mediaType: OCI_INDEX, size: 1, firstSeen: 1, lastSeen: 2 },
+        { digest: digest('h2'), mediaType: OCI_MANIFEST, size: 2, firstSeen: 3, lastSeen: 4 },
+      ];
+      expect(await store.getTagHistory(up, 'library/nginx', '1.27')).toEqual([]);
+      await store.setTagHistory(up, 'library/nginx', '1.27', history);
+      expect(await store.getTagHistory(up, 'library/nginx', '1.27')).toEqual(history);
+      expect(await store.getTagHistory(up, 'library/nginx', '1.28')).toEqual([]);
+
+      const pin = { digest: digest('h1'), pinnedAt: 9, by: 'operator' as const };
+      expect(await store.getTagPin(up, 'library/nginx', '1.27')).toBeUndefined();
+      await store.setTagPin(up, 'library/nginx', '1.27', pin);
+      expect(await store.getTagPin(up, 'library/nginx', '1.27')).toEqual(pin);
+      expect(await store.getTagPin('[::1]:5000', 'library/nginx', '1.27')).toBeUndefined();
+      await store.deleteTagPin(up, 'library/nginx', '1.27');
+      expect(await store.getTagPin(up, 'library/nginx', '1.27')).toBeUndefined();
+    });
+
+    it('reads tag state written by the generic methods before the typed ones existed (upgrade)', async () => {
+      const store = await open(freshNamespace());
+      const up = '127.0.0.1:5000';
+      // Exactly what the previous release wrote: generic values under "<upstream>/<repository>:<tag>".
+      const old = `${up}/library/nginx:stable`;
+      const pin = { digest: digest('pinned'), pinnedAt: 1, by: 'first-seen' };
+      const history = [
+        { digest: digest('pinned'), mediaType: OCI_INDEX, size: 3, firstSeen: 1, lastSeen: 2 },
+      ];
+      const verified = { digest: digest('pinned'), mediaType: OCI_INDEX, size: 3, checkedAt: 2 };
+      await store.set('tag-pin', old, pin);
+      await store.set('tag-history', old, history);
+      await store.set('tag-verified', old, verified);
+      expect(await store.getTagPin(up, 'library/nginx', 'stable')).toEqual(pin);
+      expect(await store.getTagHistory(up, 'library/nginx', 'stable')).toEqual(history);
+      expect(await store.getVerifiedTag(up, 'library/nginx', 'stable')).toEqual(verified);
+    });
+
+    it('treats a corrupt cache record as a miss and a corrupt pin or history as an error', async () => {
+      const store = await open(freshNamespace());
+      const up = '127.0.0.1:5000';
+      const old = `${up}/library/nginx:stable`;
+      await store.set('tag-verified', old, { digest: 'sha256:nothex', mediaType: OCI_INDEX });
+      expect(await store.getVerifiedTag(up, 'library/nginx', 'stable')).toBeUndefined();
+
+      await store.set('tag-pin', old, { digest: digest('x'), pinnedAt: 1, by: 'someone' });
+      await expect(store.getTagPin(up, 'library/nginx', 'stable')).rejects.toMatchObject({
+        code: 'UNKNOWN',
+        detail: { reason: 'metadata-record-corrupt', kind: 'tag-pin' },
+      });
+      await store.set('tag-history', old, [{ digest: digest('x') }]);
+      await expect(store.getTagHistory(up, 'library/nginx', 'stable')).rejects.toMatchObject({
+        code: 'UNKNOWN',
+        detail: { reason: 'metadata-record-corrupt', kind: 'tag-history' },
+      });
+      await expect(
+        store.setTagPin(up, 'library/nginx', 'stable', {
+          digest: digest('x'),
+          pinnedAt: 1,
+          by: 'x' as 'operator',
+        }),
+      ).rejects.toThrow(TypeError);
+    });
+
+    it("lets two store instances see each other's gate state", async () => {
+      const namespace = freshNamespace();
+      const [a, b] = await Promise.all([open(namespace), open(namespace)]);
+      const layer = digest('shared-layer');
+      await a.setAdmittedBlobs(where, [{ digest: layer, admission: { size: 42 } }], 60_000);
+      expect(await b.getAdmittedBlob({ ...where, digest: layer })).toEqual({ size: 42 });
+      await b.setTagPin('docker.io', 'library/nginx', 'latest', {
+        digest: layer,
+        pinnedAt: 1,
+        by: 'operator',
+      });
+      expect(await a.getTagPin('docker.io', 'library/nginx', 'latest')).toMatchObject({ digest: layer });
+    });
   });
 
   it('answers ping with a round trip', async () => {

@@ -47,6 +47,8 @@ export interface RecordedRequest {
   accept?: string;
   /** The status the fake answered; undefined for a reset connection or while the answer is pending. */
   status?: number;
+  /** Body bytes written to the socket (for `{ body }` faults; the kernel buffers some of them). */
+  sentBytes?: number;
 }
 
 /** Selects requests: every given field must match. A function gets the full record. */
@@ -72,6 +74,9 @@ export type RequestMatcher =
  * - `{ delayBodyMs, chunkBytes }`: headers at once, then the body in chunks with a pause before each.
  * - `{ headers }`: answer normally, with these headers replacing the real ones (a lying upstream: a
  *   HEAD whose `Content-Length` is not the blob's size, a manifest with a wrong `Content-Type`).
+ * - `{ body, chunked }`: answer 200 with these bytes instead of the stored ones (a lying upstream:
+ *   more bytes than the digest has), with their Content-Length or, with `chunked`, none; written
+ *   with backpressure, so `sentBytes` tells how much the client really took.
  * - `{ redirect }`: answer with a redirect to that `Location`, as a hostile
  *   upstream would to point the proxy at an internal address (`redirectStatus`, default 307).
  */
@@ -91,7 +96,8 @@ export type Fault =
   | { delayHeadersMs: number }
   | { delayBodyMs: number; chunkBytes?: number }
   | { headers: OutgoingHttpHeaders }
-  | { redirect: string; redirectStatus?: number };
+  | { redirect: string; redirectStatus?: number }
+  | { body: Buffer; chunked?: boolean };
 
 export interface FakeUpstreamOptions {
   /**
@@ -522,6 +528,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
         answer = { ...answer, headers: { ...answer.headers, ...fault.headers } };
       }
       record.status = answer.status;
+      if (typeof fault === 'object' && 'body' in fault && answer.status === 200) {
+        await sendLie(req, res, record, answer, fault);
+        return;
+      }
       await send(req, res, answer, fault);
     } catch (err) {
       if (!res.headersSent) {
@@ -531,6 +541,45 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
         res.destroy();
       }
     }
+  }
+
+  async function sendLie(
+    req: IncomingMessage,
+    res: ServerResponse,
+    record: RecordedRequest,
+    answer: Answer,
+    fault: { body: Buffer; chunked?: boolean },
+  ): Promise<void> {
+    const headers: OutgoingHttpHeaders = { ...answer.headers, 'content-length': fault.body.length };
+    if (fault.chunked) delete headers['content-length'];
+    res.writeHead(200, headers);
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    record.sentBytes = 0;
+    const chunk = 64 * 1024;
+    for (let at = 0; at < fault.body.length; at += chunk) {
+      if (res.destroyed) return;
+      const part = fault.body.subarray(at, at + chunk);
+      const more = res.write(part);
+      record.sentBytes += part.length;
+      if (!more) {
+        const drained = await new Promise<boolean>((resolve) => {
+          const done = (ok: boolean) => () => {
+            res.off('drain', onDrain);
+            res.off('close', onClose);
+            resolve(ok);
+          };
+          const onDrain = done(true);
+          const onClose = done(false);
+          res.once('drain', onDrain);
+          res.once('close', onClose);
+        });
+        if (!drained) return;
+      }
+    }
+    res.end();
   }
 
   async function send(req: IncomingMessage, res: ServerResponse, answer: Answer, fault: Fault | undefined) {
