@@ -8,12 +8,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.ts';
+import { runCli } from '../support/cli.ts';
 import type { InventoryEntry } from '../../src/service/index.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
@@ -89,15 +88,10 @@ describe('inventory and admin page from real pulls', () => {
       CommandError,
     );
 
-    const stdout = new PassThrough();
-    let out = '';
-    stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const code = await main(['inventory', '--config', join(proxy.dir, 'pullwarden.yaml'), '--json'], {
-      stdout,
-      stderr: new PassThrough(),
-      env: {},
-      cwd: work,
-    });
+    const { code, stdout: out } = await runCli(
+      ['inventory', '--config', join(proxy.dir, 'pullwarden.yaml'), '--json'],
+      work,
+    );
     expect(code).toBe(0);
     const { entries } = JSON.parse(out) as { entries: InventoryEntry[] };
     const appEntry = entries.find((e) => e.repository === 'acme/app' && e.tag === 'v1');
@@ -185,10 +179,8 @@ describe('inventory and admin page from real pulls', () => {
   }, 120_000);
 
   async function runJson(argv: string[]): Promise<InventoryEntry[]> {
-    const stdout = new PassThrough();
-    let out = '';
-    stdout.on('data', (c: Buffer) => (out += c.toString()));
-    expect(await main(argv, { stdout, stderr: new PassThrough(), env: {}, cwd: work })).toBe(0);
+    const { code, stdout: out } = await runCli(argv, work);
+    expect(code).toBe(0);
     return (JSON.parse(out) as { entries: InventoryEntry[] }).entries;
   }
 });
