@@ -11,12 +11,12 @@ import { pino } from 'pino';
 import { FsBlobStore } from '../../../src/cache/index.ts';
 import { openMetadataStore } from '../../../src/metadata/index.ts';
 import type { MetadataStore } from '../../../src/metadata/index.ts';
-import { parseManifestReference, RegistryError } from '../../../src/oci/index.ts';
-import type { ManifestReference } from '../../../src/oci/index.ts';
+import { parseManifest, parseManifestReference, RegistryError } from '../../../src/oci/index.ts';
+import type { Digest, ManifestReference } from '../../../src/oci/index.ts';
 import { PolicyEngine, policiesSchema, trustSchema } from '../../../src/policy/index.ts';
 import type { PoliciesInput } from '../../../src/policy/index.ts';
 import { RegistryService, TagGuard, TrustGate } from '../../../src/service/index.ts';
-import type { TagMove } from '../../../src/service/index.ts';
+import type { GateManifest, ManifestContent, TagMove } from '../../../src/service/index.ts';
 import { TrustMaterialStore } from '../../../src/trust/index.ts';
 import { CountingVerifier, MemoryUpstream } from '../../support/fake-ports.ts';
 import type { MemoryImage } from '../../support/fake-ports.ts';
@@ -54,6 +54,8 @@ export interface World {
   /** The clock every component reads (ms); move it with `clock.t += …`. */
   clock: { t: number };
   target(repository: string): { upstream: string; repository: string };
+  /** A policy engine for these policies over the world's trust material (for swap and TagGuard). */
+  engine(policies: PoliciesInput): PolicyEngine;
   /** A new image at `repository:tag` with a classic cosign signature by `key`. */
   signed(repository: string, tag: string): Promise<MemoryImage>;
   /** Sign a digest that is already on the upstream. */
@@ -75,6 +77,8 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const store = await TrustMaterialStore.load({ roots: {}, keys: { release: { pem: key.publicKeyPem } } });
   const verifier = new CountingVerifier(store);
   const trust = trustSchema.parse({ roots: {}, keys: { release: { pem: key.publicKeyPem } }, refresh: '0s' });
+  const engine = (policies: PoliciesInput): PolicyEngine =>
+    new PolicyEngine(policiesSchema.parse(policies), trust);
   const ttl = {
     allow: 3_600_000,
     deny: 60_000,
@@ -86,7 +90,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     options.policies === undefined
       ? undefined
       : new TrustGate({
-          context: { engine: new PolicyEngine(policiesSchema.parse(options.policies), trust), verifier, ttl },
+          context: { engine: engine(options.policies), verifier, ttl },
           metadata,
           logger: silent,
           now,
@@ -130,6 +134,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     moves,
     clock,
     target: (repository) => ({ upstream: HOST, repository }),
+    engine,
     sign,
     async signed(repository, tag) {
       const image = upstream.image(repository, tag);
@@ -142,6 +147,21 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
       await metadata.close();
       await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** A manifest on the upstream as the gate is handed it (content parsed once, on demand). */
+export function gateManifest(
+  m: { digest: Digest; bytes: Buffer; mediaType: string },
+  tag?: string,
+): GateManifest {
+  let content: Promise<ManifestContent> | undefined;
+  return {
+    digest: m.digest,
+    mediaType: m.mediaType,
+    content: () =>
+      (content ??= Promise.resolve({ bytes: m.bytes, parsed: parseManifest(m.bytes, m.mediaType) })),
+    ...(tag === undefined ? {} : { tag }),
   };
 }
 
