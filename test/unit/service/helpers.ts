@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pino } from 'pino';
+import { afterEach } from 'vitest';
 import { FsBlobStore } from '../../../src/cache/index.ts';
 import { openMetadataStore } from '../../../src/metadata/index.ts';
 import type { MetadataStore } from '../../../src/metadata/index.ts';
@@ -28,6 +29,11 @@ export const ACCEPT_ALL = [
   'application/vnd.oci.image.index.v1+json',
   'application/vnd.oci.image.manifest.v1+json',
 ] as const;
+
+/** Every manifest must carry a signature by the `release` key. */
+export const SIGNED: PoliciesInput = [
+  { name: 'signed', match: ['**'], action: 'verify', signatures: { attestors: [{ key: 'release' }] } },
+];
 
 export interface WorldOptions {
   /** Policies (as in the config file); without them no gate is configured (a plain cache). */
@@ -148,6 +154,16 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** `startWorld` for the tests of a file, each world closed after its test. */
+export function worldPerTest(defaults: WorldOptions = {}): (options?: WorldOptions) => Promise<World> {
+  let current: World | undefined;
+  afterEach(async () => {
+    await current?.close();
+    current = undefined;
+  });
+  return async (options = {}) => (current = await startWorld({ ...defaults, ...options }));
 }
 
 /** A manifest on the upstream as the gate is handed it (content parsed once, on demand). */

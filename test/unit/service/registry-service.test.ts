@@ -2,28 +2,14 @@
  * RegistryService through its public methods, with the upstream port counting calls: what reaches the
  * upstream, what is served from the cache, and what never enters it.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { errorStatus, RegistryError } from '../../../src/oci/index.ts';
 import type { Digest } from '../../../src/oci/index.ts';
-import type { PoliciesInput } from '../../../src/policy/index.ts';
 import { OCI_MANIFEST } from '../../support/fake-ports.ts';
-import { ACCEPT_ALL, HOST, readAll, ref, rejection, startWorld } from './helpers.ts';
-import type { World, WorldOptions } from './helpers.ts';
+import { ACCEPT_ALL, HOST, readAll, ref, rejection, SIGNED, worldPerTest } from './helpers.ts';
+import type { World } from './helpers.ts';
 
-const SIGNED: PoliciesInput = [
-  { name: 'signed', match: ['**'], action: 'verify', signatures: { attestors: [{ key: 'release' }] } },
-];
-
-let world: World | undefined;
-afterEach(async () => {
-  await world?.close();
-  world = undefined;
-});
-
-async function start(options: WorldOptions = {}): Promise<World> {
-  world = await startWorld(options);
-  return world;
-}
+const start = worldPerTest();
 
 /** Let every caller started so far run up to its first upstream call (or its single-flight join). */
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));

@@ -3,19 +3,14 @@
  * drift through RegistryService with the counting upstream: moves are seen and reported once, and
  * each policy tag rule serves, holds back or refuses what the tag points at.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { errorStatus } from '../../../src/oci/index.ts';
 import type { Digest } from '../../../src/oci/index.ts';
 import type { TagRecord } from '../../../src/metadata/index.ts';
 import type { PoliciesInput } from '../../../src/policy/index.ts';
-import { ACCEPT_ALL, HOST, ref, rejection, startWorld } from './helpers.ts';
-import type { World } from './helpers.ts';
+import { ACCEPT_ALL, HOST, ref, rejection, worldPerTest } from './helpers.ts';
 
-let world: World | undefined;
-afterEach(async () => {
-  await world?.close();
-  world = undefined;
-});
+const newWorld = worldPerTest();
 
 let n = 0;
 const digest = (): Digest => `sha256:${(++n).toString(16).padStart(64, '0')}` as Digest;
@@ -31,8 +26,7 @@ const rules = (tags: Record<string, unknown>): PoliciesInput => [
 ];
 
 async function start(tags: Record<string, unknown> = {}) {
-  world = await startWorld();
-  const w = world;
+  const w = await newWorld();
   const policy = w.engine(rules(tags)).match(HOST, 'acme/app');
   const enforce = (tag: string, r: TagRecord) => w.tags.enforce(policy, HOST, 'acme/app', tag, r);
   const observe = (tag: string, r: TagRecord) => w.tags.observe(HOST, 'acme/app', tag, r);
@@ -72,8 +66,7 @@ describe('TagGuard history and moves', () => {
   });
 
   it('sees a move upstream through the service: one report, at the next resolution after the TTL', async () => {
-    world = await startWorld({ tagTTL: 1_000 });
-    const w = world;
+    const w = await newWorld({ tagTTL: 1_000 });
     const first = w.upstream.image('acme/app', 'v1');
     const target = w.target('acme/app');
     await w.service.resolveManifest(target, ref('v1'), { accept: ACCEPT_ALL, withBody: false });
@@ -156,8 +149,7 @@ describe('TagGuard rules', () => {
   });
 
   it('applies no rule for a policy without tag rules', async () => {
-    world = await startWorld();
-    const w = world;
+    const w = await newWorld();
     const policy = w.engine([{ name: 'plain', match: ['**'], action: 'allow' }]).match(HOST, 'acme/app');
     const r = record(digest());
     expect(await w.tags.enforce(policy, HOST, 'acme/app', 'latest', r)).toEqual(r);

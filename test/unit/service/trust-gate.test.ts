@@ -3,25 +3,16 @@
  * verified by the real verifier behind a counter. What a decision costs (upstream calls,
  * verifications), when it is reused, and what a deny tells the client.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { errorStatus } from '../../../src/oci/index.ts';
-import type { PoliciesInput } from '../../../src/policy/index.ts';
 import type { TrustGate } from '../../../src/service/index.ts';
-import { gateManifest, rejection, startWorld } from './helpers.ts';
+import { gateManifest, rejection, SIGNED, worldPerTest } from './helpers.ts';
 import type { World, WorldOptions } from './helpers.ts';
 
-const SIGNED: PoliciesInput = [
-  { name: 'signed', match: ['**'], action: 'verify', signatures: { attestors: [{ key: 'release' }] } },
-];
-
-let world: World | undefined;
-afterEach(async () => {
-  await world?.close();
-  world = undefined;
-});
+const newWorld = worldPerTest({ policies: SIGNED });
 
 async function start(options: WorldOptions = {}): Promise<World & { gate: TrustGate }> {
-  world = await startWorld({ policies: SIGNED, ...options });
+  const world = await newWorld(options);
   const { gate } = world;
   if (gate === undefined) throw new Error('no gate');
   return { ...world, gate };
