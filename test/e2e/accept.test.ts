@@ -4,16 +4,12 @@
  * Accept. pullwarden resolves every tag with its own full Accept list and chooses what to serve from
  * what the client accepts, so every client gets the real (fetchable) digest, whatever asked first.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
-import { assertE2ePrerequisites } from '../support/proc.ts';
-import { startRegistry } from '../support/registry.ts';
 import type { Registry } from '../support/registry.ts';
 import { pushLayout } from '../support/skopeo.ts';
 
@@ -39,28 +35,25 @@ const ORDERS: AcceptName[][] = [
 ];
 
 describe('tag resolution does not depend on the client Accept list (real distribution 2.8)', () => {
-  let work: string;
+  let e2e: E2e;
   let registry: Registry;
   let proxy: TestProxy;
   let docker: WrittenLayout;
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo']);
-    work = await mkdtemp(join(tmpdir(), 'pw-e2e-accept-'));
-    registry = await startRegistry();
-    docker = await writeOciLayout(join(work, 'docker'), images.dockerSchema2('e2e-accept'), { tag: 'v1' });
+    e2e = await startE2e({ prefix: 'pw-e2e-accept-' });
+    registry = e2e.registry;
+    docker = await e2e.layout('docker', images.dockerSchema2('e2e-accept'));
     // One tag per order, so that each order starts with nothing cached.
     for (let i = 0; i < ORDERS.length; i++) await pushLayout(docker, registry.host, `acme/docker:o${i}`);
-    proxy = await startTestProxy({
+    proxy = await e2e.proxy({
       upstreams: { [registry.host]: { url: registry.url, tagTTL: '1h' } },
       defaultUpstream: registry.host,
     });
   }, 180_000);
 
   afterAll(async () => {
-    await proxy?.close();
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('the upstream itself converts for an OCI-only Accept (what the proxy must not store)', async () => {

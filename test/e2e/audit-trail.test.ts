@@ -7,18 +7,17 @@
  * as a process) finds them by upstream, digest, decision and identity.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryAuditDir } from '../../src/audit/index.ts';
 import type { AuditQuery, AuditRecord } from '../../src/audit/index.ts';
-import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
-import { assertE2ePrerequisites, run } from '../support/proc.ts';
-import { startRegistry } from '../support/registry.ts';
+import { run } from '../support/proc.ts';
 import type { Registry } from '../support/registry.ts';
 import { pushLayout } from '../support/skopeo.ts';
 
@@ -35,6 +34,7 @@ const NO_INDEX =
   'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
 
 describe('the audit trail records every request that names a repository (real server, real distribution)', () => {
+  let e2e: E2e;
   let work: string;
   let registry: Registry;
   let proxy: TestProxy;
@@ -45,15 +45,15 @@ describe('the audit trail records every request that names a repository (real se
   let indexB: WrittenLayout;
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo']);
-    work = await mkdtemp(join(tmpdir(), 'pw-audit-trail-'));
-    registry = await startRegistry();
+    e2e = await startE2e({ prefix: 'pw-audit-trail-' });
+    work = e2e.work;
+    registry = e2e.registry;
     host = registry.host;
     [ok, unsigned, indexA, indexB] = await Promise.all([
-      writeOciLayout(join(work, 'ok'), images.singleArch('trail-ok'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'unsigned'), images.singleArch('trail-unsigned'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'ia'), images.twoPlatformIndex('trail-index-a'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'ib'), images.twoPlatformIndex('trail-index-b'), { tag: 'v1' }),
+      e2e.layout('ok', images.singleArch('trail-ok')),
+      e2e.layout('unsigned', images.singleArch('trail-unsigned')),
+      e2e.layout('ia', images.twoPlatformIndex('trail-index-a')),
+      e2e.layout('ib', images.twoPlatformIndex('trail-index-b')),
     ]);
     await Promise.all([
       pushLayout(ok, host, 'ok/app:v1'),
@@ -66,7 +66,7 @@ describe('the audit trail records every request that names a repository (real se
     const tokenFile = join(work, 'ci.token');
     await writeFile(tokenFile, `${TOKEN}\n`);
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    proxy = await startTestProxy({
+    proxy = await e2e.proxy({
       upstreams: { [host]: { url: registry.url, tagTTL: '0s' } },
       defaultUpstream: host,
       trust: { refresh: '0s', keys: { release: { pem: publicKey.export({ type: 'spki', format: 'pem' }) } } },
@@ -89,9 +89,7 @@ describe('the audit trail records every request that names a repository (real se
   }, 180_000);
 
   afterAll(async () => {
-    await proxy?.close();
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   const get = async (path: string, headers: Record<string, string> = {}, method = 'GET') => {

@@ -2,27 +2,27 @@
  * Pull authentication with real clients: containerd (`ctr --user`) and podman (an auth file) answer
  * pullwarden's Basic challenge with the credentials they were given, and are refused without them.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { startContainerd, writeHostsToml } from '../support/containerd.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { writeHostsToml } from '../support/containerd.ts';
 import type { Containerd } from '../support/containerd.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
-import { createPodmanStore, podman } from '../support/podman.ts';
+import { podman } from '../support/podman.ts';
 import type { PodmanStore } from '../support/podman.ts';
-import { assertE2ePrerequisites, CommandError } from '../support/proc.ts';
-import { startRegistry } from '../support/registry.ts';
+import { CommandError } from '../support/proc.ts';
 import type { Registry } from '../support/registry.ts';
-import { pushLayout, writeRegistriesConf } from '../support/skopeo.ts';
+import { pushLayout } from '../support/skopeo.ts';
 
 const UP = 'upstream.test';
 
 describe('pull authentication with real clients', () => {
+  let e2e: E2e;
   let work: string;
   let registry: Registry;
   let proxy: TestProxy;
@@ -33,31 +33,27 @@ describe('pull authentication with real clients', () => {
   let registriesConf: string;
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo', 'containerd', 'ctr', 'podman'], { needsRoot: true });
-    work = await mkdtemp(join(tmpdir(), 'pw-auth-e2e-'));
-    [registry, containerd] = await Promise.all([startRegistry(), startContainerd()]);
-    image = await writeOciLayout(join(work, 'img'), images.singleArch('auth-e2e'), { tag: 'v1' });
+    e2e = await startE2e({ prefix: 'pw-auth-e2e-', containerd: true, podman: true });
+    work = e2e.work;
+    ({ registry, containerd } = e2e);
+    image = await e2e.layout('img', images.singleArch('auth-e2e'));
     await pushLayout(image, registry.host, 'team/app:v1');
     await writeFile(join(work, 'htpasswd'), `node:${bcrypt.hashSync('n0de-pass', 10)}\n`);
-    proxy = await startTestProxy({
+    proxy = await e2e.proxy({
       upstreams: { [UP]: { url: registry.url } },
       policies: [{ name: 'allow-all', match: ['**'], action: 'allow' }],
       auth: { htpasswd: join(work, 'htpasswd'), users: { node: [`${UP}/team/**`] } },
     });
     hostsDir = join(work, 'certs.d');
     await writeHostsToml(hostsDir, UP, proxy.url);
-    registriesConf = await writeRegistriesConf(join(work, 'registries.conf'), [
+    registriesConf = await e2e.registriesConf([
       { prefix: UP, location: `${proxy.host}/${UP}`, insecure: true },
     ]);
-    store = await createPodmanStore({ registriesConf });
+    store = await e2e.podman(registriesConf);
   }, 180_000);
 
   afterAll(async () => {
-    await store?.cleanup();
-    await containerd?.stop();
-    await proxy?.close();
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('containerd pulls with --user after the challenge, and fails without credentials', async () => {

@@ -14,20 +14,20 @@
  * Decisions and evidence are re-read after 1s, so a re-scan is seen at the next evaluation.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryAuditDir } from '../../src/audit/index.ts';
-import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { startContainerd, writeHostsToml } from '../support/containerd.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { writeHostsToml } from '../support/containerd.ts';
 import type { Containerd } from '../support/containerd.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
-import { assertE2ePrerequisites, CommandError } from '../support/proc.ts';
-import { blobGets, startRegistry } from '../support/registry.ts';
+import { CommandError } from '../support/proc.ts';
+import { blobGets } from '../support/registry.ts';
 import type { Registry } from '../support/registry.ts';
 import {
   COSIGN_VULN,
@@ -168,6 +168,7 @@ interface DeniedBody {
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 describe('attestation gates at pull time against a real registry', () => {
+  let e2e: E2e;
   let work: string;
   let registry: Registry;
   let containerd: Containerd;
@@ -236,13 +237,10 @@ describe('attestation gates at pull time against a real registry', () => {
   const critNoFix: Finding = { id: 'CVE-2024-8888', pkg: 'libfoo', installed: '1.0-1', severity: 'critical' };
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo', 'containerd', 'ctr'], { needsRoot: true });
-    work = await mkdtemp(join(tmpdir(), 'pw-e2e-gates-'));
-    [registry, containerd, world] = await Promise.all([
-      startRegistry(),
-      startContainerd(),
-      createTestSigstore({ name: 'gates.local' }),
-    ]);
+    e2e = await startE2e({ prefix: 'pw-e2e-gates-', containerd: true });
+    work = e2e.work;
+    ({ registry, containerd } = e2e);
+    [world] = await Promise.all([createTestSigstore({ name: 'gates.local' })]);
     leaf = await world.issueLeaf({ subject: IDENTITY, issuer: GITHUB_ISSUER });
     key = createKeyPair();
     const rootFile = join(work, 'trusted_root.json');
@@ -251,7 +249,7 @@ describe('attestation gates at pull time against a real registry', () => {
     await writeFile(rootFile, JSON.stringify(world.trustedRootJSON));
     await writeFile(keyFile, key.publicKeyPem);
     await writeFile(kevFile, JSON.stringify(kevCatalog(['CVE-2024-3094', 'CVE-2021-44228'])));
-    proxy = await startTestProxy({
+    proxy = await e2e.proxy({
       upstreams: { [UPSTREAM]: { url: registry.url, tagTTL: '1s' } },
       defaultUpstream: UPSTREAM,
       trust: {
@@ -263,16 +261,13 @@ describe('attestation gates at pull time against a real registry', () => {
       decisions: { allowTTL: '1s', denyTTL: '1s', evidenceTTL: '1s', missingEvidenceTTL: '1s' },
       policies,
     });
-    layout = await writeOciLayout(join(work, 'img'), images.singleArch('gates-image'), { tag: 'v1' });
+    layout = await e2e.layout('img', images.singleArch('gates-image'));
     hostsDir = join(work, 'certs.d');
     await writeHostsToml(hostsDir, UPSTREAM, proxy.url);
   }, 120_000);
 
   afterAll(async () => {
-    await containerd?.stop();
-    await proxy?.close();
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('denies CRITICAL with a fix and a known exploit: containerd and skopeo fail, the 403 lists the vulnerability, no blob is fetched', async () => {

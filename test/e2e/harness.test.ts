@@ -4,25 +4,25 @@
  * podman (registries.conf) with the digests we wrote. The proxy suites reuse these helpers and put
  * pullwarden between the clients and the registry.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startContainerd, writeHostsToml } from '../support/containerd.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { writeHostsToml } from '../support/containerd.ts';
 import type { Containerd } from '../support/containerd.ts';
 import { images, MediaTypes, writeOciLayout } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
-import { createPodmanStore } from '../support/podman.ts';
 import type { PodmanStore } from '../support/podman.ts';
-import { assertE2ePrerequisites } from '../support/proc.ts';
 import { blobGets, startRegistry } from '../support/registry.ts';
 import type { Registry } from '../support/registry.ts';
-import { pushLayout, skopeoCopy, skopeoInspect, writeRegistriesConf } from '../support/skopeo.ts';
+import { pushLayout, skopeoCopy, skopeoInspect } from '../support/skopeo.ts';
 
 /** The registry host the path-prefix (podman) and ns= (containerd mirror) cases pretend to pull from. */
 const UPSTREAM = 'upstream.test';
 
 describe('e2e harness, pulling directly from distribution', () => {
+  let e2e: E2e;
   let work: string;
   let registry: Registry;
   let containerd: Containerd;
@@ -35,17 +35,13 @@ describe('e2e harness, pulling directly from distribution', () => {
   let registriesConf: string;
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo', 'containerd', 'ctr', 'podman'], { needsRoot: true });
-    work = await mkdtemp(join(tmpdir(), 'pw-harness-'));
-    [registry, containerd] = await Promise.all([startRegistry(), startContainerd()]);
-    single = await writeOciLayout(join(work, 'single'), images.singleArch('harness-single'), { tag: 'v1' });
-    index = await writeOciLayout(join(work, 'index'), images.twoPlatformIndex('harness-index'), {
-      tag: 'v1',
-    });
-    docker = await writeOciLayout(join(work, 'docker'), images.dockerSchema2('harness-docker'), {
-      tag: 'v1',
-    });
-    big = await writeOciLayout(join(work, 'big'), images.big('harness-big'), { tag: 'v1' });
+    e2e = await startE2e({ prefix: 'pw-harness-', containerd: true, podman: true });
+    work = e2e.work;
+    ({ registry, containerd } = e2e);
+    single = await e2e.layout('single', images.singleArch('harness-single'));
+    index = await e2e.layout('index', images.twoPlatformIndex('harness-index'));
+    docker = await e2e.layout('docker', images.dockerSchema2('harness-docker'));
+    big = await e2e.layout('big', images.big('harness-big'));
     await Promise.all([
       pushLayout(single, registry.host, 'single:v1'),
       pushLayout(index, registry.host, 'index:v1'),
@@ -59,18 +55,15 @@ describe('e2e harness, pulling directly from distribution', () => {
     await writeHostsToml(hostsDir, registry.host, registry.url);
     // Mirror-style: pulls of upstream.test/… go to the registry, which sees ?ns=upstream.test.
     await writeHostsToml(hostsDir, UPSTREAM, registry.url);
-    registriesConf = await writeRegistriesConf(join(work, 'registries.conf'), [
+    registriesConf = await e2e.registriesConf([
       { prefix: registry.host, location: registry.host },
       { prefix: UPSTREAM, location: `${registry.host}/${UPSTREAM}` },
     ]);
-    podmanStore = await createPodmanStore({ registriesConf });
+    podmanStore = await e2e.podman(registriesConf);
   }, 180_000);
 
   afterAll(async () => {
-    await podmanStore?.cleanup();
-    await containerd?.stop();
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('writes deterministic layouts: same seed same digest, new seed new digest', async () => {

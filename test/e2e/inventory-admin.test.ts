@@ -5,34 +5,32 @@
  * cache, and the admin page in a real headless Chromium (playwright-core + Debian's chromium), with a
  * screenshot in test-results/ (not committed).
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.ts';
+import { runCli } from '../support/cli.ts';
 import type { InventoryEntry } from '../../src/service/index.ts';
-import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { startContainerd, writeHostsToml } from '../support/containerd.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { writeHostsToml } from '../support/containerd.ts';
 import type { Containerd } from '../support/containerd.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
-import { createPodmanStore } from '../support/podman.ts';
 import type { PodmanStore } from '../support/podman.ts';
-import { assertE2ePrerequisites, CommandError } from '../support/proc.ts';
-import { startRegistry } from '../support/registry.ts';
+import { CommandError } from '../support/proc.ts';
 import type { Registry } from '../support/registry.ts';
-import { pushLayout, writeRegistriesConf } from '../support/skopeo.ts';
+import { pushLayout } from '../support/skopeo.ts';
 
 const UPSTREAM = 'upstream.test';
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT = fileURLToPath(new URL('../../test-results/', import.meta.url));
 
 describe('inventory and admin page from real pulls', () => {
+  let e2e: E2e;
   let work: string;
   let registry: Registry;
   let proxy: TestProxy;
@@ -43,13 +41,16 @@ describe('inventory and admin page from real pulls', () => {
   let hostsDir: string;
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo', 'containerd', 'ctr', 'podman', 'chromium'], {
-      needsRoot: true,
+    e2e = await startE2e({
+      prefix: 'pw-e2e-inventory-',
+      containerd: true,
+      podman: true,
+      tools: ['chromium'],
     });
-    work = await mkdtemp(join(tmpdir(), 'pw-e2e-inventory-'));
+    work = e2e.work;
     await writeFile(join(work, 'admin.htpasswd'), `ops:${bcrypt.hashSync('watch', 4)}\n`);
-    [registry, containerd] = await Promise.all([startRegistry(), startContainerd()]);
-    proxy = await startTestProxy({
+    ({ registry, containerd } = e2e);
+    proxy = await e2e.proxy({
       upstreams: { [UPSTREAM]: { url: registry.url } },
       defaultUpstream: UPSTREAM,
       policies: [
@@ -59,8 +60,8 @@ describe('inventory and admin page from real pulls', () => {
       admin: { listen: '127.0.0.1:0', htpasswd: join(work, 'admin.htpasswd') },
     });
     [app, blocked] = await Promise.all([
-      writeOciLayout(join(work, 'app'), images.singleArch('inventory-app'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'blocked'), images.singleArch('inventory-blocked'), { tag: 'v1' }),
+      e2e.layout('app', images.singleArch('inventory-app')),
+      e2e.layout('blocked', images.singleArch('inventory-blocked')),
     ]);
     await Promise.all([
       pushLayout(app, registry.host, 'acme/app:v1'),
@@ -68,18 +69,14 @@ describe('inventory and admin page from real pulls', () => {
     ]);
     hostsDir = join(work, 'certs.d');
     await writeHostsToml(hostsDir, UPSTREAM, proxy.url);
-    const registriesConf = await writeRegistriesConf(join(work, 'registries.conf'), [
+    const registriesConf = await e2e.registriesConf([
       { prefix: UPSTREAM, location: `${proxy.host}/${UPSTREAM}`, insecure: true },
     ]);
-    podmanStore = await createPodmanStore({ registriesConf });
+    podmanStore = await e2e.podman(registriesConf);
   }, 240_000);
 
   afterAll(async () => {
-    await podmanStore?.cleanup();
-    await containerd?.stop();
-    await proxy?.close();
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('lists what containerd and podman pulled, and the denial, in pullwarden inventory', async () => {
@@ -89,15 +86,10 @@ describe('inventory and admin page from real pulls', () => {
       CommandError,
     );
 
-    const stdout = new PassThrough();
-    let out = '';
-    stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const code = await main(['inventory', '--config', join(proxy.dir, 'pullwarden.yaml'), '--json'], {
-      stdout,
-      stderr: new PassThrough(),
-      env: {},
-      cwd: work,
-    });
+    const { code, stdout: out } = await runCli(
+      ['inventory', '--config', join(proxy.dir, 'pullwarden.yaml'), '--json'],
+      work,
+    );
     expect(code).toBe(0);
     const { entries } = JSON.parse(out) as { entries: InventoryEntry[] };
     const appEntry = entries.find((e) => e.repository === 'acme/app' && e.tag === 'v1');
@@ -185,10 +177,8 @@ describe('inventory and admin page from real pulls', () => {
   }, 120_000);
 
   async function runJson(argv: string[]): Promise<InventoryEntry[]> {
-    const stdout = new PassThrough();
-    let out = '';
-    stdout.on('data', (c: Buffer) => (out += c.toString()));
-    expect(await main(argv, { stdout, stderr: new PassThrough(), env: {}, cwd: work })).toBe(0);
+    const { code, stdout: out } = await runCli(argv, work);
+    expect(code).toBe(0);
     return (JSON.parse(out) as { entries: InventoryEntry[] }).entries;
   }
 });

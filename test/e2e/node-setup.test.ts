@@ -9,21 +9,20 @@
  * allows `ok/**` and denies the rest. The same registry as `localhost:<port>` is NOT an upstream: a
  * registry the proxy does not know, which containerd and podman could still reach directly.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryAuditDir } from '../../src/audit/index.ts';
 import type { AuditRecord } from '../../src/audit/index.ts';
-import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { startContainerd } from '../support/containerd.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
 import type { Containerd } from '../support/containerd.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
 import { createPodmanStore } from '../support/podman.ts';
-import { assertE2ePrerequisites, CommandError, run } from '../support/proc.ts';
-import { blobGets, startRegistry } from '../support/registry.ts';
+import { CommandError, run } from '../support/proc.ts';
+import { blobGets } from '../support/registry.ts';
 import type { Registry, RegistryRequest } from '../support/registry.ts';
 import { pushLayout } from '../support/skopeo.ts';
 
@@ -41,6 +40,7 @@ async function pullwarden(args: string[]) {
 }
 
 describe('pullwarden hosts-toml, registries-conf and doctor with real containerd and podman', () => {
+  let e2e: E2e;
   let work: string;
   let registry: Registry;
   let containerd: Containerd;
@@ -57,10 +57,10 @@ describe('pullwarden hosts-toml, registries-conf and doctor with real containerd
   };
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo', 'containerd', 'ctr', 'podman'], { needsRoot: true });
-    work = await mkdtemp(join(tmpdir(), 'pw-e2e-setup-'));
-    [registry, containerd] = await Promise.all([startRegistry(), startContainerd()]);
-    proxy = await startTestProxy({
+    e2e = await startE2e({ prefix: 'pw-e2e-setup-', containerd: true, podman: true });
+    work = e2e.work;
+    ({ registry, containerd } = e2e);
+    proxy = await e2e.proxy({
       upstreams: {
         [UPSTREAM]: { url: registry.url },
         [registry.host]: { url: registry.url, aliases: ['direct-registry'] },
@@ -74,8 +74,8 @@ describe('pullwarden hosts-toml, registries-conf and doctor with real containerd
     // The proxy's own config file: the CLI reads the same upstreams.
     config = join(proxy.dir, 'pullwarden.yaml');
     [allowed, denied] = await Promise.all([
-      writeOciLayout(join(work, 'allowed'), images.singleArch('setup-allowed'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'denied'), images.singleArch('setup-denied'), { tag: 'v1' }),
+      e2e.layout('allowed', images.singleArch('setup-allowed')),
+      e2e.layout('denied', images.singleArch('setup-denied')),
     ]);
     await Promise.all([
       pushLayout(allowed, registry.host, 'ok/app:v1'),
@@ -95,10 +95,7 @@ describe('pullwarden hosts-toml, registries-conf and doctor with real containerd
   }, 240_000);
 
   afterAll(async () => {
-    await containerd?.stop();
-    await proxy?.close();
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   /** The registry under a name that is not a configured upstream. */

@@ -3,24 +3,24 @@
  * skopeo, pulled through the proxy by skopeo, containerd (`ctr image pull --hosts-dir`, hosts.toml whose
  * server is the proxy, so requests carry `?ns=`) and podman (registries.conf path-prefix location).
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { startContainerd, writeHostsToml } from '../support/containerd.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { writeHostsToml } from '../support/containerd.ts';
 import type { Containerd } from '../support/containerd.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
 import { createPodmanStore } from '../support/podman.ts';
 import type { PodmanStore } from '../support/podman.ts';
-import { assertE2ePrerequisites, CommandError } from '../support/proc.ts';
-import { blobGets, startRegistry } from '../support/registry.ts';
+import { CommandError } from '../support/proc.ts';
+import { blobGets } from '../support/registry.ts';
 import type { Registry } from '../support/registry.ts';
-import { pushLayout, skopeoCopy, writeRegistriesConf } from '../support/skopeo.ts';
+import { pushLayout, skopeoCopy } from '../support/skopeo.ts';
 
 /**
  * The name clients use for the upstream. The real registry listens on 127.0.0.1:<port>; pullwarden's
@@ -30,6 +30,7 @@ import { pushLayout, skopeoCopy, writeRegistriesConf } from '../support/skopeo.t
 const UPSTREAM = 'upstream.test';
 
 describe('pulling through pullwarden from a real registry', () => {
+  let e2e: E2e;
   let work: string;
   let registry: Registry;
   let proxy: TestProxy;
@@ -45,10 +46,10 @@ describe('pulling through pullwarden from a real registry', () => {
   let trapConnections = 0;
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo', 'containerd', 'ctr', 'podman'], { needsRoot: true });
-    work = await mkdtemp(join(tmpdir(), 'pw-e2e-'));
-    [registry, containerd] = await Promise.all([startRegistry(), startContainerd()]);
-    proxy = await startTestProxy({
+    e2e = await startE2e({ prefix: 'pw-e2e-', containerd: true, podman: true });
+    work = e2e.work;
+    ({ registry, containerd } = e2e);
+    proxy = await e2e.proxy({
       upstreams: {
         [UPSTREAM]: { url: registry.url, tagTTL: '5m' },
         // The same registry under its host:port name, with an alias for registries.conf locations.
@@ -60,10 +61,10 @@ describe('pulling through pullwarden from a real registry', () => {
       defaultUpstream: UPSTREAM,
     });
     [single, index, docker, big] = await Promise.all([
-      writeOciLayout(join(work, 'single'), images.singleArch('e2e-single'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'index'), images.twoPlatformIndex('e2e-index'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'docker'), images.dockerSchema2('e2e-docker'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'big'), images.big('e2e-big'), { tag: 'v1' }),
+      e2e.layout('single', images.singleArch('e2e-single')),
+      e2e.layout('index', images.twoPlatformIndex('e2e-index')),
+      e2e.layout('docker', images.dockerSchema2('e2e-docker')),
+      e2e.layout('big', images.big('e2e-big')),
     ]);
     await Promise.all([
       pushLayout(single, registry.host, 'acme/single:v1'),
@@ -84,20 +85,16 @@ describe('pulling through pullwarden from a real registry', () => {
     hostsDir = join(work, 'certs.d');
     await writeHostsToml(hostsDir, UPSTREAM, proxy.url);
     await writeHostsToml(hostsDir, trapHost, proxy.url);
-    const registriesConf = await writeRegistriesConf(join(work, 'registries.conf'), [
+    const registriesConf = await e2e.registriesConf([
       { prefix: UPSTREAM, location: `${proxy.host}/${UPSTREAM}`, insecure: true },
       { prefix: registry.host, location: `${proxy.host}/direct-registry`, insecure: true },
     ]);
-    podmanStore = await createPodmanStore({ registriesConf });
+    podmanStore = await e2e.podman(registriesConf);
   }, 240_000);
 
   afterAll(async () => {
-    await podmanStore?.cleanup();
-    await containerd?.stop();
-    await proxy?.close();
-    await registry?.stop();
     trap?.close();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('skopeo copies every image kind through the proxy with the upstream digests', async () => {

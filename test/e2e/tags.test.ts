@@ -4,17 +4,14 @@
  * `pullwarden tags` CLI runs as a real process on the proxy's own metadata store.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
-import { assertE2ePrerequisites } from '../support/proc.ts';
-import { startRegistry } from '../support/registry.ts';
 import type { Registry } from '../support/registry.ts';
 import { pushLayout } from '../support/skopeo.ts';
 
@@ -24,19 +21,18 @@ const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.
 const execAsync = promisify(execFile);
 
 describe('tag drift against a real registry', () => {
-  let work: string;
+  let e2e: E2e;
   let registry: Registry;
   let proxy: TestProxy;
   let a: WrittenLayout;
   let b: WrittenLayout;
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo']);
-    work = await mkdtemp(join(tmpdir(), 'pw-tags-'));
-    registry = await startRegistry();
+    e2e = await startE2e({ prefix: 'pw-tags-' });
+    registry = e2e.registry;
     [a, b] = await Promise.all([
-      writeOciLayout(join(work, 'a'), images.singleArch('tags-a'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'b'), images.singleArch('tags-b'), { tag: 'v1' }),
+      e2e.layout('a', images.singleArch('tags-a')),
+      e2e.layout('b', images.singleArch('tags-b')),
     ]);
     const allow = (name: string, repo: string, tags: Record<string, unknown>) => ({
       name,
@@ -44,7 +40,7 @@ describe('tag drift against a real registry', () => {
       action: 'allow',
       tags,
     });
-    proxy = await startTestProxy({
+    proxy = await e2e.proxy({
       upstreams: { [UP]: { url: registry.url, tagTTL: '10ms' } },
       defaultUpstream: UP,
       policies: [
@@ -59,9 +55,7 @@ describe('tag drift against a real registry', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await proxy?.close();
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   const pull = async (repo: string, tag = 'v1') => {

@@ -31,12 +31,14 @@ import type { ServerHandle } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
-import { startContainerd, writeHostsToml } from '../support/containerd.ts';
+import { startE2e } from '../support/e2e.ts';
+import type { E2e } from '../support/e2e.ts';
+import { writeHostsToml } from '../support/containerd.ts';
 import type { Containerd } from '../support/containerd.ts';
-import { images, writeOciLayout } from '../support/oci-layout.ts';
+import { images } from '../support/oci-layout.ts';
 import type { WrittenLayout } from '../support/oci-layout.ts';
-import { assertE2ePrerequisites, CommandError } from '../support/proc.ts';
-import { blobGets, startRegistry } from '../support/registry.ts';
+import { CommandError } from '../support/proc.ts';
+import { blobGets } from '../support/registry.ts';
 import type { Registry, RegistryRequest } from '../support/registry.ts';
 import {
   COSIGN_SIGN_PREDICATE_TYPE,
@@ -238,6 +240,7 @@ async function poll<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs
 }
 
 describe('trust decisions at pull time against a real registry', () => {
+  let e2e: E2e;
   let work: string;
   let registry: Registry;
   let containerd: Containerd;
@@ -295,11 +298,10 @@ describe('trust decisions at pull time against a real registry', () => {
   }
 
   beforeAll(async () => {
-    assertE2ePrerequisites(['docker-registry', 'skopeo', 'containerd', 'ctr'], { needsRoot: true });
-    work = await mkdtemp(join(tmpdir(), 'pw-e2e-trust-'));
-    [registry, containerd, world, rogue] = await Promise.all([
-      startRegistry(),
-      startContainerd(),
+    e2e = await startE2e({ prefix: 'pw-e2e-trust-', containerd: true });
+    work = e2e.work;
+    ({ registry, containerd } = e2e);
+    [world, rogue] = await Promise.all([
       createTestSigstore({ name: 'test.local' }),
       createTestSigstore({ name: 'rogue.local' }),
     ]);
@@ -325,10 +327,10 @@ describe('trust decisions at pull time against a real registry', () => {
     });
 
     [signed, unsigned, keylessImage, multi] = await Promise.all([
-      writeOciLayout(join(work, 'signed'), images.singleArch('trust-signed'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'unsigned'), images.singleArch('trust-unsigned'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'keyless'), images.singleArch('trust-keyless'), { tag: 'v1' }),
-      writeOciLayout(join(work, 'multi'), images.twoPlatformIndex('trust-multi'), { tag: 'v1' }),
+      e2e.layout('signed', images.singleArch('trust-signed')),
+      e2e.layout('unsigned', images.singleArch('trust-unsigned')),
+      e2e.layout('keyless', images.singleArch('trust-keyless')),
+      e2e.layout('multi', images.twoPlatformIndex('trust-multi')),
     ]);
     await Promise.all([
       pushLayout(signed, registry.host, 'key/app:v1'),
@@ -359,11 +361,9 @@ describe('trust decisions at pull time against a real registry', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await containerd?.stop();
     await proxy?.handle.close();
     if (proxy !== undefined) await rm(proxy.dir, { recursive: true, force: true });
-    await registry?.stop();
-    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('1. containerd pulls a key-signed image (classic .sig) through hosts.toml with the upstream digest', async () => {

@@ -2,27 +2,15 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeLine } from '../../src/audit/chain.ts';
-import { main } from '../../src/cli/main.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { makeImage, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream } from '../support/fake-upstream.ts';
+import { runCli } from '../support/cli.ts';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
-
-async function cli(argv: string[], cwd: string) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(argv, { stdout, stderr, env: {}, cwd });
-  return { code, out, err };
-}
 
 describe('signed audit checkpoints from the config', () => {
   let fake: FakeUpstream;
@@ -59,15 +47,15 @@ describe('signed audit checkpoints from the config', () => {
     const config = join(proxy.dir, 'pullwarden.yaml');
     await proxy.close({ keepData: true });
 
-    const head = await cli(['audit', 'head', '--config', config], dir);
+    const head = await runCli(['audit', 'head', '--config', config], dir);
     expect(head.code).toBe(0);
-    const ok = await cli(
-      ['audit', 'verify', '--config', config, '--key', 'audit-key.pub', '--expect-head', head.out.trim()],
+    const ok = await runCli(
+      ['audit', 'verify', '--config', config, '--key', 'audit-key.pub', '--expect-head', head.stdout.trim()],
       dir,
     );
-    expect(ok.code, ok.err).toBe(0);
-    expect(ok.out).toContain('newest signed checkpoint');
-    expect(ok.out).toContain('0 line(s) after it'); // the shutdown checkpoint closes the trail
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('newest signed checkpoint');
+    expect(ok.stdout).toContain('0 line(s) after it'); // the shutdown checkpoint closes the trail
 
     // A forger with write access but without the key: edit the first event, recompute every hash.
     const auditDir = join(proxy.dir, 'data', 'audit');
@@ -86,10 +74,10 @@ describe('signed audit checkpoints from the config', () => {
       return enc.line;
     });
     await writeFile(join(auditDir, name!), `${forged.join('\n')}\n`);
-    expect((await cli(['audit', 'verify', '--config', config], dir)).code).toBe(0);
-    const bad = await cli(['audit', 'verify', '--config', config, '--key', 'audit-key.pub'], dir);
+    expect((await runCli(['audit', 'verify', '--config', config], dir)).code).toBe(0);
+    const bad = await runCli(['audit', 'verify', '--config', config, '--key', 'audit-key.pub'], dir);
     expect(bad.code).toBe(1);
-    expect(bad.err).toContain('signature does not verify');
+    expect(bad.stderr).toContain('signature does not verify');
     await rm(proxy.dir, { recursive: true, force: true });
   });
 });

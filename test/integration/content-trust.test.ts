@@ -21,12 +21,12 @@ import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { makeImage, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeImage, FakeUpstream } from '../support/fake-upstream.ts';
-import { createKeyPair } from '../support/signer.ts';
+import { signedPolicy, startTrustGate } from '../support/trust-gate.ts';
+import type { TrustGate } from '../support/trust-gate.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
-const ACCEPT = [OCI_INDEX, OCI_MANIFEST].join(', ');
 
 /** The image's own manifest with every layer relabelled as a cosign signature payload. */
 function relabelled(img: FakeImage, extra: Record<string, unknown> = {}): string {
@@ -36,35 +36,25 @@ function relabelled(img: FakeImage, extra: Record<string, unknown> = {}): string
 }
 
 describe('trust material is decided by what it is', () => {
+  let gate: TrustGate;
   let fake: FakeUpstream;
-  let proxy: TestProxy;
-  let dir: string;
 
   beforeAll(async () => {
-    fake = await startFakeUpstream();
-    dir = await mkdtemp(join(tmpdir(), 'pw-content-trust-'));
-    const keyFile = join(dir, 'cosign.pub');
-    await writeFile(keyFile, createKeyPair().publicKeyPem);
-    proxy = await startTestProxy({
-      upstreams: { [fake.host]: { url: fake.url, retries: 0 } },
-      defaultUpstream: fake.host,
-      trust: { roots: {}, keys: { release: { file: keyFile } }, refresh: '0s' },
-      server: { maxTrustMaterialBlobBytes: '64KiB' },
-      policies: [
-        { name: 'closed', match: [`${fake.host}/deny/**`], action: 'deny' },
-        { name: 'signed', match: ['**'], action: 'verify', signatures: { attestors: [{ key: 'release' }] } },
-      ],
+    gate = await startTrustGate({
+      prefix: 'pw-content-trust-',
+      upstream: { retries: 0 },
+      config: { server: { maxTrustMaterialBlobBytes: '64KiB' } },
+      policies: (host) => [{ name: 'closed', match: [`${host}/deny/**`], action: 'deny' }, signedPolicy()],
     });
+    fake = gate.fake;
   });
 
   afterAll(async () => {
-    await proxy?.close();
-    await fake?.close();
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    await gate?.close();
   });
 
   const get = (repo: string, what: 'manifests' | 'blobs', ref: string, method = 'GET'): Promise<Response> =>
-    fetch(`${proxy.url}/v2/${repo}/${what}/${ref}`, { method, headers: { accept: ACCEPT } });
+    gate.get(repo, what, ref, method);
 
   it.each(['deny/app', 'verify/app'])(
     'an image whose layers are relabelled as signatures is not trust material (%s)',

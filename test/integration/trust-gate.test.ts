@@ -2,59 +2,28 @@
  * The trust gate's multi-arch admission against the in-process fake upstream (fast, no root): the
  * e2e suite (test/e2e/trust.test.ts) covers the same with containerd; this one runs everywhere.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeImage, makeIndex, startFakeUpstream } from '../support/fake-upstream.ts';
+import { makeImage } from '../support/fake-upstream.ts';
 import type { FakeImage, FakeIndex, FakeUpstream } from '../support/fake-upstream.ts';
-import { startTestProxy } from '../support/app.ts';
-import type { TestProxy } from '../support/app.ts';
-import { createKeyPair, fakeRegistryWriter, pushClassicSignature, signClassic } from '../support/signer.ts';
-import type { TestKeyPair } from '../support/signer.ts';
-
-const ACCEPT = ['application/vnd.oci.image.index.v1+json', 'application/vnd.oci.image.manifest.v1+json'].join(
-  ', ',
-);
+import { signedPolicy, startTrustGate } from '../support/trust-gate.ts';
+import type { TrustGate } from '../support/trust-gate.ts';
 
 describe('multi-arch admission through a signed index', () => {
+  let gate: TrustGate;
   let fake: FakeUpstream;
-  let proxy: TestProxy;
-  let key: TestKeyPair;
-  let dir: string;
 
   beforeAll(async () => {
-    fake = await startFakeUpstream();
-    key = createKeyPair();
-    dir = await mkdtemp(join(tmpdir(), 'pw-trust-gate-'));
-    const keyFile = join(dir, 'cosign.pub');
-    await writeFile(keyFile, key.publicKeyPem);
-    proxy = await startTestProxy({
-      upstreams: { [fake.host]: { url: fake.url } },
-      defaultUpstream: fake.host,
-      trust: { roots: {}, keys: { release: { file: keyFile } }, refresh: '0s' },
-      policies: [
-        { name: 'signed', match: ['**'], action: 'verify', signatures: { attestors: [{ key: 'release' }] } },
-      ],
-    });
+    gate = await startTrustGate({ prefix: 'pw-trust-gate-' });
+    fake = gate.fake;
   });
 
   afterAll(async () => {
-    await proxy?.close();
-    await fake?.close();
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    await gate?.close();
   });
 
   const get = (repo: string, what: 'manifests' | 'blobs', ref: string): Promise<Response> =>
-    fetch(`${proxy.url}/v2/${repo}/${what}/${ref}`, { headers: { accept: ACCEPT } });
-
-  async function signedIndex(repo: string): Promise<FakeIndex> {
-    const index = makeIndex(fake, repo, 'v1');
-    await pushClassicSignature(fakeRegistryWriter(fake), repo, index.indexDigest, [
-      signClassic({ subject: index.indexDigest, dockerReference: `${fake.host}/${repo}`, key }),
-    ]);
-    return index;
-  }
+    gate.get(repo, what, ref);
+  const signedIndex = (repo: string): Promise<FakeIndex> => gate.signedIndex(repo);
 
   it('admits platform manifests and their blobs only once the index is admitted in that repository', async () => {
     const index = await signedIndex('acme/multi');
@@ -112,51 +81,26 @@ describe('multi-arch admission through a signed index', () => {
 });
 
 describe('trust gate edges', () => {
+  let gate: TrustGate;
   let fake: FakeUpstream;
-  let proxy: TestProxy;
-  let key: TestKeyPair;
-  let dir: string;
 
   beforeAll(async () => {
-    fake = await startFakeUpstream();
-    key = createKeyPair();
-    dir = await mkdtemp(join(tmpdir(), 'pw-trust-edges-'));
-    const keyFile = join(dir, 'cosign.pub');
-    await writeFile(keyFile, key.publicKeyPem);
-    proxy = await startTestProxy({
-      upstreams: { [fake.host]: { url: fake.url, tagTTL: '50ms', staleIfError: '1h', retries: 0 } },
-      defaultUpstream: fake.host,
-      trust: { roots: {}, keys: { release: { file: keyFile } }, refresh: '0s' },
-      policies: [
-        {
-          name: 'observe',
-          match: [`${fake.host}/warn/**`],
-          action: 'verify',
-          mode: 'warn',
-          signatures: { attestors: [{ key: 'release' }] },
-        },
-        { name: 'signed', match: ['**'], action: 'verify', signatures: { attestors: [{ key: 'release' }] } },
-      ],
-      decisions: { denyTTL: '10ms' },
+    gate = await startTrustGate({
+      prefix: 'pw-trust-edges-',
+      upstream: { tagTTL: '50ms', staleIfError: '1h', retries: 0 },
+      policies: (host) => [{ ...signedPolicy('observe', [`${host}/warn/**`]), mode: 'warn' }, signedPolicy()],
+      config: { decisions: { denyTTL: '10ms' } },
     });
+    fake = gate.fake;
   });
 
   afterAll(async () => {
-    await proxy?.close();
-    await fake?.close();
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    await gate?.close();
   });
 
   const get = (repo: string, what: 'manifests' | 'blobs', ref: string, method = 'GET'): Promise<Response> =>
-    fetch(`${proxy.url}/v2/${repo}/${what}/${ref}`, { method, headers: { accept: ACCEPT } });
-
-  async function signed(repo: string, tag: string): Promise<FakeImage> {
-    const img = makeImage(fake, repo, tag);
-    await pushClassicSignature(fakeRegistryWriter(fake), repo, img.manifestDigest, [
-      signClassic({ subject: img.manifestDigest, dockerReference: `${fake.host}/${repo}`, key }),
-    ]);
-    return img;
-  }
+    gate.get(repo, what, ref, method);
+  const signed = (repo: string, tag: string): Promise<FakeImage> => gate.signed(repo, tag);
 
   it('while the upstream fails, serves the last verified digest of a tag, not the last resolved one', async () => {
     const good = await signed('acme/stale', 'v1');

@@ -9,7 +9,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -22,7 +21,7 @@ import { validate as vStatefulSet } from 'kubernetes-models/_schemas/IoK8sApiApp
 import { validate as vDaemonSet } from 'kubernetes-models/_schemas/IoK8sApiAppsV1DaemonSet';
 import { validate as vPdb } from 'kubernetes-models/_schemas/IoK8sApiPolicyV1PodDisruptionBudget';
 import { validate as vNetworkPolicy } from 'kubernetes-models/_schemas/IoK8sApiNetworkingV1NetworkPolicy';
-import { main } from '../../src/cli/main.ts';
+import { runCli } from '../support/cli.ts';
 import { containerdHostDirs } from '../../src/cli/setup/index.ts';
 import { ConfigError, loadConfig } from '../../src/config/index.ts';
 
@@ -633,16 +632,10 @@ describe('node configuration (containerd hosts.toml)', () => {
     const configFile = join(tmp, 'for-hosts-toml.yaml');
     await writeFile(configFile, cm.data['pullwarden.yaml'] ?? '');
     const out = join(tmp, 'certs.d');
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let errors = '';
-    stderr.on('data', (b: Buffer) => (errors += b.toString()));
-    const code = await main(['hosts-toml', '--proxy', proxy, '--out', out, '--config', configFile], {
-      stdout,
-      stderr,
-      env: {},
-      cwd: tmp,
-    });
+    const { code, stderr: errors } = await runCli(
+      ['hosts-toml', '--proxy', proxy, '--out', out, '--config', configFile],
+      tmp,
+    );
     expect(code, errors).toBe(0);
     const config = await loadConfig(configFile, {}, { resolveSecrets: false });
     const expected: Record<string, string> = {};

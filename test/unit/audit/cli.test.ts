@@ -1,10 +1,9 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JsonlAuditSink } from '../../../src/audit/index.ts';
 import type { AuditRecord } from '../../../src/audit/index.ts';
-import { main } from '../../../src/cli/main.ts';
+import { runCli } from '../../support/cli.ts';
 import type { CliContext } from '../../../src/cli/main.ts';
 import { auditFiles, event, tempDir } from './helpers.ts';
 
@@ -42,16 +41,7 @@ afterEach(async () => {
   await cleanup();
 });
 
-async function run(argv: string[], overrides: Partial<CliContext> = {}) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(argv, { stdout, stderr, env: {}, cwd: dir, ...overrides });
-  return { code, stdout: out, stderr: err };
-}
+const run = (argv: string[], overrides: Partial<CliContext> = {}) => runCli(argv, dir, overrides);
 
 describe('pullwarden audit query', () => {
   it('prints a table of the matching events', async () => {

@@ -2,27 +2,17 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandFlags } from '../../../src/cli/commands/completion.ts';
 import { commands } from '../../../src/cli/commands/index.ts';
-import { main } from '../../../src/cli/main.ts';
+import { runCli } from '../../support/cli.ts';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const execFileP = promisify(execFile);
 
-async function run(argv: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(argv, { stdout, stderr, env: {}, cwd: tmpdir() });
-  return { code, stdout: out, stderr: err };
-}
+const run = (argv: string[]) => runCli(argv, tmpdir());
 
 /** Which shells exist here (zsh and fish are optional). */
 function has(shell: string): boolean {

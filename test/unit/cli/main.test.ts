@@ -3,13 +3,12 @@ import { EventEmitter } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../../src/cli/main.ts';
 import type { AppModule, CliContext, DeploymentHandle as ServerHandle } from '../../../src/cli/main.ts';
 import type { LoadedConfig } from '../../../src/config/index.ts';
+import { runCli } from '../../support/cli.ts';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const pkg = (await import('../../../package.json', { with: { type: 'json' } })).default as {
@@ -24,21 +23,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function collect(stream: PassThrough): () => string {
-  let text = '';
-  stream.on('data', (chunk: Buffer) => (text += chunk.toString()));
-  return () => text;
-}
-
 /** Run main in-process with captured output. */
-async function run(argv: string[], overrides: Partial<CliContext> = {}) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out = collect(stdout);
-  const err = collect(stderr);
-  const code = await main(argv, { stdout, stderr, env: {}, cwd: dir, ...overrides });
-  return { code, stdout: out(), stderr: err() };
-}
+const run = (argv: string[], overrides: Partial<CliContext> = {}) => runCli(argv, dir, overrides);
 
 const VALID = 'upstreams:\n  ghcr.io: {}\n  quay.io: {}\ndefaultUpstream: ghcr.io\n';
 

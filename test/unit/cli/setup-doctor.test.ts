@@ -1,9 +1,8 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
-import { main } from '../../../src/cli/main.ts';
+import { runCli } from '../../support/cli.ts';
 import {
   checkContainerdConfig,
   checkHostsDir,
@@ -47,16 +46,7 @@ const DEFAULT = '_default (every other registry)';
 
 const problems = (fs: Finding[]) => fs.filter((f) => f.level === 'problem').map((f) => [f.subject, f.code]);
 
-async function cli(argv: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(argv, { stdout, stderr, env: {}, cwd: dir });
-  return { code, stdout: out, stderr: err };
-}
+const cli = (argv: string[]) => runCli(argv, dir);
 
 describe('doctor: the hosts dir', () => {
   it('finds nothing wrong with what hosts-toml writes', async () => {
@@ -316,15 +306,12 @@ describe('pullwarden doctor against a running proxy', () => {
     });
     config = join(proxy.dir, 'pullwarden.yaml');
     work = await mkdtemp(join(tmpdir(), 'pw-doctor-proxy-'));
-    const written = await main(
-      ['hosts-toml', '--config', config, '--proxy', proxy.url, '--out', join(work, 'certs.d')],
-      {
-        stdout: new PassThrough(),
-        stderr: new PassThrough(),
-        env: {},
-        cwd: work,
-      },
-    );
+    const written = (
+      await runCli(
+        ['hosts-toml', '--config', config, '--proxy', proxy.url, '--out', join(work, 'certs.d')],
+        work,
+      )
+    ).code;
     expect(written).toBe(0);
     containerdConfig = join(work, 'config.toml');
     await writeFile(

@@ -1,9 +1,8 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../../src/cli/main.ts';
+import { runCli } from '../../support/cli.ts';
 import {
   containerdHostDirs,
   effectiveEndpoint,
@@ -24,16 +23,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function cli(argv: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(argv, { stdout, stderr, env: {}, cwd: dir });
-  return { code, stdout: out, stderr: err };
-}
+const cli = (argv: string[]) => runCli(argv, dir);
 
 const PROXY = parseProxyUrl('http://pullwarden.internal:5050');
 const TLS_PROXY = parseProxyUrl('https://pullwarden.internal');

@@ -1,11 +1,10 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { main } from '../../../src/cli/main.ts';
+import { runCli } from '../../support/cli.ts';
 import { formatDuration, formatSize, loadConfig } from '../../../src/config/index.ts';
 import type { LoadedConfig } from '../../../src/config/index.ts';
 
@@ -19,16 +18,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function cli(argv: string[], env: NodeJS.ProcessEnv = {}) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(argv, { stdout, stderr, env, cwd: dir });
-  return { code, stdout: out, stderr: err };
-}
+const cli = (argv: string[], env: NodeJS.ProcessEnv = {}) => runCli(argv, dir, { env });
 
 /** The effective config without where it came from. */
 function effective(config: LoadedConfig): Omit<LoadedConfig, 'source'> {

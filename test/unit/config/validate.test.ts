@@ -3,14 +3,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import bcrypt from 'bcryptjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../../src/cli/main.ts';
 import { FILE_KEYS, jsonSchema } from '../../../src/config/index.ts';
 import { createTestSigstore } from '../../support/signer.ts';
+import { runCli } from '../../support/cli.ts';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const execFileP = promisify(execFile);
@@ -24,14 +23,8 @@ afterEach(async () => {
 });
 
 async function validate(...args: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(['config', 'validate', ...args], { stdout, stderr, env: {}, cwd: dir });
-  return { code, stdout: out, stderr: err, lines: err.split('\n').filter((l) => l !== '') };
+  const r = await runCli(['config', 'validate', ...args], dir);
+  return { ...r, lines: r.stderr.split('\n').filter((l) => l !== '') };
 }
 
 const publicKeyPem = () =>

@@ -5,6 +5,7 @@ import { JsonlAuditSink } from '../../../src/audit/index.ts';
 import type { Digest } from '../../../src/oci/index.ts';
 import { buildInventory } from '../../../src/service/index.ts';
 import { event, tempDir } from '../audit/helpers.ts';
+import { runCli } from '../../support/cli.ts';
 
 const sha = (b: Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
 const MT = 'application/vnd.oci.image.manifest.v1+json';
@@ -222,28 +223,17 @@ describe('buildInventory', () => {
 
 describe('pullwarden inventory', () => {
   it('prints a table and --json, and rejects a bad --older-than', async () => {
-    const { PassThrough } = await import('node:stream');
-    const { main } = await import('../../../src/cli/main.ts');
-    const run = async (argv: string[]) => {
-      const stdout = new PassThrough();
-      const stderr = new PassThrough();
-      let out = '';
-      let err = '';
-      stdout.on('data', (c: Buffer) => (out += c.toString()));
-      stderr.on('data', (c: Buffer) => (err += c.toString()));
-      const code = await main(argv, { stdout, stderr, env: {}, cwd: dir });
-      return { code, out, err };
-    };
+    const run = (argv: string[]) => runCli(argv, dir);
     const t = await run(['inventory', '--dir', dir]);
     expect(t.code).toBe(0);
-    const [header, ...rows] = t.out.trimEnd().split('\n');
+    const [header, ...rows] = t.stdout.trimEnd().split('\n');
     expect(header).toMatch(/^IMAGE\s+DIGEST\s+DECISION\s+POLICY\s+PULLS/);
     expect(rows).toHaveLength(2);
     expect(rows[0]).toContain('docker.io/library/nginx:1.27');
     expect(rows[1]).toMatch(/ghcr\.io\/acme\/secret:v1\s+-\s+deny\s+no-secret/);
     const j = await run(['inventory', '--dir', dir, '--json', '--denied']);
     expect(j.code).toBe(0);
-    const parsed = JSON.parse(j.out) as { entries: { repository: string }[] };
+    const parsed = JSON.parse(j.stdout) as { entries: { repository: string }[] };
     expect(parsed.entries.map((e) => e.repository)).toEqual(['acme/secret']);
     expect((await run(['inventory', '--dir', dir, '--older-than', 'ninety'])).code).toBe(2);
   });
