@@ -13,12 +13,16 @@
  * The keyless world follows what `@sigstore/verify` checks (see docs in `src/trust/store.ts`): a
  * root CA → intermediate (CA, pathLen 0, EKU codeSigning) → leaf with SAN + Fulcio issuer extensions
  * and an embedded SCT from a fake CT log; a fake Rekor whose SET signs
- * `canonicalize({body, integratedTime, logIndex, logID})` and whose checkpoint signs a one-leaf tree.
+ * `canonicalize({body, integratedTime, logIndex, logID})` and whose checkpoint signs a one-leaf tree;
+ * and an RFC 3161 timestamp authority (root → leaf with EKU timeStamping) whose tokens are what
+ * sigstore's TSA returns: a DER `TimeStampResp` (status granted + a CMS SignedData over a TSTInfo).
  */
 import 'reflect-metadata'; // @peculiar/x509 v2 resolves its services through tsyringe
 import { createHash, generateKeyPairSync, KeyObject, sign, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { json as sigstoreJSON, X509Certificate as SigstoreX509 } from '@sigstore/core';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -132,6 +136,11 @@ export interface TestSigstore {
     annotation: string;
     entry: TlogEntryJSON;
   };
+  /**
+   * An RFC 3161 timestamp over `data` (the signature bytes) by this world's TSA at `genTime`, as
+   * base64 DER `TimeStampResp`: the value of a bundle's `rfc3161Timestamps[].signedTimestamp`.
+   */
+  timestamp(data: Buffer, genTime?: Date): Promise<string>;
 }
 
 /** A throwaway CA, Rekor and CT log. Every call makes new keys, so two worlds do not trust each other. */
@@ -192,6 +201,39 @@ export async function createTestSigstore(
   const rekorHost = `rekor.${name}`;
   let nextIndex = 0;
 
+  const tsaRootKeys = await genKeys();
+  const tsaRoot = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '10',
+    name: `O=${name}, CN=test-tsa-root`,
+    keys: tsaRootKeys,
+    signingAlgorithm: SIGALG,
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(now + 365 * DAY),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(tsaRootKeys.publicKey),
+    ],
+  });
+  const tsaKeys = await genKeys();
+  const tsaLeaf = await x509.X509CertificateGenerator.create({
+    serialNumber: '11',
+    subject: `O=${name}, CN=test-tsa`,
+    issuer: tsaRoot.subject,
+    publicKey: tsaKeys.publicKey,
+    signingKey: tsaRootKeys.privateKey,
+    signingAlgorithm: SIGALG,
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(now + 365 * DAY),
+    extensions: [
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.timeStamping], true),
+      await x509.AuthorityKeyIdentifierExtension.create(tsaRootKeys.publicKey),
+    ],
+  });
+  const tsaCert = pkijs.Certificate.fromBER(tsaLeaf.rawData);
+  let nextSerial = 1;
+
   const start = new Date(now - DAY).toISOString();
   const trustedRootJSON = {
     mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
@@ -219,7 +261,14 @@ export async function createTestSigstore(
         logId: { keyId: b64(ctLogId) },
       },
     ],
-    timestampAuthorities: [],
+    timestampAuthorities: [
+      {
+        subject: { organization: name, commonName: 'test-tsa' },
+        uri: `https://tsa.${name}`,
+        certChain: { certificates: [{ rawBytes: b64(tsaLeaf.rawData) }, { rawBytes: b64(tsaRoot.rawData) }] },
+        validFor: { start },
+      },
+    ],
   };
 
   const world: TestSigstore = {
@@ -334,6 +383,62 @@ export async function createTestSigstore(
           canonicalizedBody: b64(canonical),
         },
       };
+    },
+    async timestamp(data, genTime = new Date(now)) {
+      const SHA256 = '2.16.840.1.101.3.4.2.1';
+      const tstInfo = new pkijs.TSTInfo({
+        version: 1,
+        policy: '1.3.6.1.4.1.57264.2', // sigstore's TSA policy OID
+        messageImprint: new pkijs.MessageImprint({
+          hashAlgorithm: new pkijs.AlgorithmIdentifier({ algorithmId: SHA256 }),
+          hashedMessage: new asn1js.OctetString({ valueHex: sha256(data) }),
+        }),
+        serialNumber: new asn1js.Integer({ value: nextSerial++ }),
+        genTime: new Date(Math.floor(genTime.getTime() / 1000) * 1000),
+      });
+      const tstDer = tstInfo.toSchema().toBER();
+      const signed = new pkijs.SignedData({
+        version: 3,
+        encapContentInfo: new pkijs.EncapsulatedContentInfo({
+          eContentType: '1.2.840.113549.1.9.16.1.4', // id-ct-TSTInfo
+          eContent: new asn1js.OctetString({ valueHex: tstDer }),
+        }),
+        certificates: [tsaCert],
+        signerInfos: [
+          new pkijs.SignerInfo({
+            version: 1,
+            sid: new pkijs.IssuerAndSerialNumber({
+              issuer: tsaCert.issuer,
+              serialNumber: tsaCert.serialNumber,
+            }),
+            signedAttrs: new pkijs.SignedAndUnsignedAttributes({
+              type: 0,
+              attributes: [
+                new pkijs.Attribute({
+                  type: '1.2.840.113549.1.9.3', // contentType
+                  values: [new asn1js.ObjectIdentifier({ value: '1.2.840.113549.1.9.16.1.4' })],
+                }),
+                new pkijs.Attribute({
+                  type: '1.2.840.113549.1.9.4', // messageDigest
+                  values: [new asn1js.OctetString({ valueHex: sha256(Buffer.from(tstDer)) })],
+                }),
+              ],
+            }),
+          }),
+        ],
+      });
+      // pkijs turns eContent into a constructed (BER, chunked) OCTET STRING; TSAs write DER, a primitive
+      // one, which is what @sigstore/core reads. The signature covers signedAttrs only, so set it back.
+      signed.encapContentInfo.eContent = new asn1js.OctetString({ valueHex: tstDer });
+      await signed.sign(tsaKeys.privateKey, 0, 'SHA-256');
+      const resp = new pkijs.TimeStampResp({
+        status: new pkijs.PKIStatusInfo({ status: pkijs.PKIStatus.granted }),
+        timeStampToken: new pkijs.ContentInfo({
+          contentType: pkijs.ContentInfo.SIGNED_DATA,
+          content: signed.toSchema(true),
+        }),
+      });
+      return b64(Buffer.from(resp.toSchema().toBER()));
     },
   };
   return world;
@@ -529,6 +634,36 @@ export function signBundle(opts: SignAttestationOptions): Record<string, unknown
     mediaType: BUNDLE_MEDIA_TYPE,
     verificationMaterial: { ...material, tlogEntries, timestampVerificationData: { rfc3161Timestamps: [] } },
     dsseEnvelope: signed.envelopeJSON,
+  };
+}
+
+/**
+ * `bundle` as cosign v3 writes it against Rekor v2 and a timestamp authority: tlog entries carry an
+ * inclusion proof but no SET (`inclusionPromise`), and the signing time comes from RFC 3161 tokens of
+ * `world`'s TSA over the envelope's signature, one per `genTimes` entry. `keepSet` keeps the SETs
+ * (bundles with both kinds of timestamp).
+ */
+export async function withRfc3161Timestamps(
+  bundle: Record<string, unknown>,
+  world: TestSigstore,
+  genTimes: Date[],
+  options: { keepSet?: boolean } = {},
+): Promise<Record<string, unknown>> {
+  const envelope = bundle.dsseEnvelope as { signatures: { sig: string }[] };
+  const signature = Buffer.from(envelope.signatures[0]?.sig ?? '', 'base64');
+  const material = bundle.verificationMaterial as { tlogEntries: Record<string, unknown>[] };
+  const tlogEntries = material.tlogEntries.map((entry) => {
+    if (options.keepSet === true) return entry;
+    const rest = { ...entry };
+    delete rest.inclusionPromise;
+    return rest;
+  });
+  const rfc3161Timestamps = await Promise.all(
+    genTimes.map(async (t) => ({ signedTimestamp: await world.timestamp(signature, t) })),
+  );
+  return {
+    ...bundle,
+    verificationMaterial: { ...material, tlogEntries, timestampVerificationData: { rfc3161Timestamps } },
   };
 }
 

@@ -4,6 +4,7 @@
  * and hands the policy the normalized facts. A re-decision of the same digest (decision TTL expired,
  * a policy reload) does not re-parse a 30 MiB SBOM; the hot path (cached decision) never gets here.
  */
+import { RFC3161Timestamp } from '@sigstore/core';
 import type { Digest } from '../../oci/index.ts';
 import { FormatError } from './json.ts';
 import { parseStatement } from './statement.ts';
@@ -156,11 +157,27 @@ export class CachingAttestationReader implements AttestationReader {
   }
 
   signedAt(found: AttestationRef): number | undefined {
-    // Called for verified attestations only: @sigstore/verify checked the entry's SET or inclusion
-    // proof, so its integratedTime is vouched for. RFC 3161 times are not extracted (undefined).
-    const times = found.bundle.verificationMaterial.tlogEntries
-      .map((e) => Number(e.integratedTime) * 1000)
-      .filter((t) => Number.isFinite(t) && t > 0);
+    // Called for verified attestations only: @sigstore/verify checked every tlog entry and every RFC 3161
+    // token (against the trust root's timestamp authorities). A time counts only where it is signed:
+    // integratedTime is covered by the entry's SET (inclusionPromise), not by an inclusion proof —
+    // Rekor v2 entries have no SET and their integratedTime is whatever the bundle says — and a TSA
+    // token's genTime is signed by the TSA. The earliest signed time is when it was signed at the latest.
+    const material = found.bundle.verificationMaterial;
+    const times = [
+      ...material.tlogEntries
+        .filter((e) => e.inclusionPromise !== undefined)
+        .map((e) => Number(e.integratedTime) * 1000),
+      ...(material.timestampVerificationData?.rfc3161Timestamps ?? []).map((t) => tsaTime(t.signedTimestamp)),
+    ].filter((t) => Number.isFinite(t) && t > 0);
     return times.length > 0 ? Math.min(...times) : undefined;
+  }
+}
+
+/** The genTime of a DER `TimeStampResp`; NaN when it does not parse (it verified, so it should). */
+function tsaTime(der: Buffer): number {
+  try {
+    return RFC3161Timestamp.parse(Buffer.from(der)).signingTime.getTime();
+  } catch {
+    return Number.NaN;
   }
 }
