@@ -5,6 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { errorStatus } from '../../../src/oci/index.ts';
+import type { Digest } from '../../../src/oci/index.ts';
+import type { MemoryImage } from '../../support/fake-ports.ts';
 import type { TrustGate } from '../../../src/service/index.ts';
 import { gateManifest, rejection, SIGNED, worldPerTest } from './helpers.ts';
 import type { World, WorldOptions } from './helpers.ts';
@@ -162,9 +164,24 @@ describe('TrustGate decisions', () => {
     const image = w.upstream.image('acme/app', 'v1');
     const decision = await w.gate.admitManifest(w.upstream, w.target('acme/app'), gateManifest(image, 'v1'));
     expect(decision).toMatchObject({ result: 'warn', policy: 'observe' });
-    expect(await w.gate.assertBlobAdmitted(w.target('acme/app'), image.layer)).toEqual({});
+    expect(await w.gate.assertBlobAdmitted(w.target('acme/app'), image.layer)).toEqual(
+      declared(image, image.layer),
+    );
   });
 });
+
+/** What the admitted manifest declares for `digest`: the bound a blob download is held to. */
+function declared(image: MemoryImage, digest: Digest): { size: number } {
+  const manifest = JSON.parse(image.bytes.toString()) as { config: Descriptor; layers: Descriptor[] };
+  const found = [manifest.config, ...manifest.layers].find((d) => d.digest === digest);
+  if (found === undefined) throw new Error(`${digest} is not in the manifest`);
+  return { size: found.size };
+}
+
+interface Descriptor {
+  digest: string;
+  size: number;
+}
 
 describe('TrustGate closures', () => {
   it('admits the blobs of an admitted manifest in that repository only', async () => {
@@ -172,7 +189,7 @@ describe('TrustGate closures', () => {
     const image = await w.signed('acme/app', 'v1');
     await w.gate.admitManifest(w.upstream, w.target('acme/app'), gateManifest(image, 'v1'));
     for (const digest of [image.layer, image.config]) {
-      expect(await w.gate.assertBlobAdmitted(w.target('acme/app'), digest)).toEqual({});
+      expect(await w.gate.assertBlobAdmitted(w.target('acme/app'), digest)).toEqual(declared(image, digest));
       const elsewhere = await rejection(w.gate.assertBlobAdmitted(w.target('acme/copy'), digest));
       expect(elsewhere.detail).toMatchObject({ reason: 'blob-not-admitted', repository: 'acme/copy' });
     }
@@ -191,7 +208,7 @@ describe('TrustGate closures', () => {
     const admitted = await w.gate.admitManifest(w.upstream, target, gateManifest(child));
     expect(admitted.result).toBe('allow');
     expect(admitted.reasons).toEqual([`platform manifest of admitted index ${index.digest}`]);
-    expect(await w.gate.assertBlobAdmitted(target, child.layer)).toEqual({});
+    expect(await w.gate.assertBlobAdmitted(target, child.layer)).toEqual(declared(child, child.layer));
     // Not in another repository holding the same bytes.
     const copy = w.target('acme/copy');
     expect((await w.gate.decide(w.upstream, copy, gateManifest(child))).result).toBe('deny');
