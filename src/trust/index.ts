@@ -3,7 +3,8 @@ export { discoverEvidence } from './discover.ts';
 export type { DiscoverOptions } from './discover.ts';
 export { listReferrers } from './referrers.ts';
 export type { ReferrersListing } from './referrers.ts';
-export { loadPublicKey, parseTrustedRoot, publicGoodTrustedRoot, TrustMaterialStore } from './store.ts';
+export { loadPublicKey, parseTrustedRoot, publicGoodTrustedRoot } from './roots.ts';
+export { TrustMaterialStore } from './store.ts';
 export type {
   KeyConfig,
   TrustedRootFetcher,
@@ -11,7 +12,7 @@ export type {
   TrustMaterialStoreOptions,
   TrustRefreshOptions,
   TrustRootConfig,
-} from './store.ts';
+} from './roots.ts';
 export { anchoredRegExp, globToRegExp } from './identity.ts';
 export {
   Annotation,
