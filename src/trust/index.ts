@@ -6,12 +6,10 @@ export type { ReferrersListing } from './referrers.ts';
 export { loadPublicKey, parseTrustedRoot, publicGoodTrustedRoot } from './roots.ts';
 export { TrustMaterialStore } from './store.ts';
 export type {
-  KeyConfig,
   TrustedRootFetcher,
   TrustMaterialConfig,
   TrustMaterialStoreOptions,
   TrustRefreshOptions,
-  TrustRootConfig,
 } from './roots.ts';
 export { anchoredRegExp, globToRegExp } from './identity.ts';
 export {

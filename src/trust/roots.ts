@@ -12,16 +12,12 @@ import { createRequire } from 'node:module';
 import { json as sigstoreJSON } from '@sigstore/core';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, Verifier } from '@sigstore/verify';
+import type { TrustKeyConfig, TrustRootConfig } from '../shared/index.ts';
 import { jsonObject } from './convert.ts';
-
-/** A trust root: the Sigstore public-good instance, or a `trusted_root.json` file (private Sigstore). */
-export type TrustRootConfig = { sigstore: 'public-good' } | { file: string };
-/** A PEM public key (ECDSA P-256/P-384/P-521 or RSA), from a file or inline. */
-export type KeyConfig = { file: string } | { pem: string };
 
 export interface TrustMaterialConfig {
   roots?: Record<string, TrustRootConfig>;
-  keys?: Record<string, KeyConfig>;
+  keys?: Record<string, TrustKeyConfig>;
   /**
    * The root whose transparency logs check key-based signatures of attestors with `tlog: true`.
    * Default: the root configured as `{ sigstore: 'public-good' }`, else the only root.
