@@ -1,20 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { RegistryError } from '../../../src/oci/index.ts';
-import { UpstreamErrors } from '../../../src/upstream/errors.ts';
-import type { UpstreamRefusal } from '../../../src/upstream/options.ts';
 import { isRedirect, MAX_REDIRECTS, RedirectPolicy } from '../../../src/upstream/redirects.ts';
+import { quiet, upstreamErrors } from './helpers.ts';
 
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const from = new URL('https://registry.example/v2/r/blobs/sha256:x');
 
 function policy(base = 'https://registry.example', allowHttp = false) {
-  const refused: UpstreamRefusal[] = [];
-  const errors = new UpstreamErrors({
-    host: 'registry.example',
-    config: { connectTimeout: 1, headersTimeout: 1, bodyTimeout: 1 },
-    log: quiet,
-    onRefused: (reason) => refused.push(reason),
-  });
+  const { errors, refused } = upstreamErrors();
   return {
     redirects: new RedirectPolicy({
       host: 'registry.example',
