@@ -23,7 +23,6 @@ import {
   readLimited,
   unbracket,
 } from './http-util.ts';
-import { compileHostMatcher } from './address-guard.ts';
 import { UpstreamErrors } from './errors.ts';
 import type { Exchange } from './exchange.ts';
 import { isGenericContentType, manifestMediaType } from './media-type.ts';
@@ -83,7 +82,6 @@ export class UndiciUpstream implements Upstream {
   readonly #transport: Transport;
   readonly #auth: TokenAuth;
   readonly #redirects: RedirectPolicy;
-  readonly #redirectAllowed: (hostname: string, port: number) => boolean;
 
   constructor(options: UndiciUpstreamOptions) {
     const { host, config } = options;
@@ -108,17 +106,17 @@ export class UndiciUpstream implements Upstream {
     this.#redirects = new RedirectPolicy({
       host,
       base,
+      allow: config.redirects?.allow ?? [],
       allowHttp: config.redirects?.allowHttp === true,
       errors: this.#errors,
       log: this.#log,
     });
     this.#basePath = base.pathname.replace(/\/+$/, '');
-    this.#redirectAllowed = compileHostMatcher(config.redirects?.allow ?? []);
     const ownHostname = unbracket(base.hostname);
     const ownPort = portOf(base);
     // The upstream's own URL may well be private (a registry in the cluster); what it sends us to
     // (redirect targets) is checked unless the operator allowed the host. Allowed realms are trusted
-    // like the upstream: they were named in the config, and #realm refuses every other one.
+    // like the upstream: they were named in the config, and TokenAuth refuses every other one.
     this.#transport = new Transport({
       host,
       config,
@@ -126,7 +124,7 @@ export class UndiciUpstream implements Upstream {
       errors: this.#errors,
       trustedHost: (hostname, port) =>
         (hostname === ownHostname && port === ownPort) ||
-        this.#redirectAllowed(hostname, port) ||
+        this.#redirects.hostAllowed(hostname, port) ||
         this.#auth.realmAllowed(hostname, port),
       onRequest: options.onRequest,
       retryDelayMs: options.retryDelayMs ?? 100,

@@ -11,6 +11,7 @@ function policy(base = 'https://registry.example', allowHttp = false) {
     redirects: new RedirectPolicy({
       host: 'registry.example',
       base: new URL(base),
+      allow: ['cdn.internal', '*.corp.example:8443'],
       allowHttp,
       errors,
       log: quiet,
@@ -77,5 +78,13 @@ describe('RedirectPolicy', () => {
     const err = refusal(() => redirects.next('/b', from, 'blob r', MAX_REDIRECTS));
     expect(err.detail).toEqual({ reason: 'redirect-limit' });
     expect(refused).toEqual(['redirect-limit']);
+  });
+
+  it('lets the connector skip its address check only for hosts in redirects.allow', () => {
+    const { redirects } = policy();
+    expect(redirects.hostAllowed('cdn.internal', 443)).toBe(true);
+    expect(redirects.hostAllowed('a.corp.example', 8443)).toBe(true);
+    expect(redirects.hostAllowed('a.corp.example', 443)).toBe(false);
+    expect(redirects.hostAllowed('registry.example', 443)).toBe(false);
   });
 });
