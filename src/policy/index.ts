@@ -26,9 +26,7 @@ export type {
   PolicyReferenceProblem,
   TrustConfig,
   TrustConfigInput,
-  TrustKeyConfig,
   TrustNames,
-  TrustRootConfig,
 } from './schema.ts';
 export { readDecision } from './decision-record.ts';
 export { compileMatcher, globProblem, globToRegExp, matchSubject } from './match.ts';

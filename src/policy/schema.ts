@@ -2,7 +2,7 @@ import { z } from 'zod';
 // The one duration grammar of the config file, from the shared leaf (config wires these schemas into
 // its own, so policy must not import config back).
 import { didYouMean, duration } from '../shared/index.ts';
-import type { Attestor } from '../shared/index.ts';
+import type { Attestor, TrustKeyConfig, TrustRootConfig } from '../shared/index.ts';
 import { gatesSchema } from './gates/schema.ts';
 import { globProblem } from './match.ts';
 import type { Policy } from './types.ts';
@@ -19,11 +19,6 @@ const issuerUrl = z.url({
 });
 
 // ---------------------------------------------------------------------------------------------- trust
-
-/** A trust root after parsing: the embedded Sigstore public-good instance, or a trusted_root.json file. */
-export type TrustRootConfig = { sigstore: 'public-good' } | { file: string };
-/** A verification key after parsing: a PEM file, or PEM text inline. */
-export type TrustKeyConfig = { file: string } | { pem: string };
 
 const trustRootSchema = z
   .strictObject({

@@ -26,3 +26,4 @@ export type {
 export type * from './attestation.ts';
 export { SEVERITIES } from './attestation.ts';
 export type { DecisionResult } from './decision.ts';
+export type { TrustKeyConfig, TrustRootConfig } from './trust-material.ts';

@@ -3,15 +3,14 @@ export { discoverEvidence } from './discover.ts';
 export type { DiscoverOptions } from './discover.ts';
 export { listReferrers } from './referrers.ts';
 export type { ReferrersListing } from './referrers.ts';
-export { loadPublicKey, parseTrustedRoot, publicGoodTrustedRoot, TrustMaterialStore } from './store.ts';
+export { loadPublicKey, parseTrustedRoot, publicGoodTrustedRoot } from './roots.ts';
+export { TrustMaterialStore } from './store.ts';
 export type {
-  KeyConfig,
   TrustedRootFetcher,
   TrustMaterialConfig,
   TrustMaterialStoreOptions,
   TrustRefreshOptions,
-  TrustRootConfig,
-} from './store.ts';
+} from './roots.ts';
 export { anchoredRegExp, globToRegExp } from './identity.ts';
 export {
   Annotation,

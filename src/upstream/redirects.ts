@@ -4,6 +4,7 @@
  * the connector, on the address actually connected to (address-guard.ts). Credentials are never sent
  * past the registry's own origin: the token auth attaches them to that origin only.
  */
+import { compileHostMatcher } from './address-guard.ts';
 import type { UpstreamErrors } from './errors.ts';
 import type { UpstreamLogger } from './options.ts';
 
@@ -21,6 +22,8 @@ export interface RedirectPolicyOptions {
   host: string;
   /** The upstream's own base URL: an https upstream is not followed to plain http. */
   base: URL;
+  /** `redirects.allow`: host globs a redirect may reach even at a non-public address. */
+  allow: readonly string[];
   /** `redirects.allowHttp`: follow https → http anyway. */
   allowHttp: boolean;
   errors: UpstreamErrors;
@@ -32,6 +35,7 @@ export class RedirectPolicy {
   readonly #host: string;
   readonly #httpsBase: boolean;
   readonly #allowHttp: boolean;
+  readonly #allowed: (hostname: string, port: number) => boolean;
   readonly #errors: UpstreamErrors;
   readonly #log: UpstreamLogger;
 
@@ -39,8 +43,17 @@ export class RedirectPolicy {
     this.#host = options.host;
     this.#httpsBase = options.base.protocol === 'https:';
     this.#allowHttp = options.allowHttp;
+    this.#allowed = compileHostMatcher(options.allow);
     this.#errors = options.errors;
     this.#log = options.log;
+  }
+
+  /**
+   * Whether `hostname:port` is in `redirects.allow`: the connector then skips its address check
+   * (the operator named the host; it may well be in the cluster).
+   */
+  hostAllowed(hostname: string, port: number): boolean {
+    return this.#allowed(hostname, port);
   }
 
   /**

@@ -23,9 +23,9 @@ import {
   readLimited,
   unbracket,
 } from './http-util.ts';
-import { compileHostMatcher } from './address-guard.ts';
 import { UpstreamErrors } from './errors.ts';
 import type { Exchange } from './exchange.ts';
+import { isGenericContentType, manifestMediaType } from './media-type.ts';
 import { isRedirect, RedirectPolicy } from './redirects.ts';
 import { TokenAuth } from './token-auth.ts';
 import { Transport } from './transport.ts';
@@ -55,9 +55,6 @@ class BodyReadError extends Error {
 
 // Docker Hub's tag lists for official images run to a few MiB without pagination.
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
-// Content types registries put on manifests when they do not know better (schema1, old Quay, S3
-// backed mirrors); for these the JSON `mediaType` field is the better witness.
-const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'text/plain', 'application/octet-stream']);
 
 /**
  * {@link Upstream} over undici: the registry API requests (manifests, blobs, tags, referrers) and the
@@ -85,7 +82,6 @@ export class UndiciUpstream implements Upstream {
   readonly #transport: Transport;
   readonly #auth: TokenAuth;
   readonly #redirects: RedirectPolicy;
-  readonly #redirectAllowed: (hostname: string, port: number) => boolean;
 
   constructor(options: UndiciUpstreamOptions) {
     const { host, config } = options;
@@ -110,17 +106,17 @@ export class UndiciUpstream implements Upstream {
     this.#redirects = new RedirectPolicy({
       host,
       base,
+      allow: config.redirects?.allow ?? [],
       allowHttp: config.redirects?.allowHttp === true,
       errors: this.#errors,
       log: this.#log,
     });
     this.#basePath = base.pathname.replace(/\/+$/, '');
-    this.#redirectAllowed = compileHostMatcher(config.redirects?.allow ?? []);
     const ownHostname = unbracket(base.hostname);
     const ownPort = portOf(base);
     // The upstream's own URL may well be private (a registry in the cluster); what it sends us to
     // (redirect targets) is checked unless the operator allowed the host. Allowed realms are trusted
-    // like the upstream: they were named in the config, and #realm refuses every other one.
+    // like the upstream: they were named in the config, and TokenAuth refuses every other one.
     this.#transport = new Transport({
       host,
       config,
@@ -128,7 +124,7 @@ export class UndiciUpstream implements Upstream {
       errors: this.#errors,
       trustedHost: (hostname, port) =>
         (hostname === ownHostname && port === ownPort) ||
-        this.#redirectAllowed(hostname, port) ||
+        this.#redirects.hostAllowed(hostname, port) ||
         this.#auth.realmAllowed(hostname, port),
       onRequest: options.onRequest,
       retryDelayMs: options.retryDelayMs ?? 100,
@@ -163,7 +159,7 @@ export class UndiciUpstream implements Upstream {
     if (ref.kind === 'digest' && headerDigest !== undefined && headerDigest !== ref.digest) {
       throw this.#errors.mismatch(ex, ref.digest);
     }
-    if (size !== undefined && !GENERIC_CONTENT_TYPES.has(mediaType)) {
+    if (size !== undefined && !isGenericContentType(mediaType)) {
       // For a digest reference the 200 itself confirms the digest; the bytes are still checked when
       // the manifest is fetched, and nothing is admitted on a HEAD alone.
       if (ref.kind === 'digest') return { digest: ref.digest, mediaType, size };
@@ -270,7 +266,7 @@ export class UndiciUpstream implements Upstream {
     }
     if (res.statusCode !== 200) throw await this.#errors.failure(ex, res, 'MANIFEST_UNKNOWN');
     const served = bareMediaType(res.headers['content-type']);
-    if (served !== MediaType.ociIndex && !GENERIC_CONTENT_TYPES.has(served)) {
+    if (served !== MediaType.ociIndex && !isGenericContentType(served)) {
       // Some registries answer unknown routes with 200 and an HTML page; that is not the API.
       await discard(res.body);
       this.#log.debug(
@@ -403,30 +399,4 @@ export class UndiciUpstream implements Upstream {
     const value = headerValue(res.headers['docker-content-digest'])?.trim();
     return value !== undefined && isDigest(value) ? value : undefined;
   }
-}
-
-/**
- * The media type of a manifest: the `Content-Type` the upstream served, unless that is a generic type,
- * then the JSON `mediaType` field, then a guess from the shape (OCI manifests may omit `mediaType`).
- */
-function manifestMediaType(contentType: string | string[] | undefined, bytes: Buffer): string {
-  const served = bareMediaType(contentType);
-  if (!GENERIC_CONTENT_TYPES.has(served)) return served;
-  let json: unknown;
-  try {
-    json = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return served === '' ? 'application/octet-stream' : served;
-  }
-  const m = typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {};
-  if (typeof m.mediaType === 'string' && m.mediaType !== '') return m.mediaType;
-  if (m.schemaVersion === 1) {
-    return 'signatures' in m ? MediaType.dockerManifestV1Signed : MediaType.dockerManifestV1;
-  }
-  // OCI manifests may omit `mediaType`; only a schemaVersion 2 document is taken for one (a config
-  // blob or any other JSON with a `config` field is not a manifest, and is refused as such).
-  if (m.schemaVersion === 2 && Array.isArray(m.manifests)) return MediaType.ociIndex;
-  if (m.schemaVersion === 2 && (m.config !== undefined || Array.isArray(m.layers)))
-    return MediaType.ociManifest;
-  return served === '' ? 'application/octet-stream' : served;
 }

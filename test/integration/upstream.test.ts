@@ -1,9 +1,9 @@
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RegistryError } from '../../src/oci/index.ts';
 import type { Digest } from '../../src/oci/index.ts';
 import { UndiciUpstream } from '../../src/upstream/index.ts';
 import type { UndiciUpstreamConfig, UpstreamRequestInfo } from '../../src/upstream/index.ts';
+import { registryFailure as failure } from '../support/registry-error.ts';
 import { makeImage, makeIndex, makeReferrer, startFakeUpstream } from '../support/fake-upstream.ts';
 import type { FakeUpstream, FakeUpstreamOptions } from '../support/fake-upstream.ts';
 
@@ -49,16 +49,6 @@ async function setup(
 
 async function readAll(body: Readable): Promise<Buffer> {
   return Buffer.concat((await body.toArray()) as Buffer[]);
-}
-
-async function failure(promise: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(RegistryError);
-    return err as RegistryError;
-  }
-  throw new Error('expected a RegistryError, got a success');
 }
 
 describe('UndiciUpstream authentication', () => {

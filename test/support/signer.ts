@@ -10,7 +10,7 @@
  * await pushClassicSignature(registry.url, 'acme/app', digest, [sig]);
  * ```
  *
- * The keyless world follows what `@sigstore/verify` checks (see docs in `src/trust/store.ts`): a
+ * The keyless world follows what `@sigstore/verify` checks (see docs in `src/trust/verify.ts`): a
  * root CA → intermediate (CA, pathLen 0, EKU codeSigning) → leaf with SAN + Fulcio issuer extensions
  * and an embedded SCT from a fake CT log; a fake Rekor whose SET signs
  * `canonicalize({body, integratedTime, logIndex, logID})` and whose checkpoint signs a one-leaf tree;

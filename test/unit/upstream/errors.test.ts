@@ -4,7 +4,7 @@ import { AddressRefusedError } from '../../../src/upstream/address-guard.ts';
 import { ociErrorCode, UpstreamErrors } from '../../../src/upstream/errors.ts';
 import type { Exchange, UpstreamResponse } from '../../../src/upstream/exchange.ts';
 import { BodyDeadlineError } from '../../../src/upstream/http-util.ts';
-import type { UpstreamRefusal } from '../../../src/upstream/options.ts';
+import { quiet, upstreamErrors } from './helpers.ts';
 
 const manifestGet: Pick<Exchange, 'kind' | 'method' | 'repository' | 'what'> = {
   kind: 'manifest',
@@ -18,15 +18,7 @@ function answer(statusCode: number, body = '', headers: UpstreamResponse['header
 }
 
 function errors() {
-  const refused: UpstreamRefusal[] = [];
-  const warned: object[] = [];
-  const log = { debug() {}, info() {}, error() {}, warn: (obj: object) => void warned.push(obj) };
-  const built = new UpstreamErrors({
-    host: 'registry.example',
-    config: { connectTimeout: 1_000, headersTimeout: 2_000, bodyTimeout: 3_000 },
-    log,
-    onRefused: (reason) => refused.push(reason),
-  });
+  const { errors: built, refused, warned } = upstreamErrors();
   return { built, refused, warned };
 }
 
@@ -138,7 +130,7 @@ describe('UpstreamErrors.refuse', () => {
     const throwing = new UpstreamErrors({
       host: 'h',
       config: { connectTimeout: 1, headersTimeout: 1, bodyTimeout: 1 },
-      log: { debug() {}, info() {}, warn() {}, error() {} },
+      log: quiet,
       onRefused: () => {
         throw new Error('metrics broke');
       },

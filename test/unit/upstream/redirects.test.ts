@@ -1,24 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import type { RegistryError } from '../../../src/oci/index.ts';
-import { UpstreamErrors } from '../../../src/upstream/errors.ts';
-import type { UpstreamRefusal } from '../../../src/upstream/options.ts';
 import { isRedirect, MAX_REDIRECTS, RedirectPolicy } from '../../../src/upstream/redirects.ts';
+import { quiet, upstreamErrors } from './helpers.ts';
 
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const from = new URL('https://registry.example/v2/r/blobs/sha256:x');
 
 function policy(base = 'https://registry.example', allowHttp = false) {
-  const refused: UpstreamRefusal[] = [];
-  const errors = new UpstreamErrors({
-    host: 'registry.example',
-    config: { connectTimeout: 1, headersTimeout: 1, bodyTimeout: 1 },
-    log: quiet,
-    onRefused: (reason) => refused.push(reason),
-  });
+  const { errors, refused } = upstreamErrors();
   return {
     redirects: new RedirectPolicy({
       host: 'registry.example',
       base: new URL(base),
+      allow: ['cdn.internal', '*.corp.example:8443'],
       allowHttp,
       errors,
       log: quiet,
@@ -85,5 +78,13 @@ describe('RedirectPolicy', () => {
     const err = refusal(() => redirects.next('/b', from, 'blob r', MAX_REDIRECTS));
     expect(err.detail).toEqual({ reason: 'redirect-limit' });
     expect(refused).toEqual(['redirect-limit']);
+  });
+
+  it('lets the connector skip its address check only for hosts in redirects.allow', () => {
+    const { redirects } = policy();
+    expect(redirects.hostAllowed('cdn.internal', 443)).toBe(true);
+    expect(redirects.hostAllowed('a.corp.example', 8443)).toBe(true);
+    expect(redirects.hostAllowed('a.corp.example', 443)).toBe(false);
+    expect(redirects.hostAllowed('registry.example', 443)).toBe(false);
   });
 });

@@ -1,15 +1,12 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { RegistryError } from '../../../src/oci/index.ts';
-import { UpstreamErrors } from '../../../src/upstream/errors.ts';
 import type { Exchange } from '../../../src/upstream/exchange.ts';
 import { readLimited } from '../../../src/upstream/http-util.ts';
-import type { UpstreamRefusal } from '../../../src/upstream/options.ts';
 import { TokenAuth } from '../../../src/upstream/token-auth.ts';
 import type { AuthTransport } from '../../../src/upstream/token-auth.ts';
-
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+import { registryFailure as failure } from '../../support/registry-error.ts';
+import { quiet, upstreamErrors } from './helpers.ts';
 
 interface Call {
   url: string;
@@ -44,13 +41,7 @@ function auth(
   options: { base?: string; realms?: string[]; username?: string; password?: string } = {},
 ) {
   const { transport, calls } = fakeTransport(route);
-  const refused: UpstreamRefusal[] = [];
-  const errors = new UpstreamErrors({
-    host: 'registry.example',
-    config: { connectTimeout: 1, headersTimeout: 1, bodyTimeout: 1 },
-    log: quiet,
-    onRefused: (reason) => refused.push(reason),
-  });
+  const { errors, refused } = upstreamErrors();
   const tokenAuth = new TokenAuth({
     host: 'registry.example',
     base: new URL(options.base ?? 'https://registry.example'),
@@ -94,16 +85,6 @@ function bearerRegistry(realm: string) {
       headers: { 'www-authenticate': `Bearer realm="${realm}",service="registry.example"` },
     };
   };
-}
-
-async function failure(promise: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(RegistryError);
-    return err as RegistryError;
-  }
-  throw new Error('expected a RegistryError');
 }
 
 describe('TokenAuth', () => {

@@ -8,8 +8,8 @@ import type { Exchange } from '../../../src/upstream/exchange.ts';
 import type { UpstreamRequestInfo } from '../../../src/upstream/options.ts';
 import { Transport } from '../../../src/upstream/transport.ts';
 import { freePort } from '../../support/ports.ts';
+import { quiet } from './helpers.ts';
 
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const config = {
   connectTimeout: 2_000,
   headersTimeout: 2_000,
