@@ -25,7 +25,7 @@ export interface FoundSignature {
   artifact?: Buffer;
   /** in-toto predicate type for DSSE attestations (and cosign v3 "signatures", which are attestations). */
   predicateType?: string;
-  /** Bytes received for the layer (attestation gates compare it with their `maxBytes`). */
+  /** Bytes received for the layer (attestation gates compare it with their `maxBytes`; the gate's evidence memo counts it). */
   size?: number;
   /** A problem found while parsing it (then `bundle` may be a placeholder and verification fails). */
   parseError?: string;

@@ -186,6 +186,7 @@ async function classicSignatureLayer(
       layerDigest: layer.digest,
       bundle,
       artifact: payload,
+      size: payload.length,
     });
   } catch (err) {
     ctx.items.push(failed(source, 'signature', manifestDigest, layer.digest, message(err)));

@@ -177,6 +177,9 @@ describe('names and references', () => {
       [`/v2/acme/app/manifests/${'t'.repeat(129)}`, 'MANIFEST_INVALID'],
       ['/v2/ACME/app/manifests/1.0', 'NAME_INVALID'],
       [`/v2/acme/app/manifests/1.0?ns=${encodeURIComponent(`${fake!.host}\r\nX: y`)}`, 'NAME_INVALID'],
+      // Two upstreams named: refused, not "the first" (another hop may read the last).
+      [`/v2/acme/app/manifests/1.0?ns=${fake!.host}&ns=${fake!.host}`, 'NAME_INVALID'],
+      [`/v2/acme/app/blobs/${digest}?ns=${fake!.host}&ns=evil.example`, 'NAME_INVALID'],
       [`/v2/acme/app/blobs/${digest.toUpperCase()}`, 'DIGEST_INVALID'],
       [`/v2/acme/app/blobs/${digest.slice(0, -1)}`, 'DIGEST_INVALID'],
       [`/v2/acme/app/referrers/${digest}x`, 'DIGEST_INVALID'],

@@ -184,6 +184,9 @@ export function splitUrl(rawUrl: string): { path: string; ns: string | undefined
   const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
   if (q < 0) return { path, ns: undefined };
   const params = new URLSearchParams(rawUrl.slice(q + 1));
-  const ns = params.get('ns');
-  return { path, ns: ns === null ? undefined : canonicalHost(ns) };
+  const all = params.getAll('ns');
+  if (all.length === 0) return { path, ns: undefined };
+  // `?ns=a&ns=b` names two upstreams: refused (joined with ',', which no host contains, the routing
+  // answers NAME_INVALID) rather than picking one a cache or another proxy in front may read differently.
+  return { path, ns: all.length === 1 ? canonicalHost(all[0] ?? '') : all.join(',') };
 }

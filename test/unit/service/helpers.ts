@@ -42,6 +42,8 @@ export interface WorldOptions {
   staleIfError?: number;
   decisions?: { allow?: number; deny?: number; evidence?: number; missingEvidence?: number };
   maxManifestBytes?: number;
+  /** The gate's evidence memo bound (bytes of signature and attestation layers it keeps). */
+  evidenceMemoMaxBytes?: number;
 }
 
 export interface World {
@@ -100,6 +102,9 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
           metadata,
           logger: silent,
           now,
+          ...(options.evidenceMemoMaxBytes === undefined
+            ? {}
+            : { evidenceMemoMaxBytes: options.evidenceMemoMaxBytes }),
         });
   const moves: TagMove[] = [];
   const tags = new TagGuard({
