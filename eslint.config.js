@@ -124,7 +124,6 @@ export default tseslint.config(
     alsoMay: ['trust'],
     deepInto: ['trust/identity'],
   }),
-  fence('trust', { files: ['src/trust/discover.ts', 'src/trust/referrers.ts'], alsoMay: ['upstream'] }),
   // --- import boundaries: the process zone (cli, app, cluster, logger) -------------------------
   // PERMISSIVE FOR NOW: helper "app" (issue 10, branch i10-app) tightens this zone — cli goes
   // through app (no second composition root in cli/commands/tags.ts), cluster beside app. Until

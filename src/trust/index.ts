@@ -3,6 +3,7 @@ export { discoverEvidence } from './discover.ts';
 export type { DiscoverOptions } from './discover.ts';
 export { listReferrers } from './referrers.ts';
 export type { ReferrersListing } from './referrers.ts';
+export type { ReadManifest, ReadOptions, RegistryReader } from './registry-reader.ts';
 export { loadPublicKey, parseTrustedRoot, publicGoodTrustedRoot, TrustMaterialStore } from './store.ts';
 export type {
   KeyConfig,
