@@ -115,13 +115,6 @@ export default tseslint.config(
   // TODO(helper "http", i10-http): http/audit.ts builds audit facts from audit, policy and trust
   // itself; the service is to build them once.
   fence('http', { files: ['src/http/audit.ts'], alsoMay: ['audit', 'policy', 'trust'] }),
-  // --- breaks the fence found, mended next on i10-fence; each mend deletes its line ---
-  fence('http', { files: ['src/http/auth.ts'], alsoMay: ['policy'] }),
-  fence('policy', {
-    files: ['src/policy/gates/evaluate.ts'],
-    alsoMay: ['trust'],
-    deepInto: ['trust/identity'],
-  }),
   // --- import boundaries: the process zone (cli, app, cluster) --------------------------------
   // PERMISSIVE FOR NOW: helper "app" (issue 10, branch i10-app) tightens this zone — cli goes
   // through app (no second composition root in cli/commands/tags.ts), cluster beside app. Until

@@ -31,7 +31,7 @@ export type {
   TrustRootConfig,
 } from './schema.ts';
 export { readDecision } from './decision-record.ts';
-export { compileMatcher, globProblem, globToRegExp, matchSubject } from './match.ts';
+export { compileMatcher, globProblem, matchSubject, policyGlob } from './match.ts';
 export {
   attestorLabel,
   decisionDetail,

@@ -13,7 +13,7 @@ export type {
   TrustRefreshOptions,
   TrustRootConfig,
 } from './store.ts';
-export { anchoredRegExp, globToRegExp } from './identity.ts';
+export { anchoredRegExp, IDENTITY_GLOB, identityGlob } from './identity.ts';
 export {
   Annotation,
   COSIGN_SIGN_PREDICATE_TYPE,
