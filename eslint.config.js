@@ -52,19 +52,15 @@ const oneOf = (names) => `(${names.join('|')})`;
 const UP = String.raw`^(\.\./)+`;
 
 /**
- * The fence of one module: a files block for `src/<name>/**` (or `opts.files`).
- * `opts.alsoMay` and `opts.deepInto` widen it for a named file whose mend another issue-10 helper
- * owns; each such use carries a TODO naming the owner.
+ * The fence of one module: a files block for `src/<name>/**`. No file is exempt: a new edge is a
+ * change to MAY_IMPORT (and to ARCHITECTURE.md), not a widening for one file.
  * @param {string} name
- * @param {{ files?: string[], alsoMay?: string[], deepInto?: string[] }} [opts]
  */
-function fence(name, opts = {}) {
-  const allowed = new Set([name, ...(MAY_IMPORT[name] ?? []), ...(opts.alsoMay ?? [])]);
+function fence(name) {
+  const allowed = new Set([name, ...(MAY_IMPORT[name] ?? [])]);
   const typesOnly = CONFIG_TYPES_ONLY.has(name);
   const forbidden = MODULES.filter((m) => !allowed.has(m) && !(typesOnly && m === 'config'));
   const layers = `${name} may import ${[...allowed].filter((m) => m !== name).join(', ') || 'nothing in src/'}`;
-  // `deepInto: ['config/schema']` lets exactly that file through the deep-import pattern.
-  const deepExempt = (opts.deepInto ?? []).map((p) => String.raw`(?!${UP}${p}\.ts$)`).join('');
   /** @type {Array<Record<string, unknown>>} */
   const patterns = [
     {
@@ -72,11 +68,11 @@ function fence(name, opts = {}) {
       message: `${layers} (ARCHITECTURE.md: cli → app → http → service → adapters → oci; adapters never import each other).`,
     },
     {
-      regex: String.raw`${UP}(app|app-[a-z-]+|logger)\.ts$`,
-      message: 'only cli imports the composition root (src/app*.ts, src/logger.ts).',
+      regex: String.raw`${UP}app(\.ts$|/)`,
+      message: 'only cli imports the composition root (src/app.ts, src/app/).',
     },
     {
-      regex: String.raw`${deepExempt}${UP}${oneOf(MODULES.filter((m) => m !== name))}/(?!index\.ts$)`,
+      regex: String.raw`${UP}${oneOf(MODULES.filter((m) => m !== name))}/(?!index\.ts$)`,
       message: 'import another module through its index.ts (its only public surface), not past it.',
     },
   ];
@@ -88,7 +84,7 @@ function fence(name, opts = {}) {
     });
   }
   return {
-    files: opts.files ?? [`src/${name}/**/*.ts`],
+    files: [`src/${name}/**/*.ts`],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns }] },
   };
 }
@@ -110,25 +106,13 @@ export default tseslint.config(
     },
   },
   // --- import boundaries: one block per module below app --------------------------------------
-  ...Object.keys(MAY_IMPORT).map((name) => fence(name)),
-  // --- known breaks whose mend another issue-10 helper owns (the fence stays, widened by one edge) ---
-  // TODO(helper "http", i10-http): http/audit.ts builds audit facts from audit, policy and trust
-  // itself; the service is to build them once.
-  fence('http', { files: ['src/http/audit.ts'], alsoMay: ['audit', 'policy', 'trust'] }),
-  // --- breaks the fence found, mended next on i10-fence; each mend deletes its line ---
-  fence('http', { files: ['src/http/auth.ts'], alsoMay: ['policy'] }),
-  fence('policy', {
-    files: ['src/policy/gates/evaluate.ts'],
-    alsoMay: ['trust'],
-    deepInto: ['trust/identity'],
-  }),
-  fence('trust', { files: ['src/trust/discover.ts', 'src/trust/referrers.ts'], alsoMay: ['upstream'] }),
-  // --- import boundaries: the process zone (cli, app, cluster, logger) -------------------------
+  ...Object.keys(MAY_IMPORT).map(fence),
+  // --- import boundaries: the process zone (cli, app, cluster) --------------------------------
   // PERMISSIVE FOR NOW: helper "app" (issue 10, branch i10-app) tightens this zone — cli goes
   // through app (no second composition root in cli/commands/tags.ts), cluster beside app. Until
   // then it only forbids deep imports into the modules below it.
   {
-    files: ['src/cli/**/*.ts', 'src/app*.ts', 'src/cluster/**/*.ts', 'src/logger.ts'],
+    files: ['src/cli/**/*.ts', 'src/app.ts', 'src/app/**/*.ts', 'src/cluster/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [
         'error',

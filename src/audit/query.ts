@@ -1,7 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 // The one duration grammar of the config file (a leaf module: no cycle; see policy/schema.ts).
-import { parseDuration } from '../shared/index.ts';
+import { globToRegExp, parseDuration } from '../shared/index.ts';
+import type { GlobOptions } from '../shared/index.ts';
 import type { DecisionResult } from '../shared/index.ts';
 import { sortAuditFiles } from './chain.ts';
 import { forEachLine, lineChunks, lineChunksFromEnd } from './lines.ts';
@@ -60,18 +61,16 @@ export function parseTimeBound(value: string, now: Date = new Date()): Date | un
 
 /** Anchored, case-insensitive regular expression for a repository glob (see {@link AuditQuery.repository}). */
 export function repositoryGlob(glob: string): RegExp {
-  let source = '';
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i] ?? '';
-    if (c === '*' && glob[i + 1] === '*') {
-      source += '.*';
-      i += 1;
-    } else if (c === '*') source += '[^/]*';
-    else if (c === '?') source += '[^/]';
-    else source += c.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
-  }
-  return new RegExp(`^${source}$`, 'i');
+  return globToRegExp(glob, REPOSITORY_GLOB);
 }
+
+/** `*` within one path component, `**` any run (`/` included), `?` one character; case-insensitive. */
+const REPOSITORY_GLOB: GlobOptions = {
+  star: 'component',
+  doubleStar: 'any',
+  question: true,
+  ignoreCase: true,
+};
 
 /** Slack when skipping whole files by time: the name's timestamp is truncated and clocks can step. */
 const FILE_TIME_SLACK_MS = 60_000;

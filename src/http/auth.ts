@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import { RegistryError } from '../oci/index.ts';
 import type { DenyDetail } from '../service/index.ts';
-import { globToRegExp } from '../policy/index.ts';
+import { globToRegExp, PATH_GLOB } from '../shared/index.ts';
 import { FailureLimiter } from './failure-limiter.ts';
 import { PasswordPool } from './password-pool.ts';
 
@@ -92,16 +92,18 @@ export class PullAuth {
 
   private constructor(config: AuthConfig) {
     this.#users = Object.fromEntries(
-      Object.entries(config.users).map(([u, globs]) => [u, globs.map((g) => globToRegExp(g))]),
+      Object.entries(config.users).map(([u, globs]) => [u, globs.map((g) => globToRegExp(g, PATH_GLOB))]),
     );
     this.#tokens = config.tokens.map((t) => ({
       name: t.name,
       digest: sha256(t.token),
-      allowed: t.repositories.map((g) => globToRegExp(g)),
+      allowed: t.repositories.map((g) => globToRegExp(g, PATH_GLOB)),
     }));
     this.enabled =
       config.htpasswd !== undefined || config.tokens.length > 0 || Object.keys(config.users).length > 0;
-    this.#anonymous = (config.anonymous ?? (this.enabled ? [] : ['**'])).map((g) => globToRegExp(g));
+    this.#anonymous = (config.anonymous ?? (this.enabled ? [] : ['**'])).map((g) =>
+      globToRegExp(g, PATH_GLOB),
+    );
     this.#htpasswdPath = config.htpasswd;
     this.#pool = new PasswordPool({
       maxQueue: config.verifyQueue ?? 64,

@@ -29,19 +29,13 @@ export type {
   TrustNames,
 } from './schema.ts';
 export { readDecision } from './decision-record.ts';
-export { compileMatcher, globProblem, globToRegExp, matchSubject } from './match.ts';
-export {
-  attestorLabel,
-  decisionDetail,
-  formatDenyMessage,
-  gateMaxBytes,
-  needsImageFacts,
-  MAX_ITEMS_CHECKED,
-  needsEvidence,
-  PolicyConfigError,
-  PolicyEngine,
-} from './decide.ts';
-export type { DecideInput, DecisionDetail } from './decide.ts';
+export { compileMatcher, globProblem, matchSubject, policyGlob } from './match.ts';
+export { PolicyEngine } from './decide.ts';
+export { gateMaxBytes, needsEvidence, needsImageFacts, PolicyConfigError } from './compile.ts';
+export { MAX_ITEMS_CHECKED } from './evaluate.ts';
+export type { DecideInput } from './evaluate.ts';
+export { attestorLabel, decisionDetail, formatDenyMessage } from './explain.ts';
+export type { DecisionDetail } from './explain.ts';
 export type {
   AgeRules,
   CelRules,

@@ -11,73 +11,24 @@
  *
  * Matching ignores case: repository names are lowercase by the OCI distribution spec and host names
  * are case-insensitive, so only the host can differ in case and it should not change the decision.
+ * The grammar is compiled by the one glob compiler (shared/glob.ts).
  */
-
-const REGEX_META = /[\\^$.|?+()[\]{}]/g;
+import { anyGlobToRegExp, globToRegExp, PATH_GLOB, pathGlobProblem } from '../shared/index.ts';
 
 /** Why `glob` is not a usable policy glob, or undefined when it is. */
 export function globProblem(glob: string): string | undefined {
-  if (glob === '**') return undefined;
-  if (glob === '') return 'expected a glob such as "ghcr.io/acme/**" or "docker.io/library/*"';
-  if (/\s/.test(glob)) return 'expected a glob without whitespace';
-  if (glob.startsWith('/') || glob.endsWith('/') || glob.includes('//')) {
-    return 'expected a glob without empty path components (no leading, trailing or double "/")';
-  }
-  const parts = glob.split('/');
-  if (parts.length < 2) {
-    return 'expected "<upstream host>/<repository glob>", e.g. "ghcr.io/acme/**" (or "**" for everything)';
-  }
-  for (const part of parts) {
-    if (part !== '**' && part.includes('**')) {
-      return `"**" must be a whole path component ("a/**/b", "a/**"), got "${part}"`;
-    }
-  }
-  return undefined;
+  return pathGlobProblem(glob);
 }
 
-function componentSource(part: string): string {
-  return part
-    .split('*')
-    .map((literal) => literal.replace(REGEX_META, '\\$&'))
-    .join('[^/]*');
-}
-
-/** The regular expression source (anchored) for a glob; see the module comment for the grammar. */
-export function globSource(glob: string): string {
-  const problem = globProblem(glob);
-  if (problem !== undefined) throw new Error(`invalid policy glob "${glob}": ${problem}`);
-  const parts = glob.split('/');
-  if (parts.length === 1) return '^.*$'; // "**"
-  let out = '^';
-  let needSeparator = false;
-  parts.forEach((part, i) => {
-    if (part === '**') {
-      if (i === 0) {
-        out += '(?:[^/]+/)*'; // zero or more leading components, the next one follows directly
-        needSeparator = false;
-      } else if (i === parts.length - 1) {
-        out += '(?:/[^/]+)+'; // one or more trailing components
-      } else {
-        out += '(?:/[^/]+)*'; // zero or more components in between
-        needSeparator = true;
-      }
-      return;
-    }
-    out += (needSeparator ? '/' : '') + componentSource(part);
-    needSeparator = true;
-  });
-  return `${out}$`;
-}
-
-/** One compiled regular expression for a glob. Throws on an invalid glob ({@link globProblem}). */
-export function globToRegExp(glob: string): RegExp {
-  return new RegExp(globSource(glob), 'i');
+/** One compiled regular expression for a policy glob. Throws on an invalid glob ({@link globProblem}). */
+export function policyGlob(glob: string): RegExp {
+  return globToRegExp(glob, PATH_GLOB);
 }
 
 /** A predicate over `<upstream>/<repository>` that is true when any of `globs` matches; compiled once. */
 export function compileMatcher(globs: readonly string[]): (subject: string) => boolean {
   if (globs.length === 0) return () => false;
-  const re = new RegExp(globs.map((g) => `(?:${globSource(g)})`).join('|'), 'i');
+  const re = anyGlobToRegExp(globs, PATH_GLOB);
   return (subject) => re.test(subject);
 }
 

@@ -4,6 +4,8 @@ import type { Digest } from '../oci/index.ts';
 import type { MetadataStore, TagHistoryEntry, TagPin, TagRecord } from '../metadata/index.ts';
 import type { Policy } from '../policy/index.ts';
 import type { DenyDetail } from './deny-detail.ts';
+import { globToRegExp } from '../shared/index.ts';
+import type { GlobOptions } from '../shared/index.ts';
 import type { Metrics } from './metrics.ts';
 
 // The stored shapes are the metadata store's; re-exported here, where the service's callers look.
@@ -21,14 +23,8 @@ export interface TagMove {
 /** Entries kept per tag: enough to answer "what did this tag point at last month". */
 const HISTORY_LIMIT = 100;
 
-/** Shell-style glob (`*`, `?`) over a whole tag. */
-function tagGlob(glob: string): RegExp {
-  const escaped = glob
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${escaped}$`);
-}
+/** Shell-style tag globs: `*` any run, `?` one character, over the whole tag. */
+const TAG_GLOB: GlobOptions = { star: 'any', question: true };
 
 /**
  * Tag drift control. Every upstream answer for a tag goes into its history (shared by replicas through
@@ -112,7 +108,7 @@ export class TagGuard {
     const rules = policy?.tags;
     if (!rules) return resolved;
     const ref = `${upstream}/${repository}:${tag}`;
-    const banned = rules.deny.find((g) => tagGlob(g).test(tag));
+    const banned = rules.deny.find((g) => globToRegExp(g, TAG_GLOB).test(tag));
     if (banned !== undefined) {
       throw new RegistryError(
         'DENIED',

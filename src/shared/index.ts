@@ -1,7 +1,8 @@
 /**
- * Shared: the words two modules share, below every other module (it imports nothing from `src/`).
- * Units as operators write them (durations, sizes) and their zod schemas, the did-you-mean hint, and
- * the HTTP byte range.
+ * Shared: the words two modules share, below the adapters (it imports only oci). Units as operators
+ * write them (durations, sizes) and their zod schemas, the one glob compiler, the evidence words
+ * (signer identity, found signature, attestation content), the decision result, the did-you-mean
+ * hint, and the HTTP byte range.
  */
 export {
   DURATION_PATTERN,
@@ -27,3 +28,5 @@ export type * from './attestation.ts';
 export { SEVERITIES } from './attestation.ts';
 export type { DecisionResult } from './decision.ts';
 export type { TrustKeyConfig, TrustRootConfig } from './trust-material.ts';
+export { anyGlobToRegExp, globSource, globToRegExp, PATH_GLOB, pathGlobProblem } from './glob.ts';
+export type { GlobOptions } from './glob.ts';

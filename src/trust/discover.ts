@@ -27,7 +27,7 @@ import {
   RegistryError,
 } from '../oci/index.ts';
 import type { Descriptor, Digest, ParsedManifest } from '../oci/index.ts';
-import type { FetchedManifest, RequestOptions, Upstream } from '../upstream/index.ts';
+import type { ReadManifest, ReadOptions, RegistryReader } from './registry-reader.ts';
 import {
   Annotation,
   COSIGN_ATT_ARTIFACT_TYPE,
@@ -64,10 +64,10 @@ const TRANSIENT = new Set(['UNAVAILABLE', 'TOOMANYREQUESTS']);
 class NothingThere extends Error {}
 
 interface Ctx {
-  upstream: Upstream;
+  registry: RegistryReader;
   repository: string;
   subject: Digest;
-  request: RequestOptions;
+  request: ReadOptions;
   maxBlobBytes: number;
   maxItems: number;
   roundTrips: number;
@@ -82,11 +82,11 @@ function message(err: unknown): string {
 async function manifest(
   ctx: Ctx,
   reference: string,
-): Promise<{ fetched: FetchedManifest; parsed: ParsedManifest }> {
+): Promise<{ fetched: ReadManifest; parsed: ParsedManifest }> {
   ctx.roundTrips++;
-  let fetched: FetchedManifest;
+  let fetched: ReadManifest;
   try {
-    fetched = await ctx.upstream.getManifest(ctx.repository, reference, {
+    fetched = await ctx.registry.getManifest(ctx.repository, reference, {
       ...ctx.request,
       accept: MANIFEST_ACCEPT,
     });
@@ -117,7 +117,7 @@ async function blob(ctx: Ctx, d: Descriptor): Promise<Buffer> {
   if (d.size > ctx.maxBlobBytes)
     throw new Error(`blob ${d.digest} is ${d.size} bytes, over ${ctx.maxBlobBytes}`);
   ctx.roundTrips++;
-  const answer = await ctx.upstream.getBlob(ctx.repository, d.digest, ctx.request);
+  const answer = await ctx.registry.getBlob(ctx.repository, d.digest, ctx.request);
   if (answer.size !== undefined && answer.size > ctx.maxBlobBytes) {
     answer.body.destroy();
     throw new Error(`blob ${d.digest} is ${answer.size} bytes, over ${ctx.maxBlobBytes}`);
@@ -327,7 +327,7 @@ const OCI_EMPTY_MEDIA_TYPE = 'application/vnd.oci.empty.v1+json';
 async function referrers(ctx: Ctx): Promise<void> {
   // No artifactType filter: one request covers bundles and cosign's OCI 1.1 artifacts (as cosign's
   // GetBundles asks), and registries that ignore the filter answer the same anyway.
-  const listing = await listReferrers(ctx.upstream, ctx.repository, ctx.subject, { request: ctx.request });
+  const listing = await listReferrers(ctx.registry, ctx.repository, ctx.subject, { request: ctx.request });
   ctx.roundTrips += listing?.requests ?? 2;
   if (listing === undefined) throw new NothingThere();
   const { source, index } = listing;
@@ -373,13 +373,13 @@ async function classicTag(ctx: Ctx, suffix: 'sig' | 'att'): Promise<void> {
  * when nothing was found and some place could not be searched because of a transient upstream error.
  */
 export async function discoverEvidence(
-  upstream: Upstream,
+  registry: RegistryReader,
   repository: string,
   subject: Digest,
   options: DiscoverOptions = {},
 ): Promise<Evidence> {
   const ctx: Ctx = {
-    upstream,
+    registry,
     repository,
     subject,
     request: options.signal === undefined ? {} : { signal: options.signal },

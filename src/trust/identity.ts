@@ -5,13 +5,15 @@
  * anchored expressions and compared by us, never handed to the library as a bare string.
  */
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-}
+import { globToRegExp } from '../shared/index.ts';
+import type { GlobOptions } from '../shared/index.ts';
 
-/** A glob where `*` matches any run of characters (including `/`) and everything else is literal. */
-export function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.split('*').map(escapeRegExp).join('.*')}$`, 's');
+/** Identity globs: `*` matches any run of characters (including `/`), everything else is literal. */
+export const IDENTITY_GLOB: GlobOptions = { star: 'any' };
+
+/** A compiled identity glob ({@link IDENTITY_GLOB}): anchored, `*` any run, everything else literal. */
+export function identityGlob(glob: string): RegExp {
+  return globToRegExp(glob, IDENTITY_GLOB);
 }
 
 /** A user-written regular expression, anchored at both ends whatever it says itself. */
@@ -22,6 +24,6 @@ export function anchoredRegExp(source: string): RegExp {
 /** The identity matcher of a keyless attestor; `undefined` when it names no subject (issuer only). */
 export function subjectMatcher(attestor: { subject?: string; subjectRegExp?: string }): RegExp | undefined {
   if (attestor.subjectRegExp !== undefined) return anchoredRegExp(attestor.subjectRegExp);
-  if (attestor.subject !== undefined) return globToRegExp(attestor.subject);
+  if (attestor.subject !== undefined) return identityGlob(attestor.subject);
   return undefined;
 }

@@ -3,6 +3,7 @@ export { discoverEvidence } from './discover.ts';
 export type { DiscoverOptions } from './discover.ts';
 export { listReferrers } from './referrers.ts';
 export type { ReferrersListing } from './referrers.ts';
+export type { ReadManifest, ReadOptions, RegistryReader } from './registry-reader.ts';
 export { loadPublicKey, parseTrustedRoot, publicGoodTrustedRoot } from './roots.ts';
 export { TrustMaterialStore } from './store.ts';
 export type {
@@ -11,7 +12,7 @@ export type {
   TrustMaterialStoreOptions,
   TrustRefreshOptions,
 } from './roots.ts';
-export { anchoredRegExp, globToRegExp } from './identity.ts';
+export { anchoredRegExp, IDENTITY_GLOB, identityGlob } from './identity.ts';
 export {
   Annotation,
   COSIGN_SIGN_PREDICATE_TYPE,

@@ -1,6 +1,6 @@
 import { isNotFoundError, MediaType, parseManifest, referrersTag, RegistryError } from '../oci/index.ts';
 import type { Digest, ParsedManifest } from '../oci/index.ts';
-import type { RequestOptions, Upstream } from '../upstream/index.ts';
+import type { ReadOptions, RegistryReader } from './registry-reader.ts';
 
 /** The referrers of a subject as an upstream lists them. */
 export interface ReferrersListing {
@@ -23,13 +23,13 @@ export interface ReferrersListing {
  * `/referrers` route and signature discovery use.
  */
 export async function listReferrers(
-  upstream: Upstream,
+  registry: RegistryReader,
   repository: string,
   subject: Digest,
-  options: { artifactType?: string; request?: RequestOptions } = {},
+  options: { artifactType?: string; request?: ReadOptions } = {},
 ): Promise<ReferrersListing | undefined> {
   const request = options.request ?? {};
-  const answer = await upstream.getReferrers(repository, subject, options.artifactType, request);
+  const answer = await registry.getReferrers(repository, subject, options.artifactType, request);
   if (answer !== undefined) {
     const applied =
       answer.filtersApplied
@@ -47,7 +47,7 @@ export async function listReferrers(
   let bytes: Buffer;
   let mediaType: string;
   try {
-    const m = await upstream.getManifest(repository, referrersTag(subject), {
+    const m = await registry.getManifest(repository, referrersTag(subject), {
       ...request,
       accept: [MediaType.ociIndex],
     });

@@ -6,8 +6,8 @@
  */
 import { coerce, satisfies, valid } from 'semver';
 import type { Digest } from '../../oci/index.ts';
-// The one identity glob compiler (anchored, "*" any run): a leaf module, imported directly.
-import { globToRegExp } from '../../trust/identity.ts';
+import { globToRegExp } from '../../shared/index.ts';
+import type { GlobOptions } from '../../shared/index.ts';
 import type {
   AttestationReader,
   Attestor,
@@ -572,6 +572,9 @@ function celGate(gate: Gate & { kind: 'cel' }, env: GateEnv, program: CelProgram
 
 // ------------------------------------------------------------------------------------- compiled
 
+/** purl and provenance globs: `*` any run (`/` included), the rest literal; anchored, as identities. */
+const ANY_RUN_GLOB: GlobOptions = { star: 'any' };
+
 /** A gate with its globs compiled once (at policy load). */
 export interface CompiledGate {
   gate: Gate;
@@ -583,13 +586,13 @@ export function compileGate(gate: Gate): CompiledGate {
     case 'vulnerabilities':
       return { gate, evaluate: (env) => vulnerabilitiesGate(gate, env) };
     case 'sbom': {
-      const rules = gate.sbom.deny.map((rule) => ({ re: globToRegExp(rule.purl), rule }));
+      const rules = gate.sbom.deny.map((rule) => ({ re: globToRegExp(rule.purl, ANY_RUN_GLOB), rule }));
       return { gate, evaluate: (env) => sbomGate(gate, env, rules) };
     }
     case 'provenance': {
       const globs = Object.fromEntries(
         Object.entries(gate.provenance).flatMap(([k, v]) =>
-          typeof v === 'string' ? [[k, globToRegExp(v)]] : [],
+          typeof v === 'string' ? [[k, globToRegExp(v, ANY_RUN_GLOB)]] : [],
         ),
       );
       return { gate, evaluate: (env) => provenanceGate(gate, env, globs) };

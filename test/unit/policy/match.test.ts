@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileMatcher, globProblem, globToRegExp } from '../../../src/policy/index.ts';
+import { compileMatcher, globProblem, policyGlob as globToRegExp } from '../../../src/policy/index.ts';
 
 const matches = (glob: string, subject: string) => globToRegExp(glob).test(subject);
 

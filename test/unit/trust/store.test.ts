@@ -1,7 +1,7 @@
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  globToRegExp,
+  identityGlob as globToRegExp,
   anchoredRegExp,
   publicGoodTrustedRoot,
   TrustMaterialStore,
