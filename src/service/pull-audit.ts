@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditGate, AuditSink, RecentTags } from '../audit/index.ts';
-import { isRegistryError, recordedCacheState, referencedDigests, RegistryError } from '../oci/index.ts';
-import type { CacheState } from '../oci/index.ts';
-import type { Decision, DecisionResult, GateResult } from '../policy/index.ts';
-import type { SignerIdentity } from '../trust/index.ts';
+import { isRegistryError, referencedDigests, RegistryError } from '../oci/index.ts';
+import type { Decision, GateResult } from '../policy/index.ts';
+import { recordedCacheState } from '../shared/index.ts';
+import type { CacheState, DecisionResult, SignerIdentity } from '../shared/index.ts';
 import { denyDetail } from './deny-detail.ts';
 import type { ManifestResult } from './registry-service.ts';
 

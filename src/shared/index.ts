@@ -1,7 +1,7 @@
 /**
  * Shared: the words two modules share, below every other module (it imports nothing from `src/`).
  * Units as operators write them (durations, sizes) and their zod schemas, the did-you-mean hint, and
- * the HTTP byte range.
+ * the HTTP byte range, the cache states of an answer.
  */
 export {
   DURATION_PATTERN,
@@ -26,3 +26,5 @@ export type {
 export type * from './attestation.ts';
 export { SEVERITIES } from './attestation.ts';
 export type { DecisionResult } from './decision.ts';
+export type { BlobCacheState, CacheState, ManifestCacheState, RecordedCacheState } from './cache-state.ts';
+export { recordedCacheState } from './cache-state.ts';
