@@ -1,5 +1,4 @@
-import type { RecordedCacheState } from '../oci/index.ts';
-import type { DecisionResult, SignerIdentity } from '../shared/index.ts';
+import type { DecisionResult, RecordedCacheState, SignerIdentity } from '../shared/index.ts';
 
 /**
  * What an audit event records.

@@ -26,7 +26,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { digestAlgorithm, digestHex, digestOf, isDigest, RegistryError } from '../oci/index.ts';
-import type { BlobCacheState, Digest } from '../oci/index.ts';
+import type { Digest } from '../oci/index.ts';
 import { BlobReadStream, toError } from './blob-read-stream.ts';
 import type { DiskHeadroom } from './disk-headroom.ts';
 import type { ReadSource } from './blob-read-stream.ts';
@@ -41,7 +41,7 @@ import {
   touchLock,
 } from './lock-file.ts';
 import type { LockBase } from './lock-file.ts';
-import type { ByteRange } from '../shared/index.ts';
+import type { BlobCacheState, ByteRange } from '../shared/index.ts';
 import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, BlobTooLargeDetail } from './types.ts';
 
 /** The logger calls the store makes (a pino logger fits). */

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
-import type { BlobCacheState, Digest } from '../oci/index.ts';
-import type { ByteRange } from '../shared/index.ts';
+import type { Digest } from '../oci/index.ts';
+import type { BlobCacheState, ByteRange } from '../shared/index.ts';
 
 /**
  * What a fill reads: a blob body whose status is known to be a success, still streaming. The cache

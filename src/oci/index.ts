@@ -3,4 +3,3 @@ export * from './digest.ts';
 export * from './reference.ts';
 export * from './media-types.ts';
 export * from './manifest.ts';
-export * from './cache-state.ts';

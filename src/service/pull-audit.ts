@@ -1,14 +1,14 @@
 import type { Logger } from 'pino';
-import type { AuditEvent, AuditGate, AuditSink, RecentTags } from '../audit/index.ts';
-import { isRegistryError, recordedCacheState, referencedDigests, RegistryError } from '../oci/index.ts';
-import type { CacheState } from '../oci/index.ts';
-import type { Decision, DecisionResult, GateResult } from '../policy/index.ts';
-import type { SignerIdentity } from '../trust/index.ts';
+import type { AuditEvent, AuditEventType, AuditGate, AuditSink, RecentTags } from '../audit/index.ts';
+import { isRegistryError, referencedDigests, RegistryError } from '../oci/index.ts';
+import type { Decision, GateResult } from '../policy/index.ts';
+import { recordedCacheState } from '../shared/index.ts';
+import type { CacheState, DecisionResult, SignerIdentity } from '../shared/index.ts';
 import { denyDetail } from './deny-detail.ts';
 import type { ManifestResult } from './registry-service.ts';
 
-/** The kinds of request that name a repository, each one audit event. */
-export type PullKind = 'manifest' | 'blob' | 'tags' | 'referrers';
+/** The kinds of request that name a repository, each one audit event of its kind. */
+export type PullKind = Exclude<AuditEventType, 'tag-moved'>;
 
 /** What decided a request, in the audit trail's words. */
 export interface PullVerdict {

@@ -11,8 +11,9 @@ import {
   referencedDigests,
   RegistryError,
 } from '../oci/index.ts';
-import type { Digest, ManifestCacheState, ManifestReference, ParsedManifest } from '../oci/index.ts';
+import type { Digest, ManifestReference, ParsedManifest } from '../oci/index.ts';
 import type { BlobHandle, BlobStore } from '../cache/index.ts';
+import type { ManifestCacheState } from '../shared/index.ts';
 import type { MetadataStore, TagRecord } from '../metadata/index.ts';
 import type { Upstream } from '../upstream/index.ts';
 import { SingleFlight } from './single-flight.ts';
@@ -36,7 +37,7 @@ export interface UpstreamEntry {
   staleIfError: number;
 }
 
-/** How a manifest answer was produced (the one `CacheState` vocabulary of oci/, without `joined`). */
+/** How a manifest answer was produced (the one `CacheState` vocabulary of shared/, without `joined`). */
 export type { ManifestCacheState };
 
 export interface ManifestResult {

@@ -2,7 +2,7 @@
  * Shared: the words two modules share, below the adapters (it imports only oci). Units as operators
  * write them (durations, sizes) and their zod schemas, the one glob compiler, the evidence words
  * (signer identity, found signature, attestation content), the decision result, the did-you-mean
- * hint, and the HTTP byte range.
+ * hint, the HTTP byte range, and the cache states of an answer.
  */
 export {
   DURATION_PATTERN,
@@ -30,3 +30,5 @@ export type { DecisionResult } from './decision.ts';
 export type { TrustKeyConfig, TrustRootConfig } from './trust-material.ts';
 export { anyGlobToRegExp, globSource, globToRegExp, PATH_GLOB, pathGlobProblem } from './glob.ts';
 export type { GlobOptions } from './glob.ts';
+export type { BlobCacheState, CacheState, ManifestCacheState, RecordedCacheState } from './cache-state.ts';
+export { recordedCacheState } from './cache-state.ts';

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError } from '../../oci/index.ts';
-import type { CacheState } from '../../oci/index.ts';
+import type { CacheState } from '../../shared/index.ts';
 import type { Metrics, PullAudit, PullFacts, RegistryService } from '../../service/index.ts';
 import type { PullAuth } from '../auth.ts';
 import type { RoutingConfig } from '../routing.ts';
