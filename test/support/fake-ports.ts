@@ -67,6 +67,7 @@ export interface MemoryImage {
   bytes: Buffer;
   mediaType: string;
   config: Digest;
+  configBytes: Buffer;
   layer: Digest;
   layerBytes: Buffer;
 }
@@ -144,7 +145,7 @@ export class MemoryUpstream implements Upstream {
       }),
     );
     const digest = this.manifest(repository, tag, bytes, OCI_MANIFEST);
-    return { digest, bytes, mediaType: OCI_MANIFEST, config, layer, layerBytes };
+    return { digest, bytes, mediaType: OCI_MANIFEST, config, configBytes, layer, layerBytes };
   }
 
   /** A new two-platform OCI index at `repository:tag`; its children are stored by digest only. */
