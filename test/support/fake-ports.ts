@@ -87,6 +87,7 @@ export class MemoryUpstream implements Upstream {
   readonly #blobs = new Map<string, Map<string, Buffer>>();
   readonly #faults: Fault[] = [];
   readonly #corrupt = new Set<string>();
+  readonly #oversize = new Map<string, { extra: number; withLength: boolean }>();
   #held: { method: UpstreamMethod; released: Promise<void> } | undefined;
   #seq = 0;
 
@@ -182,6 +183,15 @@ export class MemoryUpstream implements Upstream {
   clearFaults(): void {
     this.#faults.length = 0;
     this.#corrupt.clear();
+    this.#oversize.clear();
+  }
+
+  /**
+   * Serve `extra` bytes more of this blob than it has (GET and HEAD), announced in the size
+   * (Content-Length) or, without `withLength`, streamed with no length.
+   */
+  oversize(digest: string, extra: number, options: { withLength?: boolean } = {}): void {
+    this.#oversize.set(digest, { extra, withLength: options.withLength ?? true });
   }
 
   /** Serve bytes that do not match the digest for this manifest or blob (a hostile or broken upstream). */
@@ -253,6 +263,11 @@ export class MemoryUpstream implements Upstream {
     await this.#enter('getBlob', repository, digest);
     const bytes = this.#blobs.get(repository)?.get(digest);
     if (!bytes) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${repository}@${digest}`);
+    const over = this.#oversize.get(digest);
+    if (over) {
+      const sent = Buffer.concat([bytes, Buffer.alloc(over.extra, 0x20)]);
+      return { body: Readable.from([sent]), size: over.withLength ? sent.length : undefined };
+    }
     const sent = this.#corrupt.has(digest) ? Buffer.from(bytes.map((b) => b ^ 0xff)) : bytes;
     return { body: Readable.from([sent]), size: sent.length };
   }
@@ -261,7 +276,7 @@ export class MemoryUpstream implements Upstream {
     await this.#enter('headBlob', repository, digest);
     const bytes = this.#blobs.get(repository)?.get(digest);
     if (!bytes) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${repository}@${digest}`);
-    return { size: bytes.length };
+    return { size: bytes.length + (this.#oversize.get(digest)?.extra ?? 0) };
   }
 
   async listTags(repository: string): Promise<TagList> {

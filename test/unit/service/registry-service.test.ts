@@ -314,6 +314,51 @@ describe('RegistryService: blobs', () => {
   });
 });
 
+describe('RegistryService: blobs bounded by the size their admitted manifest declares', () => {
+  async function admitted(w: World) {
+    const image = await w.signed('acme/app', 'v1');
+    await w.service.resolveManifest(w.target('acme/app'), ref('v1'), { accept: ACCEPT_ALL, withBody: true });
+    return image;
+  }
+
+  it('refuses a blob whose announced length is not the declared size, reads none of it, caches nothing', async () => {
+    const w = await start({ policies: SIGNED });
+    const image = await admitted(w);
+    w.upstream.oversize(image.layer, 1_000);
+    const err = await rejection(w.service.getBlob(w.target('acme/app'), image.layer));
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.detail).toMatchObject({
+      reason: 'blob-size-mismatch',
+      digest: image.layer,
+      size: image.layerBytes.length,
+      received: image.layerBytes.length + 1_000,
+    });
+    expect(await w.blobs.stat(image.layer)).toBeUndefined();
+    // A HEAD is refused the same way: a client is not told a size that cannot be served.
+    expect((await rejection(w.service.headBlob(w.target('acme/app'), image.layer))).detail).toMatchObject({
+      reason: 'blob-size-mismatch',
+    });
+
+    w.upstream.clearFaults();
+    const good = await w.service.getBlob(w.target('acme/app'), image.layer);
+    expect((await readAll(good.createReadStream())).equals(image.layerBytes)).toBe(true);
+    good.release();
+    expect(w.upstream.count('getBlob', image.layer)).toBe(2);
+  });
+
+  it('cuts a blob streamed without a length once it passes the declared size, and caches nothing', async () => {
+    const w = await start({ policies: SIGNED });
+    const image = await admitted(w);
+    w.upstream.oversize(image.layer, 1_000, { withLength: false });
+    const handle = await w.service.getBlob(w.target('acme/app'), image.layer);
+    const err = await rejection(readAll(handle.createReadStream()));
+    handle.release();
+    // Refused for its size, before the digest check at the end could: the bound holds while streaming.
+    expect(err.detail).toMatchObject({ reason: 'blob-larger-than-declared', size: image.layerBytes.length });
+    expect(await w.blobs.stat(image.layer)).toBeUndefined();
+  });
+});
+
 describe('RegistryService: tag lists', () => {
   it('paginates here, in lexical order, with a Link to the next page', async () => {
     const w = await start();
