@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { errorStatus, RegistryError } from '../../../src/oci/index.ts';
 import type { Digest } from '../../../src/oci/index.ts';
-import { OCI_MANIFEST } from '../../support/fake-ports.ts';
+import { checkReference } from '../../../src/service/index.ts';
+import { OCI_INDEX, OCI_MANIFEST } from '../../support/fake-ports.ts';
 import { ACCEPT_ALL, HOST, readAll, ref, rejection, SIGNED, worldPerTest } from './helpers.ts';
 import type { World } from './helpers.ts';
 
@@ -378,5 +379,106 @@ describe('RegistryService: tag lists', () => {
     expect(err.code).toBe('DENIED');
     expect(err.detail).toMatchObject({ policy: 'closed', reason: 'repository-denied' });
     expect(w.upstream.count('listTags')).toBe(0);
+  });
+});
+
+describe('RegistryService: referrers', () => {
+  function referrersOf(w: World, repository: string, subject: Digest) {
+    const sbom = w.upstream.image(repository, undefined);
+    const sig = w.upstream.image(repository, undefined);
+    const entry = (m: { digest: Digest; bytes: Buffer }, artifactType: string) => ({
+      mediaType: OCI_MANIFEST,
+      digest: m.digest,
+      size: m.bytes.length,
+      artifactType,
+    });
+    const index = {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [
+        entry(sbom, 'application/spdx+json'),
+        entry(sig, 'application/vnd.dev.cosign.artifact.sig.v1+json'),
+      ],
+    };
+    w.upstream.manifest(
+      repository,
+      `sha256-${subject.slice(7)}`,
+      Buffer.from(JSON.stringify(index)),
+      OCI_INDEX,
+    );
+    return index.manifests;
+  }
+
+  it('answers from the referrers tag schema when the upstream has no referrers API, filtering here', async () => {
+    const w = await start();
+    const image = w.upstream.image('acme/app', 'v1');
+    const [sbom, sig] = referrersOf(w, 'acme/app', image.digest);
+    const all = await w.service.getReferrers(w.target('acme/app'), image.digest, undefined);
+    expect(all.filtersApplied).toBe(false);
+    expect(JSON.parse(all.body.toString())).toEqual({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [sbom, sig],
+    });
+    const filtered = await w.service.getReferrers(
+      w.target('acme/app'),
+      image.digest,
+      'application/spdx+json',
+    );
+    expect(filtered.filtersApplied).toBe(true);
+    expect(JSON.parse(filtered.body.toString()).manifests).toEqual([sbom]);
+    expect(w.upstream.count('getReferrers', image.digest)).toBe(2);
+  });
+
+  it('answers an empty index for a digest without referrers', async () => {
+    const w = await start();
+    const image = w.upstream.image('acme/app', 'v1');
+    const none = await w.service.getReferrers(w.target('acme/app'), image.digest, undefined);
+    expect(JSON.parse(none.body.toString())).toEqual({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [],
+    });
+  });
+
+  it('refuses to list the referrers of a repository no policy lets anyone pull, asking nothing upstream', async () => {
+    const w = await start({ policies: [{ name: 'closed', match: ['**'], action: 'deny' }] });
+    const image = w.upstream.image('acme/app', 'v1');
+    const err = await rejection(w.service.getReferrers(w.target('acme/app'), image.digest, undefined));
+    expect(err.detail).toMatchObject({ policy: 'closed', reason: 'repository-denied' });
+    expect(w.upstream.total).toBe(0);
+  });
+});
+
+describe('RegistryService: check (pullwarden check)', () => {
+  it('decides as a pull does but throws no deny, caches no decision and admits nothing', async () => {
+    const w = await start({ policies: SIGNED });
+    const unsigned = w.upstream.image('acme/unsigned', 'v1');
+    const refused = await checkReference(w.service, `${HOST}/acme/unsigned:v1`, undefined);
+    expect(refused).toMatchObject({
+      upstream: HOST,
+      repository: 'acme/unsigned',
+      digest: unsigned.digest,
+      decision: { result: 'deny', policy: 'signed' },
+      policy: { name: 'signed' },
+    });
+    expect(
+      (await rejection(w.gate!.assertBlobAdmitted(w.target('acme/unsigned'), unsigned.layer))).code,
+    ).toBe('DENIED');
+
+    const signed = await w.signed('acme/app', 'v1');
+    const ok = await w.service.check(w.target('acme/app'), ref('v1'));
+    expect(ok).toMatchObject({ digest: signed.digest, decision: { result: 'allow' } });
+    const verified = w.verifier.calls;
+    // The pull that follows decides for itself: the check left no decision behind.
+    await w.service.resolveManifest(w.target('acme/app'), ref('v1'), { accept: ACCEPT_ALL, withBody: false });
+    expect(w.verifier.calls).toBeGreaterThan(verified);
+  });
+
+  it('refuses a reference to an upstream that is not configured, with no connection', async () => {
+    const w = await start({ policies: SIGNED });
+    const err = await rejection(checkReference(w.service, 'elsewhere.test/acme/app:v1', HOST));
+    expect(err.code).toBe('DENIED');
+    expect(w.upstream.total).toBe(0);
   });
 });
