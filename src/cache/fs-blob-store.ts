@@ -41,16 +41,11 @@ import {
   touchLock,
 } from './lock-file.ts';
 import type { LockBase } from './lock-file.ts';
-import type { ByteRange } from '../shared/index.ts';
+import { noopLogger } from '../shared/index.ts';
+import type { ByteRange, Logger } from '../shared/index.ts';
 import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, BlobTooLargeDetail } from './types.ts';
 
-/** The logger calls the store makes (a pino logger fits). */
-export interface CacheLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+const noop = (): void => undefined;
 
 export interface FsBlobStoreOptions {
   /** Cache directory; created when missing. */
@@ -66,7 +61,7 @@ export interface FsBlobStoreOptions {
   abandonedFillGraceMs?: number;
   /** Free-space headroom of the storage filesystem: below its reserve, fills are refused. */
   headroom?: DiskHeadroom;
-  logger?: CacheLogger;
+  logger?: Logger;
   /**
    * Other processes use the directory too (`storage.shared`): init() leaves their fills in tmp/ alone
    * and removes only leftovers that have not been written for {@link SHARED_TMP_STALE_MS}.
@@ -106,9 +101,6 @@ const SHARD_RE = /^[a-f0-9]{2}$/;
 /** Recency is written to disk (utimes) at most this often per blob, so hits stay cheap. */
 const TOUCH_INTERVAL_MS = 60_000;
 
-const noop = (): void => undefined;
-const silentLogger: CacheLogger = { debug: noop, info: noop, warn: noop, error: noop };
-
 interface IndexEntry {
   size: number;
   /** Last time recency was written to the file's times. */
@@ -141,7 +133,7 @@ export class FsBlobStore implements BlobStore {
   readonly #maxBlobSize: number;
   readonly #graceMs: number;
   readonly #headroom: DiskHeadroom | undefined;
-  readonly #log: CacheLogger;
+  readonly #log: Logger;
   readonly #shared: boolean;
   readonly #fillsDir: string;
   readonly #host: string;
@@ -172,7 +164,7 @@ export class FsBlobStore implements BlobStore {
     this.#maxBlobSize = options.maxBlobSize ?? Number.POSITIVE_INFINITY;
     this.#graceMs = options.abandonedFillGraceMs ?? 30_000;
     this.#headroom = options.headroom;
-    this.#log = options.logger ?? silentLogger;
+    this.#log = options.logger ?? noopLogger;
     this.#shared = options.shared ?? false;
     this.#fillsDir = join(options.dir, 'fills');
     this.#host = hostname();

@@ -1,7 +1,7 @@
 /**
  * Shared: the words two modules share, below every other module (it imports nothing from `src/`).
- * Units as operators write them (durations, sizes) and their zod schemas, the did-you-mean hint, and
- * the HTTP byte range.
+ * Units as operators write them (durations, sizes) and their zod schemas, the did-you-mean hint,
+ * the HTTP byte range, the one logger interface.
  */
 export {
   DURATION_PATTERN,
@@ -26,3 +26,5 @@ export type {
 export type * from './attestation.ts';
 export { SEVERITIES } from './attestation.ts';
 export type { DecisionResult } from './decision.ts';
+export { noopLogger } from './logger.ts';
+export type { Logger } from './logger.ts';
