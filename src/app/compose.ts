@@ -4,13 +4,13 @@
  * around it (listeners, reload, watchers, signals, workers) is ./lifecycle.ts.
  */
 import { access, constants, mkdir } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { openAuditSink, RecentTags } from '../audit/index.ts';
 import type { MultiAuditSink } from '../audit/index.ts';
-import { DiskHeadroom, FsBlobStore, StorageLock } from '../cache/index.ts';
+import { acquireStorageLock, DiskHeadroom, FsBlobStore } from '../cache/index.ts';
+import type { StorageLock } from '../cache/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import { PolicyEngine } from '../policy/index.ts';
 import { CachingAttestationReader, KevCatalog, TrustMaterialStore } from '../trust/index.ts';
@@ -126,21 +126,11 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
   const logger = options.logger ?? createLogger(config.log.level, config.log.timestamp);
   await mkdir(config.storage.dir, { recursive: true });
   // Before anything touches the directory: one owner, or replicas that all declared the shared mode.
-  let lockLost: string | undefined;
-  const lock = options.cluster
-    ? undefined
-    : new StorageLock({
-        dir: config.storage.dir,
-        mode: config.storage.shared ? 'shared' : 'exclusive',
-        replica: config.storage.replica ?? hostname(),
-        onLost: (reason) => {
-          lockLost = reason;
-          logger.error({ dir: config.storage.dir }, `${reason}; not ready until restarted`);
-        },
-      });
-  await lock?.acquire();
+  // (In a cluster the primary holds it for every worker.)
+  const owner = options.cluster ? undefined : await acquireStorageLock(config.storage, logger);
+  const lock = owner?.lock;
   try {
-    return await assemble(config, options, logger, lock, () => lockLost);
+    return await assemble(config, options, logger, lock, () => owner?.lost());
   } catch (err) {
     await lock?.release();
     throw err;
