@@ -15,13 +15,13 @@ import type { LoadedConfig } from '../config/index.ts';
 import { PolicyEngine } from '../policy/index.ts';
 import { CachingAttestationReader, KevCatalog, TrustMaterialStore } from '../trust/index.ts';
 import { buildHttpServer, PullAuth } from '../http/index.ts';
-import { openMetadataStore } from '../metadata/index.ts';
 import type { MetadataStore } from '../metadata/index.ts';
 import { Metrics, RegistryService, TagGuard, TrustGate } from '../service/index.ts';
 import type { TrustContext, UpstreamEntry } from '../service/index.ts';
 import { UndiciUpstream } from '../upstream/index.ts';
 import type { WorkerBindings } from '../cluster/index.ts';
 import { createLogger } from './logger.ts';
+import { openConfiguredMetadataStore } from './metadata.ts';
 import { readTlsMaterial } from './tls.ts';
 import { upstreamAliases } from './upstream-names.ts';
 
@@ -167,13 +167,7 @@ async function assemble(
   });
   await blobs.init();
 
-  const metadataOptions: Parameters<typeof openMetadataStore>[0] = {
-    url: config.metadata.url,
-    namespace: config.metadata.namespace,
-    logger: logger.child({ module: 'metadata' }),
-  };
-  if (config.metadata.password !== undefined) metadataOptions.password = config.metadata.password;
-  const metadata = await openMetadataStore(metadataOptions);
+  const metadata = await openConfiguredMetadataStore(config, logger.child({ module: 'metadata' }));
 
   const upstreams = new Map<string, UpstreamEntry>();
   const aliases = upstreamAliases(config);
