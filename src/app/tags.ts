@@ -1,5 +1,5 @@
 import type { LoadedConfig } from '../config/index.ts';
-import { defaultManifestAccept, isRegistryError, RegistryError } from '../oci/index.ts';
+import { defaultManifestAccept, isNotFoundError, RegistryError } from '../oci/index.ts';
 import type { Digest } from '../oci/index.ts';
 import { resolveImageReference, TagGuard } from '../service/index.ts';
 import type { Target, TagHistoryEntry, TagPin } from '../service/index.ts';
@@ -65,9 +65,7 @@ async function upstreamHas(config: LoadedConfig, ref: TagRef, digest: Digest): P
     const head = await upstream.headManifest(ref.repository, digest, { accept: defaultManifestAccept });
     return head.digest === digest;
   } catch (error) {
-    if (isRegistryError(error) && (error.code === 'MANIFEST_UNKNOWN' || error.code === 'NAME_UNKNOWN')) {
-      return false;
-    }
+    if (isNotFoundError(error)) return false;
     throw error;
   } finally {
     await upstream.close();
