@@ -1,8 +1,11 @@
 /**
  * Shared: the words two modules share, below every other module (it imports nothing from `src/`).
- * Units as operators write them (durations, sizes) and their zod schemas, the did-you-mean hint,
- * the HTTP byte range, the one logger interface.
+ * Units as operators write them (durations, sizes) and their zod schemas, the did-you-mean hint, and
+ * the HTTP byte range.
  */
+// The one logger interface (object first, then a lower-case message).
+export { noopLogger } from './logger.ts';
+export type { Logger } from './logger.ts';
 export {
   DURATION_PATTERN,
   SIZE_PATTERN,
@@ -26,5 +29,3 @@ export type {
 export type * from './attestation.ts';
 export { SEVERITIES } from './attestation.ts';
 export type { DecisionResult } from './decision.ts';
-export { noopLogger } from './logger.ts';
-export type { Logger } from './logger.ts';
