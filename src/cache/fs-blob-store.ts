@@ -25,6 +25,8 @@ import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, utimes } from 'n
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { noopLogger } from '../shared/index.ts';
+import type { Logger } from '../shared/index.ts';
 import { digestAlgorithm, digestHex, digestOf, isDigest, RegistryError } from '../oci/index.ts';
 import type { BlobCacheState, Digest } from '../oci/index.ts';
 import { BlobReadStream, toError } from './blob-read-stream.ts';
@@ -41,8 +43,7 @@ import {
   touchLock,
 } from './lock-file.ts';
 import type { LockBase } from './lock-file.ts';
-import { noopLogger } from '../shared/index.ts';
-import type { ByteRange, Logger } from '../shared/index.ts';
+import type { ByteRange } from '../shared/index.ts';
 import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, BlobTooLargeDetail } from './types.ts';
 
 const noop = (): void => undefined;
