@@ -29,7 +29,6 @@ const MODULES = [
   'http',
   'cli',
   'cluster',
-  'app',
 ];
 const ADAPTERS = ['upstream', 'cache', 'metadata', 'policy', 'trust', 'audit'];
 
@@ -73,8 +72,8 @@ function fence(name, opts = {}) {
       message: `${layers} (ARCHITECTURE.md: cli → app → http → service → adapters → oci; adapters never import each other).`,
     },
     {
-      regex: String.raw`${UP}app\.ts$`,
-      message: 'only cli imports the app (src/app.ts, src/app/tools.ts).',
+      regex: String.raw`${UP}app(\.ts$|/)`,
+      message: 'only cli imports the composition root (src/app.ts, src/app/).',
     },
     {
       regex: String.raw`${deepExempt}${UP}${oneOf(MODULES.filter((m) => m !== name))}/(?!index\.ts$)`,
@@ -156,7 +155,7 @@ function processFences() {
       ['src/cluster/**/*.ts'],
       [
         {
-          regex: String.raw`${UP}(${oneOf(MODULES.filter((m) => m !== 'cluster' && !clusterMay.includes(m)))}/|app\.ts$)`,
+          regex: String.raw`${UP}(${oneOf(MODULES.filter((m) => m !== 'cluster' && !clusterMay.includes(m)))}/|app(\.ts$|/))`,
           message: `cluster may import ${clusterMay.join(', ')}: app starts it and hands it the rest.`,
         },
         pastIndex(clusterMay),
