@@ -89,6 +89,77 @@ function fence(name) {
   };
 }
 
+/** `./x/` or `../x/` (any depth): the process zone's files sit at `src/` (app.ts) and below it. */
+const REL = String.raw`^(\./|(\.\./)+)`;
+/** @param {string[]} names */
+const pastIndex = (names) => ({
+  regex: String.raw`${REL}${oneOf(names)}/(?!index\.ts$)`,
+  message: 'import another module through its index.ts (its only public surface), not past it.',
+});
+
+/**
+ * The process zone, no exceptions:
+ * - cli (commands, their output) → app, config, oci, shared. It reaches every module below through
+ *   the app only: src/app.ts (the server side, loaded lazily by `serve` and `check`) or
+ *   src/app/tools.ts (the commands that start no server: audit query/verify of a trail, inventory,
+ *   tag pins, config file checks). Pure offline tools go through app/tools.ts too, so that no command
+ *   builds an adapter (a second composition root). config's values are the cli's to use: loading,
+ *   validating and printing a config happens above app.
+ * - app (src/app.ts, the composition root src/app/compose.ts, the lifecycle src/app/lifecycle.ts …)
+ *   → everything below it, each module through its index.ts; never cli; its files never import the
+ *   src/app.ts surface back.
+ * - cluster (the primary: storage lock, the one audit writer, TUF fetch, reload fan-out; the worker's
+ *   IPC) sits beside app, which starts it and hands it nothing but config: → config, audit, cache,
+ *   oci, shared; never app, cli, http, service or the other adapters.
+ */
+function processFences() {
+  const below = MODULES.filter((m) => !['cli', 'app'].includes(m));
+  const cliMay = ['config', 'oci', 'shared'];
+  const clusterMay = ['config', 'audit', 'cache', 'oci', 'shared'];
+  /** @param {string[]} files @param {Array<Record<string, unknown>>} patterns */
+  const block = (files, patterns) => ({
+    files,
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { patterns }] },
+  });
+  return [
+    block(
+      ['src/cli/**/*.ts'],
+      [
+        {
+          regex: String.raw`${UP}${oneOf(below.filter((m) => !cliMay.includes(m)))}/`,
+          message: `cli may import app (src/app.ts, src/app/tools.ts), ${cliMay.join(', ')}: every other module through the app (no second composition root in a command).`,
+        },
+        {
+          regex: String.raw`${UP}app/(?!tools\.ts$)`,
+          message: 'cli reaches the app through src/app.ts or src/app/tools.ts, not past them.',
+        },
+        pastIndex(cliMay),
+      ],
+    ),
+    block(
+      ['src/app.ts', 'src/app/**/*.ts'],
+      [
+        { regex: String.raw`${REL}cli/`, message: 'app never imports cli (cli → app).' },
+        {
+          regex: String.raw`^\.\./app\.ts$`,
+          message: 'src/app/ files import each other, not the src/app.ts surface (no cycle through it).',
+        },
+        pastIndex(below),
+      ],
+    ),
+    block(
+      ['src/cluster/**/*.ts'],
+      [
+        {
+          regex: String.raw`${UP}(${oneOf(MODULES.filter((m) => m !== 'cluster' && !clusterMay.includes(m)))}/|app(\.ts$|/))`,
+          message: `cluster may import ${clusterMay.join(', ')}: app starts it and hands it the rest.`,
+        },
+        pastIndex(clusterMay),
+      ],
+    ),
+  ];
+}
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bin/**', 'eslint.config.js'] },
   js.configs.recommended,
@@ -107,26 +178,8 @@ export default tseslint.config(
   },
   // --- import boundaries: one block per module below app --------------------------------------
   ...Object.keys(MAY_IMPORT).map(fence),
-  // --- import boundaries: the process zone (cli, app, cluster) --------------------------------
-  // PERMISSIVE FOR NOW: helper "app" (issue 10, branch i10-app) tightens this zone — cli goes
-  // through app (no second composition root in cli/commands/tags.ts), cluster beside app. Until
-  // then it only forbids deep imports into the modules below it.
-  {
-    files: ['src/cli/**/*.ts', 'src/app.ts', 'src/app/**/*.ts', 'src/cluster/**/*.ts'],
-    rules: {
-      '@typescript-eslint/no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              regex: String.raw`^(\./|(\.\./)+)${oneOf(Object.keys(MAY_IMPORT))}/(?!index\.ts$)`,
-              message: 'import a module through its index.ts (its only public surface), not past it.',
-            },
-          ],
-        },
-      ],
-    },
-  },
+  // --- import boundaries: the process zone (cli → app → everything below; cluster beside app) ---
+  ...processFences(),
   {
     files: ['test/**', 'bench/**'],
     rules: {

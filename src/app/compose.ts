@@ -4,24 +4,24 @@
  * around it (listeners, reload, watchers, signals, workers) is ./lifecycle.ts.
  */
 import { access, constants, mkdir } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { openAuditSink, RecentTags } from '../audit/index.ts';
 import type { MultiAuditSink } from '../audit/index.ts';
-import { DiskHeadroom, FsBlobStore, StorageLock } from '../cache/index.ts';
+import { acquireStorageLock, DiskHeadroom, FsBlobStore } from '../cache/index.ts';
+import type { StorageLock } from '../cache/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import { PolicyEngine } from '../policy/index.ts';
 import { CachingAttestationReader, KevCatalog, TrustMaterialStore } from '../trust/index.ts';
 import { buildHttpServer, PullAuth } from '../http/index.ts';
-import { openMetadataStore } from '../metadata/index.ts';
 import type { MetadataStore } from '../metadata/index.ts';
 import { Metrics, RegistryService, TagGuard, TrustGate } from '../service/index.ts';
 import type { TrustContext, UpstreamEntry } from '../service/index.ts';
 import { UndiciUpstream } from '../upstream/index.ts';
 import type { WorkerBindings } from '../cluster/index.ts';
 import { createLogger } from './logger.ts';
+import { openConfiguredMetadataStore } from './metadata.ts';
 import { readTlsMaterial } from './tls.ts';
 import { upstreamAliases } from './upstream-names.ts';
 
@@ -126,21 +126,11 @@ export async function buildApp(config: LoadedConfig, options: BuildOptions = {})
   const logger = options.logger ?? createLogger(config.log.level, config.log.timestamp);
   await mkdir(config.storage.dir, { recursive: true });
   // Before anything touches the directory: one owner, or replicas that all declared the shared mode.
-  let lockLost: string | undefined;
-  const lock = options.cluster
-    ? undefined
-    : new StorageLock({
-        dir: config.storage.dir,
-        mode: config.storage.shared ? 'shared' : 'exclusive',
-        replica: config.storage.replica ?? hostname(),
-        onLost: (reason) => {
-          lockLost = reason;
-          logger.error({ dir: config.storage.dir }, `${reason}; not ready until restarted`);
-        },
-      });
-  await lock?.acquire();
+  // (In a cluster the primary holds it for every worker.)
+  const owner = options.cluster ? undefined : await acquireStorageLock(config.storage, logger);
+  const lock = owner?.lock;
   try {
-    return await assemble(config, options, logger, lock, () => lockLost);
+    return await assemble(config, options, logger, lock, () => owner?.lost());
   } catch (err) {
     await lock?.release();
     throw err;
@@ -177,13 +167,7 @@ async function assemble(
   });
   await blobs.init();
 
-  const metadataOptions: Parameters<typeof openMetadataStore>[0] = {
-    url: config.metadata.url,
-    namespace: config.metadata.namespace,
-    logger: logger.child({ module: 'metadata' }),
-  };
-  if (config.metadata.password !== undefined) metadataOptions.password = config.metadata.password;
-  const metadata = await openMetadataStore(metadataOptions);
+  const metadata = await openConfiguredMetadataStore(config, logger.child({ module: 'metadata' }));
 
   const upstreams = new Map<string, UpstreamEntry>();
   const aliases = upstreamAliases(config);

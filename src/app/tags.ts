@@ -1,11 +1,11 @@
 import type { LoadedConfig } from '../config/index.ts';
-import { openMetadataStore } from '../metadata/index.ts';
 import { defaultManifestAccept, isNotFoundError, RegistryError } from '../oci/index.ts';
 import type { Digest } from '../oci/index.ts';
 import { resolveImageReference, TagGuard } from '../service/index.ts';
 import type { Target, TagHistoryEntry, TagPin } from '../service/index.ts';
 import { UndiciUpstream } from '../upstream/index.ts';
 import { silentLogger } from './logger.ts';
+import { openConfiguredMetadataStore } from './metadata.ts';
 import { upstreamNames } from './upstream-names.ts';
 
 /** A tag on a configured upstream, as `pullwarden tags …` names it. */
@@ -34,12 +34,7 @@ export interface TagAdmin {
 
 /** Open the configured metadata store (the one the proxy shares) for the tag commands. */
 export async function openTagAdmin(config: LoadedConfig): Promise<TagAdmin> {
-  const options: Parameters<typeof openMetadataStore>[0] = {
-    url: config.metadata.url,
-    namespace: config.metadata.namespace,
-  };
-  if (config.metadata.password !== undefined) options.password = config.metadata.password;
-  const metadata = await openMetadataStore(options);
+  const metadata = await openConfiguredMetadataStore(config);
   const guard = new TagGuard({ metadata, logger: silentLogger() });
   const names = upstreamNames(config);
   return {

@@ -5,7 +5,6 @@ export type {
   AuditGate,
   AuditEventType,
   AuditHealth,
-  AuditLogger,
   AuditRecord,
   AuditSink,
   AuditSinkStats,

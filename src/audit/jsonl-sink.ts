@@ -6,14 +6,8 @@ import { signCheckpoint } from './checkpoint.ts';
 import type { AuditCheckpoint, CheckpointReason } from './checkpoint.ts';
 import { GENESIS, auditFileName, chainFields, encodeLine, sha256Hex, sortAuditFiles } from './chain.ts';
 import { AuditError } from './types.ts';
-import type {
-  AuditEvent,
-  AuditHealth,
-  AuditLogger,
-  AuditRecord,
-  AuditSinkStats,
-  ChainedAuditSink,
-} from './types.ts';
+import type { AuditEvent, AuditHealth, AuditRecord, AuditSinkStats, ChainedAuditSink } from './types.ts';
+import type { Logger } from '../shared/index.ts';
 
 /** The file operations the sink needs; replaceable in tests to inject ENOSPC or EIO. */
 export interface AuditFileHandle {
@@ -44,7 +38,7 @@ export interface JsonlAuditSinkOptions {
    * so that health recovers without traffic (a fail-closed proxy that is not ready receives none).
    */
   probeIntervalMs?: number;
-  log?: AuditLogger;
+  log?: Logger;
   /** Clock (tests). */
   now?: () => Date;
   /** Opens a trail file for appending (tests inject faults here). Default: fs.promises.open. */
@@ -109,7 +103,7 @@ export class JsonlAuditSink implements ChainedAuditSink {
   private readonly maxBatch: number;
   private readonly probeIntervalMs: number;
   private probe: NodeJS.Timeout | undefined;
-  private readonly log: AuditLogger | undefined;
+  private readonly log: Logger | undefined;
   private readonly now: () => Date;
   private readonly openFile: (path: string, flags: 'a' | 'ax') => Promise<AuditFileHandle>;
   private readonly retention: { maxAgeMs?: number | undefined; maxBytes?: number | undefined } | undefined;

@@ -1,4 +1,5 @@
-import type { AuditEvent, AuditHealth, AuditLogger, AuditSink, ChainedAuditSink } from './types.ts';
+import type { AuditEvent, AuditHealth, AuditSink, ChainedAuditSink } from './types.ts';
+import type { Logger } from '../shared/index.ts';
 
 /** An extra sink of a {@link MultiAuditSink}. */
 export interface AuditExtra {
@@ -37,10 +38,10 @@ function isChained(sink: AuditSink): sink is ChainedAuditSink {
 export class MultiAuditSink implements AuditSink {
   private readonly primary: AuditSink;
   private readonly extras: readonly AuditExtra[];
-  private readonly log: AuditLogger | undefined;
+  private readonly log: Logger | undefined;
   private readonly extraFailures = new Map<string, string>();
 
-  constructor(primary: AuditSink, extras: readonly AuditExtra[], log?: AuditLogger) {
+  constructor(primary: AuditSink, extras: readonly AuditExtra[], log?: Logger) {
     this.primary = primary;
     this.extras = extras;
     this.log = log;

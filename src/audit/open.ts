@@ -6,8 +6,8 @@ import { MultiAuditSink } from './multi-sink.ts';
 import type { AuditExtra } from './multi-sink.ts';
 import type { AuditConfig } from './schema.ts';
 import { StdoutAuditSink } from './stdout-sink.ts';
-import type { AuditLogger } from './types.ts';
 import { WebhookAuditSink } from './webhook-sink.ts';
+import type { Logger } from '../shared/index.ts';
 
 /**
  * Build the configured audit sinks: the JSONL trail in `dir` (the resolved `audit.dir`, by default
@@ -17,7 +17,7 @@ import { WebhookAuditSink } from './webhook-sink.ts';
  */
 export async function openAuditSink(
   config: AuditConfig,
-  options: { dir: string; log?: AuditLogger; stdout?: Writable; checkpointKey?: string | undefined },
+  options: { dir: string; log?: Logger; stdout?: Writable; checkpointKey?: string | undefined },
 ): Promise<MultiAuditSink> {
   const log = options.log;
   const cp = config.checkpoint;

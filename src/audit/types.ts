@@ -121,13 +121,6 @@ export interface ChainedAuditSink extends AuditSink {
   appendRecord(event: AuditEvent): Promise<AuditRecord>;
 }
 
-/** The part of a pino logger the sinks use (object first, then a lower-case message). */
-export interface AuditLogger {
-  error(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-}
-
 /** Counters for metrics. */
 export interface AuditSinkStats {
   /** Events acknowledged (durable). */

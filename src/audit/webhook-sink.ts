@@ -1,9 +1,10 @@
 import { mkdir, open, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditError } from './types.ts';
-import type { AuditEvent, AuditHealth, AuditLogger, AuditSink, AuditSinkStats } from './types.ts';
+import type { AuditEvent, AuditHealth, AuditSink, AuditSinkStats } from './types.ts';
 import { syncDir } from './jsonl-sink.ts';
 import type { AuditFileHandle } from './jsonl-sink.ts';
+import type { Logger } from '../shared/index.ts';
 
 export interface WebhookAuditSinkOptions {
   /** Collector endpoint; receives `POST` with a JSON array of events (`content-type: application/json`). */
@@ -21,7 +22,7 @@ export interface WebhookAuditSinkOptions {
   /** First retry delay in ms, doubled per failure up to `maxBackoffMs` (defaults 250 ms, 30 s). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
-  log?: AuditLogger;
+  log?: Logger;
   /** HTTP client (tests); default: the global fetch (undici). */
   fetch?: typeof fetch;
   /** Opens a spool file for appending (tests inject faults here). */
@@ -64,7 +65,7 @@ export class WebhookAuditSink implements AuditSink {
   private readonly timeoutMs: number;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
-  private readonly log: AuditLogger | undefined;
+  private readonly log: Logger | undefined;
   private readonly fetch: typeof fetch;
   private readonly openFile: (path: string, flags: 'a' | 'ax') => Promise<AuditFileHandle>;
 

@@ -25,6 +25,8 @@ import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, utimes } from 'n
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { noopLogger } from '../shared/index.ts';
+import type { Logger } from '../shared/index.ts';
 import { digestAlgorithm, digestHex, digestOf, isDigest, RegistryError } from '../oci/index.ts';
 import type { Digest } from '../oci/index.ts';
 import { BlobReadStream, toError } from './blob-read-stream.ts';
@@ -44,13 +46,7 @@ import type { LockBase } from './lock-file.ts';
 import type { BlobCacheState, ByteRange } from '../shared/index.ts';
 import type { BlobHandle, BlobSource, BlobStore, BlobStoreStats, BlobTooLargeDetail } from './types.ts';
 
-/** The logger calls the store makes (a pino logger fits). */
-export interface CacheLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+const noop = (): void => undefined;
 
 export interface FsBlobStoreOptions {
   /** Cache directory; created when missing. */
@@ -66,7 +62,7 @@ export interface FsBlobStoreOptions {
   abandonedFillGraceMs?: number;
   /** Free-space headroom of the storage filesystem: below its reserve, fills are refused. */
   headroom?: DiskHeadroom;
-  logger?: CacheLogger;
+  logger?: Logger;
   /**
    * Other processes use the directory too (`storage.shared`): init() leaves their fills in tmp/ alone
    * and removes only leftovers that have not been written for {@link SHARED_TMP_STALE_MS}.
@@ -106,9 +102,6 @@ const SHARD_RE = /^[a-f0-9]{2}$/;
 /** Recency is written to disk (utimes) at most this often per blob, so hits stay cheap. */
 const TOUCH_INTERVAL_MS = 60_000;
 
-const noop = (): void => undefined;
-const silentLogger: CacheLogger = { debug: noop, info: noop, warn: noop, error: noop };
-
 interface IndexEntry {
   size: number;
   /** Last time recency was written to the file's times. */
@@ -141,7 +134,7 @@ export class FsBlobStore implements BlobStore {
   readonly #maxBlobSize: number;
   readonly #graceMs: number;
   readonly #headroom: DiskHeadroom | undefined;
-  readonly #log: CacheLogger;
+  readonly #log: Logger;
   readonly #shared: boolean;
   readonly #fillsDir: string;
   readonly #host: string;
@@ -172,7 +165,7 @@ export class FsBlobStore implements BlobStore {
     this.#maxBlobSize = options.maxBlobSize ?? Number.POSITIVE_INFINITY;
     this.#graceMs = options.abandonedFillGraceMs ?? 30_000;
     this.#headroom = options.headroom;
-    this.#log = options.logger ?? silentLogger;
+    this.#log = options.logger ?? noopLogger;
     this.#shared = options.shared ?? false;
     this.#fillsDir = join(options.dir, 'fills');
     this.#host = hostname();

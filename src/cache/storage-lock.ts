@@ -17,6 +17,7 @@ import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLock, judgeLock, newNonce, readLock, takeOverLock, touchLock } from './lock-file.ts';
 import type { Judged } from './lock-file.ts';
+import type { Logger } from '../shared/index.ts';
 
 export type StorageMode = 'exclusive' | 'shared';
 
@@ -193,4 +194,27 @@ export class StorageLock {
     clearInterval(this.#timer);
     this.#onLost?.(this.#lost);
   }
+}
+
+/**
+ * The owner lock of a `storage` section (one owner, or replicas that all declared `shared`; the
+ * replica id defaults to the host name), taken before anything touches the directory. Its loss is
+ * logged and reported by `lost()`, which readiness checks: not ready until restarted.
+ */
+export async function acquireStorageLock(
+  storage: { dir: string; shared: boolean; replica?: string | undefined },
+  log: Logger,
+): Promise<{ lock: StorageLock; lost: () => string | undefined }> {
+  let lost: string | undefined;
+  const lock = new StorageLock({
+    dir: storage.dir,
+    mode: storage.shared ? 'shared' : 'exclusive',
+    replica: storage.replica ?? hostname(),
+    onLost: (reason) => {
+      lost = reason;
+      log.error({ dir: storage.dir }, `${reason}; not ready until restarted`);
+    },
+  });
+  await lock.acquire();
+  return { lock, lost: () => lost };
 }

@@ -18,13 +18,13 @@ import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
 import type { FSWatcher } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { availableParallelism, hostname } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import { openAuditSink } from '../audit/index.ts';
-import { StorageLock } from '../cache/index.ts';
+import { acquireStorageLock } from '../cache/index.ts';
 import { EMBEDDED_SOURCE, loadConfig, watchFile } from '../config/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import { isPwMessage, WORKER_ENV } from './messages.ts';
@@ -54,17 +54,7 @@ export async function startCluster(
   options: { workers: number; logger: Logger },
 ): Promise<ClusterHandle> {
   const log = options.logger.child({ module: 'cluster' });
-  const lock = new StorageLock({
-    dir: config.storage.dir,
-    mode: config.storage.shared ? 'shared' : 'exclusive',
-    replica: config.storage.replica ?? hostname(),
-    onLost: (reason) => {
-      lockLost = reason;
-      log.error({ dir: config.storage.dir }, `${reason}; not ready until restarted`);
-    },
-  });
-  let lockLost: string | undefined;
-  await lock.acquire();
+  const { lock, lost: lockLost } = await acquireStorageLock(config.storage, log);
   const audit = await openAuditSink(config.audit, {
     dir: config.audit.dir,
     log: log.child({ module: 'audit' }),
@@ -135,7 +125,8 @@ export async function startCluster(
 
   const deploymentReady = async (): Promise<void> => {
     if (closing) throw new Error('shutting down');
-    if (lockLost !== undefined) throw new Error(lockLost);
+    const lost = lockLost();
+    if (lost !== undefined) throw new Error(lost);
     const failing = audit.status().filter((s) => !s.ok);
     if (failing.length > 0) {
       throw new Error(`audit: ${failing.map((s) => `${s.name}: ${s.reason ?? 'failing'}`).join('; ')}`);

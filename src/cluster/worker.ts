@@ -9,9 +9,10 @@ import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { AggregatorRegistry } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { MultiAuditSink } from '../audit/index.ts';
-import type { AuditEvent, AuditHealth, AuditLogger, AuditSink } from '../audit/index.ts';
+import type { AuditEvent, AuditHealth, AuditSink } from '../audit/index.ts';
 import { isPwMessage, WORKER_ENV } from './messages.ts';
 import type { PrimaryMessage, WorkerNotice, WorkerRequest } from './messages.ts';
+import type { Logger } from '../shared/index.ts';
 
 /** Whether this process is a worker started by a pullwarden primary. */
 export function isClusterWorker(): boolean {
@@ -131,7 +132,7 @@ export class IpcAuditSink implements AuditSink {
 export interface WorkerBindings {
   channel: PrimaryChannel;
   /** The audit trail, written by the primary. */
-  audit(log?: AuditLogger): MultiAuditSink;
+  audit(log?: Logger): MultiAuditSink;
   /** The public-good trusted root as the primary's one TUF client last fetched it. */
   fetchTrustedRoot(): Promise<TrustedRoot>;
   /** Resolves when every worker (and the primary's audit trail and storage lock) is ready. */

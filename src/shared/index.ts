@@ -4,6 +4,9 @@
  * (signer identity, found signature, attestation content), the decision result, the did-you-mean
  * hint, the HTTP byte range, and the cache states of an answer.
  */
+// The one logger interface (object first, then a lower-case message).
+export { noopLogger } from './logger.ts';
+export type { Logger } from './logger.ts';
 export {
   DURATION_PATTERN,
   SIZE_PATTERN,

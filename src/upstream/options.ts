@@ -4,6 +4,8 @@
  * The parsed `upstreams.<host>` entry of the config fits {@link UndiciUpstreamConfig} as it is; a
  * type test (test/unit/upstream/options.test.ts) keeps the two in step.
  */
+import { noopLogger } from '../shared/index.ts';
+import type { Logger } from '../shared/index.ts';
 import type { LookupFunction } from './address-guard.ts';
 
 /**
@@ -38,13 +40,8 @@ export interface UndiciUpstreamConfig {
   };
 }
 
-/** The pino methods this module logs with (object first, then a lower-case message). */
-export interface UpstreamLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+/** The logger upstream logs with: the one logger interface (shared/logger.ts). */
+export type UpstreamLogger = Logger;
 
 /** What an upstream HTTP exchange was for, as reported to {@link UndiciUpstreamOptions.onRequest}. */
 export type UpstreamRequestKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
@@ -103,4 +100,4 @@ export interface UndiciUpstreamOptions {
 }
 
 /** A logger that drops everything (no logger configured). */
-export const silentLogger: UpstreamLogger = { debug() {}, info() {}, warn() {}, error() {} };
+export const silentLogger: UpstreamLogger = noopLogger;

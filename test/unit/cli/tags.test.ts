@@ -1,9 +1,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../../src/cli/main.ts';
+import { runCli } from '../../support/cli.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -24,16 +23,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function tags(...argv: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await main(['tags', ...argv, '--config', 'pw.yaml'], { stdout, stderr, env: {}, cwd: dir });
-  return { code, stdout: out, stderr: err };
-}
+const tags = (...argv: string[]) => runCli(['tags', ...argv, '--config', 'pw.yaml'], dir);
 
 const digest = `sha256:${'d'.repeat(64)}`;
 
