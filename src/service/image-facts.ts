@@ -4,7 +4,7 @@
  * decision path (never on a cached decision). Every byte is checked against its digest; a problem is
  * a fact ("config could not be read"), and the gate fails with it — never a crash, never a pass.
  */
-import type { Readable } from 'node:stream';
+import { readAtMost } from '../shared/index.ts';
 import { digestAlgorithm, digestOf, MediaType, parseManifest } from '../oci/index.ts';
 import type { Descriptor, Digest, ParsedManifest } from '../oci/index.ts';
 import type { ImageFacts } from '../trust/index.ts';
@@ -14,21 +14,6 @@ import type { Upstream } from '../upstream/index.ts';
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 /** Platforms read per index. */
 const MAX_PLATFORMS = 32;
-
-async function readAll(body: Readable, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-    total += buf.length;
-    if (total > limit) {
-      body.destroy();
-      throw new Error(`config blob is larger than ${limit} bytes`);
-    }
-    chunks.push(buf);
-  }
-  return Buffer.concat(chunks);
-}
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
@@ -55,7 +40,8 @@ async function configFacts(
     if (config.size > MAX_CONFIG_BYTES)
       throw new Error(`config blob is ${config.size} bytes, over ${MAX_CONFIG_BYTES}`);
     const blob = await upstream.getBlob(repository, config.digest);
-    const bytes = await readAll(blob.body, MAX_CONFIG_BYTES);
+    const bytes = await readAtMost(blob.body, MAX_CONFIG_BYTES);
+    if (bytes === undefined) throw new Error(`config blob is larger than ${MAX_CONFIG_BYTES} bytes`);
     if (digestOf(bytes, digestAlgorithm(config.digest)) !== config.digest) {
       throw new Error(`config blob ${config.digest} does not match its digest`);
     }

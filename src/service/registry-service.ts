@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { readAtMost } from '../shared/index.ts';
 import type { Logger } from 'pino';
 import {
   acceptsManifest,
@@ -723,23 +723,6 @@ function nextTagsQuery(link: string): { n?: number; last?: string } | undefined 
   const last = params.get('last');
   if (last !== null && last !== '') out.last = last;
   return out;
-}
-
-/** A body of at most `max` bytes, or undefined (and the body destroyed) once it passes `max`. */
-async function readAtMost(body: Readable, max: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  try {
-    for await (const chunk of body) {
-      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-      total += buf.length;
-      if (total > max) return undefined;
-      chunks.push(buf);
-    }
-  } finally {
-    if (!body.destroyed) body.destroy();
-  }
-  return Buffer.concat(chunks);
 }
 
 /**

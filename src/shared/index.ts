@@ -18,6 +18,7 @@ export {
 export { UNIT_SCHEMAS, duration, size, unitSchema } from './zod-units.ts';
 export { didYouMean, suggest } from './suggest.ts';
 export type { ByteRange } from './byte-range.ts';
+export { readAtMost } from './read-at-most.ts';
 export type {
   Attestor,
   Evidence,

@@ -15,7 +15,7 @@
  * answers 503 and the client retries. Once something was found, partial failures stay in `problems`
  * and the policy decides on what was found.
  */
-import type { Readable } from 'node:stream';
+import { readAtMost } from '../shared/index.ts';
 import {
   cosignTag,
   digestAlgorithm,
@@ -97,21 +97,6 @@ async function manifest(
   return { fetched, parsed: parseManifest(fetched.bytes, fetched.mediaType) };
 }
 
-async function readLimited(body: Readable, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-    total += buf.length;
-    if (total > limit) {
-      body.destroy();
-      throw new Error(`blob is larger than ${limit} bytes`);
-    }
-    chunks.push(buf);
-  }
-  return Buffer.concat(chunks);
-}
-
 /** Read a whole (small) blob and check it against its descriptor. */
 async function blob(ctx: Ctx, d: Descriptor): Promise<Buffer> {
   if (d.size > ctx.maxBlobBytes)
@@ -122,7 +107,8 @@ async function blob(ctx: Ctx, d: Descriptor): Promise<Buffer> {
     answer.body.destroy();
     throw new Error(`blob ${d.digest} is ${answer.size} bytes, over ${ctx.maxBlobBytes}`);
   }
-  const bytes = await readLimited(answer.body, ctx.maxBlobBytes);
+  const bytes = await readAtMost(answer.body, ctx.maxBlobBytes);
+  if (bytes === undefined) throw new Error(`blob ${d.digest} is larger than ${ctx.maxBlobBytes} bytes`);
   if (digestOf(bytes, digestAlgorithm(d.digest)) !== d.digest) {
     throw new RegistryError('UNAVAILABLE', `blob ${d.digest} does not match its digest`);
   }

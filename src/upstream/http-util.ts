@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { readAtMost } from '../shared/index.ts';
 
 /**
  * Seconds to wait from a `Retry-After` value (RFC 9110 §10.2.3): delay-seconds or an HTTP date.
@@ -72,8 +73,6 @@ export async function readLimited(
   limit: number,
   deadlineMs?: number,
 ): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let total = 0;
   // undici's bodyTimeout bounds each pause between chunks; a body that trickles one byte just inside
   // it would never end. A buffered body (a manifest, a token, a tag list) must be complete in time.
   const timer =
@@ -81,15 +80,10 @@ export async function readLimited(
       ? undefined
       : setTimeout(() => body.destroy(new BodyDeadlineError(deadlineMs)), deadlineMs).unref();
   try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      total += chunk.length;
-      if (total > limit) return undefined;
-      chunks.push(chunk);
-    }
+    return await readAtMost(body, limit);
   } finally {
     clearTimeout(timer);
   }
-  return Buffer.concat(chunks, total);
 }
 
 /** A body that did not arrive in time (in whole, or at the lowest rate accepted for a blob). */
