@@ -149,6 +149,39 @@ function result(
   return out;
 }
 
+/**
+ * The prelude of every attestation gate: the newest valid attestation of its predicate types, parsed —
+ * or the failing result that says why there is nothing to judge (no reader here, none valid, or the
+ * newest does not parse).
+ */
+function newestAttestation<T>(
+  gate: Gate,
+  env: GateEnv,
+  what: string,
+  read: (reader: AttestationReader, item: FoundSignature) => Parsed<T>,
+  scanTime: (content: T) => number | undefined = () => undefined,
+  unreadable: Record<string, unknown> = { format: 'unknown' },
+): { newest: Chosen<T>; value: T } | { failed: GateResult } {
+  const reader = env.reader;
+  if (reader === undefined)
+    return { failed: result(gate, false, ['attestation content cannot be read here'], {}) };
+  const { chosen, rejected } = choose(
+    gate,
+    env,
+    gate.predicateTypes,
+    gate.attestors,
+    (i) => read(reader, i),
+    scanTime,
+  );
+  const newest = chosen[0];
+  if (newest === undefined) return { failed: missing(gate, env, what, rejected) };
+  if (!newest.content.ok)
+    return {
+      failed: result(gate, false, [`${which(newest)}: ${newest.content.reason}`], unreadable, newest),
+    };
+  return { newest, value: newest.content.value };
+}
+
 function missing(gate: Gate, env: GateEnv, what: string, rejected: string[]): GateResult {
   const reasons = [
     `no valid ${what} attestation (${gate.predicateTypes.join(', ')}) from ${gate.attestors.length} attestor${gate.attestors.length === 1 ? '' : 's'}`,
@@ -219,22 +252,15 @@ function dedupe(list: Vulnerability[]): Vulnerability[] {
 
 function vulnerabilitiesGate(gate: Gate & { kind: 'vulnerabilities' }, env: GateEnv): GateResult {
   const rules = gate.vulnerabilities;
-  if (env.reader === undefined) return result(gate, false, ['attestation content cannot be read here'], {});
-  const reader = env.reader;
-  const { chosen, rejected } = choose<VulnReport>(
+  const read = newestAttestation<VulnReport>(
     gate,
     env,
-    gate.predicateTypes,
-    gate.attestors,
-    (i) => reader.vulnerabilities(i),
+    'vulnerability scan',
+    (reader, i) => reader.vulnerabilities(i),
     (r) => r.scanFinishedOn,
   );
-  const newest = chosen[0];
-  if (newest === undefined) return missing(gate, env, 'vulnerability scan', rejected);
-  if (!newest.content.ok) {
-    return result(gate, false, [`${which(newest)}: ${newest.content.reason}`], { format: 'unknown' }, newest);
-  }
-  const report = newest.content.value;
+  if ('failed' in read) return read.failed;
+  const { newest, value: report } = read;
   const reasons: string[] = [];
   let ok = true;
   if (rules.knownExploited !== undefined && env.kev?.problem !== undefined) {
@@ -369,21 +395,9 @@ function sbomGate(
   env: GateEnv,
   rules: readonly { re: RegExp; rule: PackageRule }[],
 ): GateResult {
-  if (env.reader === undefined) return result(gate, false, ['attestation content cannot be read here'], {});
-  const reader = env.reader;
-  const { chosen, rejected } = choose(
-    gate,
-    env,
-    gate.predicateTypes,
-    gate.attestors,
-    (i) => reader.sbom(i),
-    () => undefined,
-  );
-  const newest = chosen[0];
-  if (newest === undefined) return missing(gate, env, 'SBOM', rejected);
-  if (!newest.content.ok)
-    return result(gate, false, [`${which(newest)}: ${newest.content.reason}`], { format: 'unknown' }, newest);
-  const sbom = newest.content.value;
+  const read = newestAttestation(gate, env, 'SBOM', (reader, i) => reader.sbom(i));
+  if ('failed' in read) return read.failed;
+  const { newest, value: sbom } = read;
   const banned: { purl: string; name: string; version: string | null; rule: string; reason?: string }[] = [];
   for (const p of sbom.packages) {
     if (p.purl === undefined || p.purlBase === undefined) continue;
@@ -434,21 +448,9 @@ function provenanceGate(
   env: GateEnv,
   globs: Record<string, RegExp>,
 ): GateResult {
-  if (env.reader === undefined) return result(gate, false, ['attestation content cannot be read here'], {});
-  const reader = env.reader;
-  const { chosen, rejected } = choose(
-    gate,
-    env,
-    gate.predicateTypes,
-    gate.attestors,
-    (i) => reader.provenance(i),
-    () => undefined,
-  );
-  const newest = chosen[0];
-  if (newest === undefined) return missing(gate, env, 'provenance', rejected);
-  if (!newest.content.ok)
-    return result(gate, false, [`${which(newest)}: ${newest.content.reason}`], { format: 'unknown' }, newest);
-  const p = newest.content.value;
+  const read = newestAttestation(gate, env, 'provenance', (reader, i) => reader.provenance(i));
+  if ('failed' in read) return read.failed;
+  const { newest, value: p } = read;
   const found: Record<string, string | undefined> = {
     builderId: p.builderId,
     buildType: p.buildType,
@@ -524,21 +526,16 @@ function signerFacts(s: SignerIdentity): Record<string, string> {
 }
 
 function celGate(gate: Gate & { kind: 'cel' }, env: GateEnv, program: CelProgram): GateResult {
-  if (env.reader === undefined) return result(gate, false, ['attestation content cannot be read here'], {});
-  const reader = env.reader;
-  const { chosen, rejected } = choose(
+  const read = newestAttestation(
     gate,
     env,
-    gate.predicateTypes,
-    gate.attestors,
-    (i) => reader.statement(i),
+    gate.predicateTypes.join(' or '),
+    (reader, i) => reader.statement(i),
     () => undefined,
+    {},
   );
-  const newest = chosen[0];
-  if (newest === undefined) return missing(gate, env, gate.predicateTypes.join(' or '), rejected);
-  if (!newest.content.ok)
-    return result(gate, false, [`${which(newest)}: ${newest.content.reason}`], {}, newest);
-  const st = newest.content.value;
+  if ('failed' in read) return read.failed;
+  const { newest, value: st } = read;
   const img = env.images?.[0];
   const out = program({
     predicate: (st.predicate ?? null) as never,
