@@ -885,8 +885,11 @@ export class FsBlobStore implements BlobStore {
           return;
         }
         const judged = await judgeLock<FillLock>(lockPath, this.#fillStaleMs, { host: this.#host });
-        if (judged === 'gone' || !judged.live) {
-          if (judged !== 'gone') await this.#takeOverFill(lockPath, judged.owner);
+        // Gone since it was read above: the filler may have just finished (it renames into place, then
+        // removes the lock) — the next round looks at the final path before calling the fill lost.
+        if (judged === 'gone') continue;
+        if (!judged.live) {
+          await this.#takeOverFill(lockPath, judged.owner);
           end(fill.hasStarted() ? lost() : new AskAgain());
           return;
         }
