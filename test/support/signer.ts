@@ -143,6 +143,28 @@ export interface TestSigstore {
   timestamp(data: Buffer, genTime?: Date): Promise<string>;
 }
 
+/** A self-signed CA certificate (a Fulcio or TSA root) that may sign `pathLength` CAs below it. */
+async function selfSignedCa(
+  name: string,
+  serialNumber: string,
+  pathLength: number,
+  keys: webcrypto.CryptoKeyPair,
+  validity: { notBefore: Date; notAfter: Date },
+): Promise<x509.X509Certificate> {
+  return x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber,
+    name,
+    keys,
+    signingAlgorithm: SIGALG,
+    ...validity,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, pathLength, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+}
+
 /** A throwaway CA, Rekor and CT log. Every call makes new keys, so two worlds do not trust each other. */
 export async function createTestSigstore(
   options: { now?: number; name?: string } = {},
@@ -155,20 +177,9 @@ export async function createTestSigstore(
   const spki = async (k: webcrypto.CryptoKey): Promise<Buffer> =>
     Buffer.from(await subtle.exportKey('spki', k));
 
+  const validity = { notBefore: new Date(now - DAY), notAfter: new Date(now + 365 * DAY) };
   const rootKeys = await genKeys();
-  const root = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: '01',
-    name: `O=${name}, CN=test-fulcio-root`,
-    keys: rootKeys,
-    signingAlgorithm: SIGALG,
-    notBefore: new Date(now - DAY),
-    notAfter: new Date(now + 365 * DAY),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 1, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(rootKeys.publicKey),
-    ],
-  });
+  const root = await selfSignedCa(`O=${name}, CN=test-fulcio-root`, '01', 1, rootKeys, validity);
   const intKeys = await genKeys();
   const inter = await x509.X509CertificateGenerator.create({
     serialNumber: '02',
@@ -177,8 +188,7 @@ export async function createTestSigstore(
     publicKey: intKeys.publicKey,
     signingKey: rootKeys.privateKey,
     signingAlgorithm: SIGALG,
-    notBefore: new Date(now - DAY),
-    notAfter: new Date(now + 365 * DAY),
+    ...validity,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
@@ -202,19 +212,7 @@ export async function createTestSigstore(
   let nextIndex = 0;
 
   const tsaRootKeys = await genKeys();
-  const tsaRoot = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: '10',
-    name: `O=${name}, CN=test-tsa-root`,
-    keys: tsaRootKeys,
-    signingAlgorithm: SIGALG,
-    notBefore: new Date(now - DAY),
-    notAfter: new Date(now + 365 * DAY),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(tsaRootKeys.publicKey),
-    ],
-  });
+  const tsaRoot = await selfSignedCa(`O=${name}, CN=test-tsa-root`, '10', 0, tsaRootKeys, validity);
   const tsaKeys = await genKeys();
   const tsaLeaf = await x509.X509CertificateGenerator.create({
     serialNumber: '11',
@@ -223,8 +221,7 @@ export async function createTestSigstore(
     publicKey: tsaKeys.publicKey,
     signingKey: tsaRootKeys.privateKey,
     signingAlgorithm: SIGALG,
-    notBefore: new Date(now - DAY),
-    notAfter: new Date(now + 365 * DAY),
+    ...validity,
     extensions: [
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.timeStamping], true),
