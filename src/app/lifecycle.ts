@@ -5,7 +5,7 @@
  */
 import type { FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyListenOptions } from 'fastify';
 import { EMBEDDED_SOURCE, loadConfig, watchFile } from '../config/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import { buildAdminServer, buildMetricsServer, PullAuth } from '../http/index.ts';
@@ -42,9 +42,16 @@ export interface ServerHandle extends DeploymentHandle {
 /** Build the app and listen on `config.listen`. */
 export async function startServer(config: LoadedConfig, options: BuildOptions = {}): Promise<ServerHandle> {
   const app = await buildApp(config, options);
-  const { host, port } = splitListen(config.listen);
+  const listen = splitListen(config.listen);
+  const host = listen.host;
+  // reuseport: this worker listens itself (SO_REUSEPORT) instead of taking connections from the primary.
+  const reusePort = options.cluster !== undefined && config.server.balance === 'reuseport';
+  const port = (reusePort ? options.cluster?.port : undefined) ?? listen.port;
   try {
-    await app.http.listen({ host, port });
+    // Fastify hands these to net.Server.listen; its own option type does not list `reusePort` yet.
+    const listenOptions: FastifyListenOptions & { reusePort?: boolean } = { host, port };
+    if (reusePort) listenOptions.reusePort = true;
+    await app.http.listen(listenOptions);
   } catch (err) {
     await app.close();
     throw err;

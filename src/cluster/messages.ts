@@ -25,6 +25,11 @@ export type PrimaryMessage =
 
 /** Set in a worker's environment by the primary. */
 export const WORKER_ENV = 'PULLWARDEN_CLUSTER_WORKER';
+/**
+ * With `server.balance: reuseport` and `listen` on port 0: the port the first worker bound, which
+ * every other worker binds too (each worker listens itself, so each would get a port of its own).
+ */
+export const WORKER_PORT_ENV = 'PULLWARDEN_CLUSTER_PORT';
 
 export function isPwMessage(m: unknown): m is { pw: string } {
   return typeof m === 'object' && m !== null && typeof (m as { pw?: unknown }).pw === 'string';

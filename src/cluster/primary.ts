@@ -1,6 +1,7 @@
 /**
- * The primary of `server.workers > 1` (node:cluster; connections are handed to workers round-robin,
- * which spreads them evenly where the kernel's own accept balancing is known to be lopsided). It
+ * The primary of `server.workers > 1` (node:cluster; with `server.balance: round-robin` it accepts
+ * connections and hands them to workers in turn, with `reuseport` every worker listens itself and the
+ * kernel spreads the connections). It
  * serves no request itself and owns what is one per deployment:
  *
  * - the storage directory's owner lock (workers fill blobs through the directory like replicas in
@@ -27,7 +28,7 @@ import { openAuditSink } from '../audit/index.ts';
 import { acquireStorageLock } from '../cache/index.ts';
 import { EMBEDDED_SOURCE, loadConfig, watchFile } from '../config/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
-import { isPwMessage, WORKER_ENV } from './messages.ts';
+import { isPwMessage, WORKER_ENV, WORKER_PORT_ENV } from './messages.ts';
 import type { PrimaryMessage, WorkerNotice, WorkerRequest } from './messages.ts';
 
 /** `auto` uses every available core, but not more than this many workers. */
@@ -163,8 +164,14 @@ export async function startCluster(
   } = Promise.withResolvers<string>();
   let startFailures = 0;
 
+  // reuseport on port 0: every worker must bind the port the first one got (see WORKER_PORT_ENV).
+  const sharedPort = config.server.balance === 'reuseport' && listenPort(config.listen) === 0;
+  let boundPort: string | undefined;
   const fork = (): void => {
-    const worker = cluster.fork({ [WORKER_ENV]: '1' });
+    const worker = cluster.fork({
+      [WORKER_ENV]: '1',
+      ...(boundPort === undefined ? {} : { [WORKER_PORT_ENV]: boundPort }),
+    });
     worker.on('message', (m: unknown) => {
       if (!isPwMessage(m)) return;
       const msg = m as WorkerRequest | WorkerNotice;
@@ -192,7 +199,16 @@ export async function startCluster(
       }, RESPAWN_DELAY_MS).unref();
     });
   };
-  for (let i = 0; i < options.workers; i++) fork();
+  if (sharedPort) {
+    fork();
+    void firstUp.then(
+      (address) => {
+        boundPort = new URL(address).port;
+        for (let i = 1; i < options.workers; i++) fork();
+      },
+      () => undefined,
+    );
+  } else for (let i = 0; i < options.workers; i++) fork();
 
   const shutdown = async (): Promise<void> => {
     closing = true;
@@ -259,6 +275,11 @@ export async function startCluster(
       await shutdown();
     },
   };
+}
+
+/** The port of a `listen` setting (`host:port`, `[::1]:port`). */
+function listenPort(listen: string): number {
+  return Number(listen.slice(listen.lastIndexOf(':') + 1));
 }
 
 function message(err: unknown): string {

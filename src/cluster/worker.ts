@@ -10,7 +10,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { MultiAuditSink } from '../audit/index.ts';
 import type { AuditEvent, AuditHealth, AuditSink } from '../audit/index.ts';
-import { isPwMessage, WORKER_ENV } from './messages.ts';
+import { isPwMessage, WORKER_ENV, WORKER_PORT_ENV } from './messages.ts';
 import type { PrimaryMessage, WorkerNotice, WorkerRequest } from './messages.ts';
 import type { Logger } from '../shared/index.ts';
 
@@ -141,6 +141,8 @@ export interface WorkerBindings {
   renderMetrics(): Promise<string>;
   /** Make this worker's registry part of the aggregation. */
   shareMetrics(registry: Registry): void;
+  /** With `server.balance: reuseport` on port 0: the port the first worker bound, to bind as well. */
+  port: number | undefined;
 }
 
 export function workerBindings(): WorkerBindings {
@@ -153,8 +155,10 @@ export function workerBindings(): WorkerBindings {
     if (!reply.ok) throw new Error(reply.error ?? `${body.pw} failed in the cluster primary`);
     return reply.value;
   };
+  const port = process.env[WORKER_PORT_ENV];
   return {
     channel,
+    port: port === undefined ? undefined : Number(port),
     audit: (log) => new MultiAuditSink(new IpcAuditSink(channel), [], log),
     fetchTrustedRoot: async () => TrustedRoot.fromJSON(await value({ pw: 'tuf' })),
     ready: async () => {

@@ -36,12 +36,21 @@ function workerPids(primary: ChildProcess): number[] {
   }
 }
 
-function configText(port: number, data: string, policy: 'allow' | 'deny', workers: number): string {
+type Balance = 'round-robin' | 'reuseport';
+
+function configText(
+  port: number,
+  data: string,
+  policy: 'allow' | 'deny',
+  workers: number,
+  balance: Balance = 'round-robin',
+  level = 'silent',
+): string {
   return stringify({
     listen: `127.0.0.1:${port}`,
     storage: { dir: data },
-    log: { level: 'silent' },
-    server: { workers },
+    log: { level },
+    server: { workers, balance },
     upstreams: { [fake!.host]: { url: fake!.url } },
     defaultUpstream: fake!.host,
     trust: { refresh: '0s' },
@@ -59,7 +68,7 @@ async function until(check: () => Promise<boolean>, what: string, ms = 60_000): 
 }
 
 /** `serve` with `server.workers: 2`, resolved once /readyz says every worker is ready. */
-async function startWorkers(): Promise<{
+async function startWorkers(balance: Balance = 'round-robin'): Promise<{
   proc: ChildProcess;
   base: string;
   port: number;
@@ -70,7 +79,7 @@ async function startWorkers(): Promise<{
   const data = join(dir, 'data');
   const port = await freePort();
   const config = join(dir, 'pullwarden.yaml');
-  await writeFile(config, configText(port, data, 'allow', 2));
+  await writeFile(config, configText(port, data, 'allow', 2, balance));
   const proc = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: 'ignore' });
   children.push(proc);
   await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 'readyz');
@@ -157,32 +166,34 @@ describe('server.workers: several processes serve as one deployment', () => {
     },
   );
 
-  it(
-    'keeps the audit event of every acknowledged response when a worker is SIGKILLed',
+  it.each(['round-robin', 'reuseport'] as const)(
+    'keeps the audit event of every acknowledged response when a worker is SIGKILLed (balance: %s)',
     { timeout: 180_000 },
-    async () => {
+    async (balance) => {
       fake = await startFakeUpstream();
       const img = makeImage(fake, 'acme/app', '1.0', { layerSize: 64 * 1024 });
-      const { proc, base, port, data } = await startWorkers();
+      const { proc, base, port, data } = await startWorkers(balance);
       expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
 
       const acknowledged: string[] = [];
       let stop = false;
       let n = 0;
+      let unanswered = 0;
       const loop = async () => {
         while (!stop) {
           const id = `load-${n++}`;
           try {
-            // Bounded as every real client is: a connection the primary had accepted and was handing
-            // to the worker when it was killed is never answered (node:cluster's round-robin hand-off),
-            // and counts, like a cut one, as not acknowledged.
+            // Bounded as every real client is: with round-robin, a connection the primary had accepted
+            // and was handing to the worker when it was killed is never answered (node:cluster's
+            // hand-off keeps it), and counts, like a cut one, as not acknowledged.
             const res = await fetch(`${base}/blobs/${img.layerDigests[0]!}`, {
               headers: { 'x-request-id': id },
               signal: AbortSignal.timeout(10_000),
             });
             const body = Buffer.from(await res.arrayBuffer());
             if (res.status === 200 && body.length === 64 * 1024) acknowledged.push(id);
-          } catch {
+          } catch (err) {
+            if (err instanceof Error && err.name === 'TimeoutError') unanswered++;
             // Cut by the kill: not acknowledged. A refused connection fails at once; pause so that
             // the loop does not starve this process's timers.
             await new Promise((r) => setTimeout(r, 10));
@@ -206,10 +217,49 @@ describe('server.workers: several processes serve as one deployment', () => {
       proc.kill('SIGTERM');
       expect(await new Promise((r) => proc.once('exit', r))).toBe(0);
       expect(acknowledged.length).toBeGreaterThan(20);
+      // reuseport has no hand-off: the killed worker's queued connections are reset, none waits.
+      if (balance === 'reuseport') expect(unanswered).toBe(0);
       const ids = auditedIds(await auditLines(join(data, 'audit')));
       const missing = acknowledged.filter((id) => !ids.has(id));
       expect(missing).toEqual([]);
       expect((await verifyAuditDir(join(data, 'audit'))).ok).toBe(true);
+    },
+  );
+
+  it(
+    'balance: reuseport — every worker listens itself on the one port, port 0 included',
+    { timeout: 120_000 },
+    async () => {
+      fake = await startFakeUpstream();
+      makeImage(fake, 'acme/app', '1.0', { layerSize: 1024 });
+      dir = await mkdtemp(join(tmpdir(), 'pw-workers-'));
+      const data = join(dir, 'data');
+      const config = join(dir, 'pullwarden.yaml');
+      await writeFile(config, configText(0, data, 'allow', 2, 'reuseport', 'info'));
+      const proc = spawn(process.execPath, [CLI, 'serve', '--config', config], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      children.push(proc);
+      let out = '';
+      proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      await until(() => Promise.resolve(out.includes('primary started its workers')), 'the primary started');
+      const started = out
+        .split('\n')
+        .map((l) => (l.startsWith('{') ? (JSON.parse(l) as { msg?: string; address?: string }) : {}))
+        .find((l) => l.msg === 'pullwarden primary started its workers');
+      const port = Number(new URL(started!.address!).port);
+      expect(port).toBeGreaterThan(0);
+      await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 'readyz');
+      // Two listening sockets on that one port, one per worker (not the primary's).
+      const listening = execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' });
+      const owners = [...listening.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])).sort();
+      expect(owners).toEqual(workerPids(proc).sort());
+      expect(owners).toHaveLength(2);
+      for (let i = 0; i < 20; i++) {
+        expect((await fetch(`http://127.0.0.1:${port}/v2/acme/app/manifests/1.0`)).status).toBe(200);
+      }
+      proc.kill('SIGTERM');
+      expect(await new Promise((r) => proc.once('exit', r))).toBe(0);
     },
   );
 });
