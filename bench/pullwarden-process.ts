@@ -72,7 +72,10 @@ export async function startPullwarden(
         listen: host,
         storage: { dir: join(dir, 'data') },
         log: { level: 'warn' },
-        ...(opts.workers === undefined ? {} : { server: { workers: opts.workers } }),
+        ...(opts.workers === undefined
+          ? {}
+          : // PW_BENCH_BALANCE=reuseport measures server.balance: reuseport instead of round-robin.
+            { server: { workers: opts.workers, balance: process.env['PW_BENCH_BALANCE'] ?? 'round-robin' } }),
         upstreams: { [name]: { url: upstreamUrl, tagTTL: '5m' } },
         defaultUpstream: name,
         // The benchmark never reaches the Sigstore CDN.
