@@ -513,24 +513,34 @@ export class RegistryService {
   /**
    * A blob admitted only through trust material: fetched whole (it is small), counting the bytes as
    * they arrive and refusing it the moment they pass the cap — the upstream's Content-Length (or a
-   * HEAD) is its word, not a measurement. Cached (hashed) only when it fits and matches.
+   * HEAD) is its word, not a measurement. The bytes are also held to the size the admitting referrer
+   * manifest's descriptor declares, as every other blob is (blob-bounds.ts): a descriptor above the
+   * cap is refused before asking upstream, and an answer of more or fewer bytes than declared is
+   * refused and counted. Cached (hashed) only when it fits and matches.
    */
   async #fetchCapped(
     entry: UpstreamEntry,
     target: Target,
     digest: Digest,
-    admission: { maxSize?: number },
+    admission: { size?: number; maxSize?: number },
   ): Promise<void> {
+    const declared = admission.size;
     const cached = await this.#blobs.stat(digest);
     if (cached) {
       this.#gate?.assertBlobSize(target, digest, admission, cached.size);
       return;
     }
+    // What the descriptor declares is all the bytes can be: above the cap, there is nothing to fetch.
+    if (declared !== undefined) this.#gate?.assertBlobSize(target, digest, admission, declared);
     const max = admission.maxSize ?? 0;
     const key = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
     await this.#cappedFlights.run(key, async () => {
       const answer = await entry.upstream.getBlob(target.repository, digest);
-      const bytes = await readAtMost(answer.body, max);
+      const body =
+        declared === undefined
+          ? answer.body
+          : boundToDeclaredSize(answer, digest, declared, (p) => this.#sizeRefused(target, p)).body;
+      const bytes = await readAtMost(body, max);
       this.#gate?.assertBlobSize(target, digest, admission, bytes?.length);
       if (!bytes || digestOf(bytes, digestAlgorithm(digest)) !== digest) {
         throw new RegistryError(

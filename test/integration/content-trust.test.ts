@@ -3,6 +3,7 @@
  * sign: trust material is decided by what it is, manifests are parsed the way clients parse them,
  * blobs are proven by bytes, tag lists are paginated here. Each test names the hole it closes.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,21 +104,90 @@ describe('trust material is decided by what it is', () => {
     const tag = `sha256-${'b'.repeat(64)}.sig`;
     fake.putManifest('verify/liar', tag, manifest, OCI_MANIFEST);
     expect((await get('verify/liar', 'manifests', tag)).status).toBe(200);
-    // The upstream's HEAD says 100 bytes; the GET sends 3 MiB.
+    // The upstream's HEAD says 100 bytes, as the descriptor does; the GET sends 3 MiB.
     fake.fault({ kind: 'blob', method: 'HEAD' }, { headers: { 'content-length': 100 } });
     try {
       for (const method of ['GET', 'HEAD', 'GET']) {
         const res = await get('verify/liar', 'blobs', big, method);
-        expect(res.status, method).toBe(403);
+        expect(res.status, method).toBe(503);
         if (method === 'GET') {
           expect(await res.json()).toMatchObject({
-            errors: [{ code: 'DENIED', detail: { reason: 'trust-material-blob-too-large' } }],
+            errors: [{ code: 'UNAVAILABLE', detail: { reason: 'blob-size-mismatch', size: 100 } }],
           });
         }
       }
     } finally {
       fake.clearFaults();
     }
+  });
+
+  /** A `.sig` manifest in `repo` whose one layer is `layer` with the declared `size`. */
+  function sigWithLayer(repo: string, layer: string, size: number): string {
+    const config = fake.putBlob(repo, Buffer.from('{}'));
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config, size: 2 },
+      layers: [{ mediaType: SIMPLESIGNING, digest: layer, size }],
+    });
+    const tag = `sha256-${createHash('sha256').update(repo).digest('hex')}.sig`;
+    fake.putManifest(repo, tag, manifest, OCI_MANIFEST);
+    return tag;
+  }
+
+  async function refusedTotal(reason: string): Promise<number> {
+    const text = await (await fetch(`${gate.proxy.url}/metrics`)).text();
+    const line = text
+      .split('\n')
+      .find((l) =>
+        l.startsWith(`pullwarden_upstream_blobs_refused_total{upstream="${fake.host}",reason="${reason}"}`),
+      );
+    return line === undefined ? 0 : Number(line.split(' ').at(-1));
+  }
+
+  it('refuses a trust material blob whose descriptor declares more than the cap without asking upstream', async () => {
+    const payload = Buffer.alloc(100, 1);
+    const layer = fake.putBlob('verify/declared-big', payload);
+    const tag = sigWithLayer('verify/declared-big', layer, 1024 * 1024);
+    expect((await get('verify/declared-big', 'manifests', tag)).status).toBe(200);
+    fake.resetCounts();
+    for (const method of ['GET', 'HEAD']) {
+      const res = await get('verify/declared-big', 'blobs', layer, method);
+      expect(res.status, method).toBe(403);
+      if (method === 'GET') {
+        expect(await res.json()).toMatchObject({
+          errors: [
+            { code: 'DENIED', detail: { reason: 'trust-material-blob-too-large', size: 1024 * 1024 } },
+          ],
+        });
+      }
+    }
+    expect(fake.count({ kind: 'blob' })).toBe(0);
+  });
+
+  it.each([
+    ['more bytes than the descriptor declares', 'larger-than-declared', 2],
+    ['fewer bytes than the descriptor declares', 'shorter-than-declared', 0.5],
+  ])('refuses a trust material blob of %s, counts it, and caches nothing', async (_what, reason, factor) => {
+    const repo = `verify/${reason}`;
+    const payload = randomBytes(1000);
+    const layer = fake.putBlob(repo, payload);
+    const tag = sigWithLayer(repo, layer, payload.length);
+    expect((await get(repo, 'manifests', tag)).status).toBe(200);
+    const before = await refusedTotal(reason);
+    // Without Content-Length: only the bytes themselves can tell.
+    const lie = randomBytes(payload.length * factor);
+    fake.fault({ kind: 'blob', method: 'GET', repo }, { body: lie, chunked: true }, { times: 1 });
+    const res = await get(repo, 'blobs', layer);
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({
+      errors: [{ code: 'UNAVAILABLE', detail: { reason: `blob-${reason}`, size: payload.length } }],
+    });
+    expect(await refusedTotal(reason)).toBe(before + 1);
+    // Nothing of the lie was kept: the honest answer is fetched and served.
+    const again = await get(repo, 'blobs', layer);
+    expect(again.status).toBe(200);
+    expect(Buffer.from(await again.arrayBuffer()).equals(payload)).toBe(true);
   });
 
   it('refuses a body that claims an image manifest but carries "manifests" (CVE-2021-41190 class)', async () => {

@@ -137,6 +137,36 @@ describe('blob downloads bounded by the admitted descriptor size', () => {
     await expectFetchedAgain('acme/streamed');
   });
 
+  it('refuses a body without Content-Length that ends short of the declared size, with its reason', async () => {
+    await admitted('acme/short');
+    const short = img.layers[0]!.subarray(0, LAYER_BYTES / 2);
+    fake.fault(
+      { kind: 'blob', method: 'GET', repo: 'acme/short' },
+      { body: short, chunked: true },
+      { times: 1 },
+    );
+
+    const res = await fetch(`${proxy.url}/v2/acme/short/blobs/${layer}?ns=${fake.host}`);
+
+    if (res.status === 200) {
+      // Headers went out with the declared size; the body then ends short and the connection is cut.
+      const got = await bodyOf(res);
+      expect(got instanceof Error || !got.equals(img.layers[0]!)).toBe(true);
+    } else {
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({
+        errors: [
+          { code: 'UNAVAILABLE', detail: { reason: 'blob-shorter-than-declared', size: LAYER_BYTES } },
+        ],
+      });
+    }
+    expect(await metric(proxy, 'pullwarden_upstream_blobs_refused_total')).toContainEqual(
+      `pullwarden_upstream_blobs_refused_total{upstream="${fake.host}",reason="shorter-than-declared"} 1`,
+    );
+
+    await expectFetchedAgain('acme/short');
+  });
+
   it('refuses a blob HEAD whose size is not the declared one', async () => {
     await admitted('acme/headed');
     fake.fault(
