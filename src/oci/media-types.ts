@@ -17,6 +17,14 @@ export const defaultManifestAccept: readonly string[] = [
   MediaType.dockerManifest,
 ];
 
+/** RFC 6838 section 4.2 `type-name "/" subtype-name`, each a restricted-name of at most 127 characters. */
+const MEDIA_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+
+/** Whether `value` is one bare media type (no parameters, no list): what `artifactType` must be. */
+export function isMediaType(value: string): boolean {
+  return MEDIA_TYPE_RE.test(value);
+}
+
 export function isIndexMediaType(mediaType: string): boolean {
   return mediaType === MediaType.ociIndex || mediaType === MediaType.dockerManifestList;
 }

@@ -195,6 +195,55 @@ describe('names and references', () => {
   });
 });
 
+describe('query parameters', () => {
+  it('refuses a repeated, malformed or badly encoded query parameter with an OCI error, before anything goes upstream', async () => {
+    const p = await start();
+    makeImage(fake!, 'acme/app', '1.0');
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const tags = '/v2/acme/app/tags/list';
+    const referrers = `/v2/acme/app/referrers/${digest}`;
+    const cases: [string, string, string][] = [
+      [`${tags}?n=1&n=2`, 'SIZE_INVALID', 'query-parameter-repeated'],
+      [`${tags}?n=abc`, 'SIZE_INVALID', 'query-parameter-invalid'],
+      [`${tags}?n=-1`, 'SIZE_INVALID', 'query-parameter-invalid'],
+      [`${tags}?n=1e3`, 'SIZE_INVALID', 'query-parameter-invalid'],
+      [`${tags}?n=${'9'.repeat(10)}`, 'SIZE_INVALID', 'query-parameter-invalid'],
+      [`${tags}?last=a&last=b`, 'MANIFEST_INVALID', 'query-parameter-repeated'],
+      [`${tags}?last=..%2Fother`, 'MANIFEST_INVALID', 'query-parameter-invalid'],
+      [`${tags}?n=%zz`, 'NAME_INVALID', 'query-encoding-invalid'],
+      [`${tags}?last=%C0%AF`, 'NAME_INVALID', 'query-encoding-invalid'],
+      [`${referrers}?artifactType=a/b&artifactType=c/d`, 'MANIFEST_INVALID', 'query-parameter-repeated'],
+      [`${referrers}?artifactType=notamediatype`, 'MANIFEST_INVALID', 'query-parameter-invalid'],
+      [`${referrers}?artifactType=a/b,c/d`, 'MANIFEST_INVALID', 'query-parameter-invalid'],
+      [`${referrers}?artifactType=a/b%3B%20x%3Dy`, 'MANIFEST_INVALID', 'query-parameter-invalid'],
+      [`${referrers}?artifactType=%`, 'NAME_INVALID', 'query-encoding-invalid'],
+      [`/v2/acme/app/manifests/1.0?ns=%zz`, 'NAME_INVALID', 'query-encoding-invalid'],
+      [
+        `/v2/acme/app/manifests/1.0?ns=${fake!.host}&ns=${fake!.host}`,
+        'NAME_INVALID',
+        'query-parameter-repeated',
+      ],
+    ];
+    for (const [path, code, reason] of cases) {
+      const res = await rawGet(p.url, path);
+      expect(res.status, path).toBe(400);
+      const body = JSON.parse(res.body) as { errors: { code: string; message: string; detail: unknown }[] };
+      expect(body.errors[0], path).toMatchObject({ code, detail: { reason } });
+      expect(body.errors[0]?.message, path).toMatch(/query (parameter|string)/);
+    }
+    expect(fake!.count()).toBe(0);
+    // One value of each, and an empty filter, are answered.
+    for (const path of [
+      `${tags}?n=1&last=0.9`,
+      `${tags}?n=0`,
+      `${referrers}?artifactType=`,
+      `${referrers}?artifactType=application/vnd.dev.cosign.artifact.sig.v1%2Bjson`,
+    ]) {
+      expect((await rawGet(p.url, path)).status, path).toBe(200);
+    }
+  });
+});
+
 describe('response headers', () => {
   it('sends X-Content-Type-Options: nosniff on every answer, errors included', async () => {
     const p = await start();

@@ -1,6 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RegistryRoute } from '../routing.ts';
 import { pullRequest } from '../audit.ts';
+import { queryParameters } from '../query.ts';
+import type { QueryString } from '../query.ts';
 import { pullFactsOf, unsupported } from './context.ts';
 import type { RequestFacts, RouteContext } from './context.ts';
 
@@ -31,12 +33,14 @@ export function listingRoutes(ctx: RouteContext) {
     reply: FastifyReply,
     f: RequestFacts,
     ns: string | undefined,
+    q: QueryString,
   ): Promise<unknown> {
     if (request.method === 'HEAD') throw unsupported();
-    const q = request.query as Record<string, string | undefined>;
     const query: { n?: number; last?: string } = {};
-    if (q.n !== undefined && /^\d{1,6}$/.test(q.n)) query.n = Number(q.n);
-    if (q.last !== undefined && q.last !== '') query.last = q.last;
+    const n = q.single(queryParameters.n);
+    const last = q.single(queryParameters.last);
+    if (n !== undefined) query.n = Number(n);
+    if (last !== undefined) query.last = last;
     const list = await service.listTags(route.target, query);
     f.bytes = list.body.length;
     await recordListing(request, reply, f, list.policy, list.body.length);
@@ -52,10 +56,11 @@ export function listingRoutes(ctx: RouteContext) {
     request: FastifyRequest,
     reply: FastifyReply,
     f: RequestFacts,
+    q: QueryString,
   ): Promise<unknown> {
     if (request.method === 'HEAD') throw unsupported();
-    const artifactType = (request.query as Record<string, string | undefined>).artifactType;
-    const answer = await service.getReferrers(route.target, route.digest, artifactType || undefined);
+    const artifactType = q.single(queryParameters.artifactType);
+    const answer = await service.getReferrers(route.target, route.digest, artifactType);
     f.bytes = answer.body.length;
     await recordListing(request, reply, f, answer.policy, answer.body.length);
     if (answer.filtersApplied) reply.header('OCI-Filters-Applied', 'artifactType');

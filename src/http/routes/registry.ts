@@ -3,6 +3,7 @@ import { pullFacts } from '../../service/index.ts';
 import type { PullFacts } from '../../service/index.ts';
 import { pullRequest } from '../audit.ts';
 import { sendRegistryError } from '../errors.ts';
+import { QueryString, queryParameters } from '../query.ts';
 import { canonicalHost, parseRegistryPath, refusedRoute, requested } from '../routing.ts';
 import type { RegistryRoute } from '../routing.ts';
 import { blobRoute } from './blobs.ts';
@@ -63,8 +64,8 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
   };
 
   const handleRead = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
-    const { path, ns } = splitUrl(request.raw.url ?? '/');
     reply.header(API_VERSION_HEADER, API_VERSION);
+    const { path, ns, query } = splitUrl(request.raw.url ?? '/');
     let route: RegistryRoute;
     try {
       route = parseRegistryPath(path, ns, ctx.routing);
@@ -117,9 +118,9 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
       case 'blob':
         return serveBlob(route, request, reply, f);
       case 'tags':
-        return serveTags(route, request, reply, f, ns);
+        return serveTags(route, request, reply, f, ns, query);
       case 'referrers':
-        return serveReferrers(route, request, reply, f);
+        return serveReferrers(route, request, reply, f, query);
     }
   };
 
@@ -140,10 +141,12 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
  * what the path names: a push resolves nothing, so neither tag nor digest is "of the story".
  */
 function writeAuditFacts(ctx: RouteContext, request: FastifyRequest): PullFacts | undefined {
-  const { path, ns } = splitUrl(request.raw.url ?? '/');
   let route: RegistryRoute;
+  let ns: string | undefined;
   try {
-    route = parseRegistryPath(path, ns, ctx.routing);
+    const url = splitUrl(request.raw.url ?? '/');
+    ns = url.ns;
+    route = parseRegistryPath(url.path, ns, ctx.routing);
   } catch (err) {
     const refused = refusedRoute(err);
     if (refused === undefined) return undefined;
@@ -178,15 +181,15 @@ function referenceOf(route: Exclude<RegistryRoute, { kind: 'base' | 'upload' }>)
   }
 }
 
-/** Raw path (still percent-encoded) and the decoded `ns` parameter. */
-export function splitUrl(rawUrl: string): { path: string; ns: string | undefined } {
+/**
+ * Raw path (still percent-encoded), the decoded `ns` parameter and the whole query, parsed once. A
+ * repeated `ns` (`?ns=a&ns=b` names two upstreams) or one that does not decode is refused here rather
+ * than picking one a cache or another proxy in front may read differently.
+ */
+export function splitUrl(rawUrl: string): { path: string; ns: string | undefined; query: QueryString } {
   const q = rawUrl.indexOf('?');
   const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
-  if (q < 0) return { path, ns: undefined };
-  const params = new URLSearchParams(rawUrl.slice(q + 1));
-  const all = params.getAll('ns');
-  if (all.length === 0) return { path, ns: undefined };
-  // `?ns=a&ns=b` names two upstreams: refused (joined with ',', which no host contains, the routing
-  // answers NAME_INVALID) rather than picking one a cache or another proxy in front may read differently.
-  return { path, ns: all.length === 1 ? canonicalHost(all[0] ?? '') : all.join(',') };
+  const query = QueryString.parse(q >= 0 ? rawUrl.slice(q + 1) : '');
+  const ns = query.single(queryParameters.ns);
+  return { path, ns: ns === undefined ? undefined : canonicalHost(ns), query };
 }
