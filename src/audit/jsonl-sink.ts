@@ -61,7 +61,9 @@ interface Pending {
   /** An event, or the reason of a checkpoint (built when its seq and prev are known). */
   event: AuditEvent | CheckpointReason;
   at: number;
-  resolve: (record: AuditRecord | AuditCheckpointRecord) => void;
+  /** Whether the caller wants the stored record back (else it is not built: the warm path's append). */
+  wantsRecord: boolean;
+  resolve: (record: AuditRecord | AuditCheckpointRecord | undefined) => void;
   reject: (error: Error) => void;
 }
 
@@ -177,17 +179,20 @@ export class JsonlAuditSink implements ChainedAuditSink {
   }
 
   append(event: AuditEvent): Promise<void> {
-    return this.appendRecord(event).then(() => undefined);
+    return this.enqueue(event, false).then(() => undefined);
   }
 
   appendRecord(event: AuditEvent): Promise<AuditRecord> {
-    return this.enqueue(event) as Promise<AuditRecord>;
+    return this.enqueue(event, true) as Promise<AuditRecord>;
   }
 
-  private enqueue(event: AuditEvent | CheckpointReason): Promise<AuditRecord | AuditCheckpointRecord> {
+  private enqueue(
+    event: AuditEvent | CheckpointReason,
+    wantsRecord: boolean,
+  ): Promise<AuditRecord | AuditCheckpointRecord | undefined> {
     if (this.closed) return Promise.reject(new AuditError('AUDIT_CLOSED', 'the audit trail is closed'));
-    return new Promise<AuditRecord | AuditCheckpointRecord>((resolve, reject) => {
-      this.queue.push({ event, at: performance.now(), resolve, reject });
+    return new Promise<AuditRecord | AuditCheckpointRecord | undefined>((resolve, reject) => {
+      this.queue.push({ event, at: performance.now(), wantsRecord, resolve, reject });
       if (this.queue.length >= this.maxBatch) this.wake?.();
       this.kick();
     });
@@ -201,7 +206,7 @@ export class JsonlAuditSink implements ChainedAuditSink {
   async writeCheckpoint(reason: CheckpointReason): Promise<AuditCheckpointRecord> {
     this.checkpointQueued = true;
     try {
-      const record = (await this.enqueue(reason)) as AuditCheckpointRecord;
+      const record = (await this.enqueue(reason, true)) as AuditCheckpointRecord;
       this.onCheckpoint?.(record);
       return record;
     } finally {
@@ -374,7 +379,7 @@ export class JsonlAuditSink implements ChainedAuditSink {
     let sizeBefore = 0;
     try {
       if (this.needsRecovery) await this.recover();
-      const records: (AuditRecord | AuditCheckpointRecord)[] = [];
+      const records: (AuditRecord | AuditCheckpointRecord | undefined)[] = [];
       const lines: string[] = [];
       let seq = this.seq;
       let hash = this.hash;
@@ -383,7 +388,7 @@ export class JsonlAuditSink implements ChainedAuditSink {
         seq += 1;
         const fields = typeof p.event === 'string' ? this.checkpointFields(p.event, seq, hash) : p.event;
         const enc = encodeLine(fields, seq, hash);
-        records.push({ seq, prev: hash, ...fields, hash: enc.hash });
+        records.push(p.wantsRecord ? { seq, prev: hash, ...fields, hash: enc.hash } : undefined);
         lines.push(enc.line, '\n');
         hash = enc.hash;
         since = typeof p.event === 'string' ? 0 : since + 1;
@@ -405,7 +410,7 @@ export class JsonlAuditSink implements ChainedAuditSink {
       this.counters.batches += 1;
       this.counters.appended += batch.length;
       if (this.failure !== undefined) this.healed();
-      batch.forEach((p, i) => p.resolve(records[i] as AuditRecord));
+      batch.forEach((p, i) => p.resolve(records[i]));
       if (this.checkpoint && since >= this.checkpoint.everyEvents) this.checkpointSoon('events');
     } catch (cause) {
       this.seq = startSeq;

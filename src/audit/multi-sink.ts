@@ -49,7 +49,9 @@ export class MultiAuditSink implements AuditSink {
 
   async append(event: AuditEvent): Promise<void> {
     let record: AuditEvent = event;
-    if (isChained(this.primary)) record = await this.primary.appendRecord(event);
+    // The stored record (seq, prev, hash) is built only for extras that receive it.
+    if (this.extras.length === 0) await this.primary.append(event);
+    else if (isChained(this.primary)) record = await this.primary.appendRecord(event);
     else await this.primary.append(event);
     const required: Promise<void>[] = [];
     for (const extra of this.extras) {

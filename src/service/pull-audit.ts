@@ -144,8 +144,9 @@ export class PullAudit {
     // Only DENIED carries a detail worth reading here (401 and 429 name no decision).
     const detail = denied ? denyDetail(error) : undefined;
     const event: AuditEvent = {
-      type: facts.type,
+      // `time` first: the trail's line starts with it, and then the event is serialized as it is.
       time: new Date(Date.now() - elapsedMs).toISOString(),
+      type: facts.type,
       requestId: request.requestId,
       client: request.client,
       identity: facts.identity,
@@ -223,14 +224,21 @@ export class PullAudit {
  * path writes millions of these): no signers, or the one reason an allow-only policy gives.
  */
 function verdictOf(d: Decision): PullVerdict {
+  // A cached decision is the same object on every hit: its verdict (gate summaries copied, reasons
+  // compared) is built once, not once per request. Events only read it.
+  const known = verdicts.get(d);
+  if (known) return known;
   const verdict: PullVerdict = { decision: d.result, policy: d.policy };
   const restated =
     d.result === 'allow' && d.reasons.length === 1 && d.reasons[0] === `allowed by policy "${d.policy}"`;
   if (d.reasons.length > 0 && !restated) verdict.reasons = d.reasons;
   if (d.signers.length > 0) verdict.signers = d.signers;
   if (d.gates !== undefined) verdict.gates = auditGates(d.gates);
+  verdicts.set(d, verdict);
   return verdict;
 }
+
+const verdicts = new WeakMap<Decision, PullVerdict>();
 
 /** Gate results in the compact audit shape: outcome, deciding attestation and time, counts. */
 function auditGates(gates: readonly GateResult[]): AuditGate[] {

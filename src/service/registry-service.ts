@@ -112,6 +112,12 @@ export class RegistryService {
   readonly #tagListFlights = new SingleFlight<string[]>();
   readonly #cappedFlights = new SingleFlight<void>();
   readonly #verified: VerifiedTags;
+  /**
+   * Manifests known to be cached for (upstream, repository, digest): a warm HEAD by tag checks this
+   * instead of reading the metadata store on every request. Positive only, and only an optimisation:
+   * a manifest evicted since is fetched again by the GET that needs it.
+   */
+  readonly #knownManifests = new Set<string>();
 
   constructor(options: RegistryServiceOptions) {
     this.#upstreams = options.upstreams;
@@ -261,10 +267,8 @@ export class RegistryService {
       cache,
       tag: reference.tag,
     };
-    if (
-      options.withBody ||
-      !(await this.#metadata.getManifest(target.upstream, target.repository, record.digest))
-    ) {
+    const knownKey = `${target.upstream}\u0000${target.repository}\u0000${record.digest}`;
+    if (options.withBody || !(await this.#manifestKnown(knownKey, target, record.digest))) {
       // A HEAD by tag still caches the manifest (one GET by digest) so that the client's next request,
       // a GET by digest, is answered from the cache; the trust decision needs the bytes anyway.
       const byDigest = await this.#manifestByDigest(entry, target, record.digest, options);
@@ -273,6 +277,14 @@ export class RegistryService {
       if (cache !== 'stale' && byDigest.cache === 'miss') result.cache = 'miss';
     }
     return result;
+  }
+
+  async #manifestKnown(key: string, target: Target, digest: Digest): Promise<boolean> {
+    if (this.#knownManifests.has(key)) return true;
+    if (!(await this.#metadata.getManifest(target.upstream, target.repository, digest))) return false;
+    if (this.#knownManifests.size >= KNOWN_MANIFESTS_LIMIT) this.#knownManifests.clear();
+    this.#knownManifests.add(key);
+    return true;
   }
 
   async #resolveTag(
@@ -438,7 +450,12 @@ export class RegistryService {
     if (admission?.maxSize !== undefined) await this.#fetchCapped(entry, target, digest, admission);
     // Linked = a manifest fetched from this upstream for this repository names it, or this upstream
     // already sent its bytes for this repository (a fill, or a hashed confirmation).
-    const linked = await this.#metadata.hasBlobLink(target.upstream, target.repository, digest);
+    // An admitted closure implies the link: the admitted manifest was fetched from this upstream for
+    // this repository, and its blobs were linked before it was stored (#manifestByDigest). Trust
+    // material's blobs (capped) and ungated proxies still read the link.
+    const linked =
+      (admission !== undefined && admission.maxSize === undefined) ||
+      (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest));
     const declared = admission?.size;
     const handle = await this.#blobs.getOrFill(digest, async () => {
       const blob = await entry.upstream.getBlob(target.repository, digest);
@@ -699,6 +716,8 @@ export class RegistryService {
   }
 }
 
+/** Most (upstream, repository, digest) entries of the known-manifests memo before it starts over. */
+const KNOWN_MANIFESTS_LIMIT = 50_000;
 /** Most upstream pages of a tag list followed (a hostile upstream could link forever). */
 const MAX_TAG_PAGES = 100;
 /** Most bytes of tag list pages read for one repository (Docker Hub's largest lists are a few MiB). */
