@@ -61,13 +61,22 @@ function configText(
 async function until(check: () => Promise<boolean>, what: string, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    if (await check().catch(() => false)) return;
+    // A failed fetch is "not yet"; a check that throws otherwise (the process exited) fails at once.
+    const done = await check().catch((e: unknown) => {
+      if (e instanceof TypeError) return false;
+      throw e;
+    });
+    if (done) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** `serve` with `server.workers: 2`, resolved once /readyz says every worker is ready. */
+/**
+ * `serve` with `server.workers: 2` on port 0 (a port picked beforehand may be taken by a parallel test
+ * before the primary binds it), resolved with the address the primary logs once /readyz says every
+ * worker is ready. A serve that exits first fails at once with its stderr.
+ */
 async function startWorkers(balance: Balance = 'round-robin'): Promise<{
   proc: ChildProcess;
   base: string;
@@ -77,11 +86,31 @@ async function startWorkers(balance: Balance = 'round-robin'): Promise<{
 }> {
   dir = await mkdtemp(join(tmpdir(), 'pw-workers-'));
   const data = join(dir, 'data');
-  const port = await freePort();
   const config = join(dir, 'pullwarden.yaml');
-  await writeFile(config, configText(port, data, 'allow', 2, balance));
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: 'ignore' });
+  await writeFile(config, configText(0, data, 'allow', 2, balance, 'info'));
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.push(proc);
+  let out = '';
+  let err = '';
+  let address: string | undefined;
+  proc.stdout.on('data', (d: Buffer) => {
+    if (address !== undefined) return;
+    out += d.toString();
+    for (const line of out.split('\n')) {
+      if (!line.includes('primary started its workers')) continue;
+      address = (JSON.parse(line) as { address: string }).address;
+    }
+  });
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  let exited: number | null | undefined;
+  proc.once('exit', (code) => (exited = code));
+  await until(() => {
+    if (exited !== undefined) throw new Error(`serve exited ${String(exited)} before it was ready: ${err}`);
+    return Promise.resolve(address !== undefined);
+  }, 'the primary to start its workers');
+  const port = Number(new URL(address!).port);
   await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 'readyz');
   expect(workerPids(proc)).toHaveLength(2);
   return { proc, base: `http://127.0.0.1:${port}/v2/acme/app`, port, config, data };
@@ -147,7 +176,7 @@ describe('server.workers: several processes serve as one deployment', () => {
       proc.kill('SIGHUP');
       await new Promise((r) => setTimeout(r, 1_000));
       for (let i = 0; i < 8; i++) expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
-      await writeFile(config, configText(port, data, 'deny', 2));
+      await writeFile(config, configText(0, data, 'deny', 2));
       proc.kill('SIGHUP');
       await until(async () => {
         const statuses = await Promise.all(
@@ -232,24 +261,7 @@ describe('server.workers: several processes serve as one deployment', () => {
     async () => {
       fake = await startFakeUpstream();
       makeImage(fake, 'acme/app', '1.0', { layerSize: 1024 });
-      dir = await mkdtemp(join(tmpdir(), 'pw-workers-'));
-      const data = join(dir, 'data');
-      const config = join(dir, 'pullwarden.yaml');
-      await writeFile(config, configText(0, data, 'allow', 2, 'reuseport', 'info'));
-      const proc = spawn(process.execPath, [CLI, 'serve', '--config', config], {
-        stdio: ['ignore', 'pipe', 'ignore'],
-      });
-      children.push(proc);
-      let out = '';
-      proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      await until(() => Promise.resolve(out.includes('primary started its workers')), 'the primary started');
-      const started = out
-        .split('\n')
-        .map((l) => (l.startsWith('{') ? (JSON.parse(l) as { msg?: string; address?: string }) : {}))
-        .find((l) => l.msg === 'pullwarden primary started its workers');
-      const port = Number(new URL(started!.address!).port);
-      expect(port).toBeGreaterThan(0);
-      await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 'readyz');
+      const { proc, port } = await startWorkers('reuseport');
       // Two listening sockets on that one port, one per worker (not the primary's).
       const listening = execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' });
       const owners = [...listening.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])).sort();
