@@ -7,7 +7,8 @@ import type { AuditEvent, AuditHealth } from '../audit/index.ts';
 
 /** Worker → primary requests; the primary answers each with a {@link Reply} of the same id. */
 export type WorkerRequest =
-  | { pw: 'audit'; id: number; event: AuditEvent }
+  /** Audit events of one turn of the worker's loop; the reply's value is an {@link AuditBatchReply}. */
+  | { pw: 'audit'; id: number; events: AuditEvent[] }
   | { pw: 'ready'; id: number }
   | { pw: 'metrics'; id: number }
   | { pw: 'tuf'; id: number };

@@ -100,12 +100,12 @@ export async function startCluster(
     try {
       switch (m.pw) {
         case 'audit': {
-          try {
-            await audit.append(m.event);
-            send(worker, { pw: 'reply', id: m.id, ok: true, audit: audit.health() });
-          } catch (err) {
-            send(worker, { pw: 'reply', id: m.id, ok: false, error: message(err), audit: audit.health() });
-          }
+          // One message, many events: appended in order (the trail group-commits them), answered
+          // together once each is durable or failed.
+          const settled = await Promise.allSettled(m.events.map((e) => audit.append(e)));
+          const value = settled.map((r) => (r.status === 'fulfilled' ? null : message(r.reason)));
+          const ok = value.every((v) => v === null);
+          send(worker, { pw: 'reply', id: m.id, ok, value, audit: audit.health() });
           return;
         }
         case 'ready':

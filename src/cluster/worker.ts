@@ -10,6 +10,8 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Registry } from 'prom-client';
 import { MultiAuditSink } from '../audit/index.ts';
 import type { AuditEvent, AuditHealth, AuditSink } from '../audit/index.ts';
+import { AuditBatcher } from './audit-batch.ts';
+import type { AuditBatchReply } from './audit-batch.ts';
 import { isPwMessage, WORKER_ENV, WORKER_PORT_ENV } from './messages.ts';
 import type { PrimaryMessage, WorkerNotice, WorkerRequest } from './messages.ts';
 import type { Logger } from '../shared/index.ts';
@@ -97,26 +99,32 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 /**
  * An audit sink whose events the primary writes: `append` resolves once the primary's sinks have
  * made the event durable (the JSONL trail fsync'd), and rejects when they could not, or when the
- * primary is gone — so a response waits for its event exactly as in a single process.
+ * primary is gone — so a response waits for its event exactly as in a single process. The events of
+ * one turn of the loop travel in one message ({@link AuditBatcher}).
  */
 export class IpcAuditSink implements AuditSink {
-  readonly #channel: PrimaryChannel;
   #health: AuditHealth = { ok: true };
+  readonly #batcher: AuditBatcher;
 
   constructor(channel: PrimaryChannel) {
-    this.#channel = channel;
+    this.#batcher = new AuditBatcher(async (events) => {
+      let reply;
+      try {
+        reply = await channel.request({ pw: 'audit', events });
+      } catch (err) {
+        this.#health = { ok: false, reason: err instanceof Error ? err.message : String(err) };
+        throw err;
+      }
+      if (reply.audit !== undefined) this.#health = reply.audit;
+      if (!Array.isArray(reply.value)) {
+        throw new Error(reply.error ?? 'audit append failed in the cluster primary');
+      }
+      return reply.value as AuditBatchReply;
+    });
   }
 
-  async append(event: AuditEvent): Promise<void> {
-    let reply;
-    try {
-      reply = await this.#channel.request({ pw: 'audit', event });
-    } catch (err) {
-      this.#health = { ok: false, reason: err instanceof Error ? err.message : String(err) };
-      throw err;
-    }
-    if (reply.audit !== undefined) this.#health = reply.audit;
-    if (!reply.ok) throw new Error(reply.error ?? 'audit append failed in the cluster primary');
+  append(event: AuditEvent): Promise<void> {
+    return this.#batcher.append(event);
   }
 
   health(): AuditHealth {
