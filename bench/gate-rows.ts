@@ -14,8 +14,6 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { Digest } from '../src/oci/index.ts';
 import { PolicyEngine, policiesSchema, trustSchema } from '../src/policy/index.ts';
 import type { PoliciesInput } from '../src/policy/index.ts';
@@ -33,6 +31,7 @@ import {
 import type { Finding, Pkg } from '../test/support/reports.ts';
 import { createKeyPair, pushBundleReferrer, signBundle } from '../test/support/signer.ts';
 import type { SubjectDescriptor } from '../test/support/signer.ts';
+import { collectGarbage } from './cpu.ts';
 import { hey } from './hey.ts';
 import { startPullwarden } from './pullwarden-process.ts';
 import type { PullwardenProcess } from './pullwarden-process.ts';
@@ -168,15 +167,9 @@ function found(bundle: Record<string, unknown>, predicateType: string, n: number
   };
 }
 
-/** A full garbage collection, so a measured phase does not pay for the garbage of the one before. */
-const collect: () => void = (() => {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-})();
-
 /** CPU ms of `fn` (user + system of this process) and its wall ms, after a full collection. */
 function cpu<T>(fn: () => T): { value: T; cpuMs: number; wallMs: number } {
-  collect();
+  collectGarbage();
   const c = process.cpuUsage();
   const w = performance.now();
   const value = fn();
