@@ -43,7 +43,7 @@ function configText(
   data: string,
   policy: 'allow' | 'deny',
   workers: number,
-  balance: Balance = 'round-robin',
+  balance: Balance = 'reuseport',
   level = 'silent',
 ): string {
   return stringify({
@@ -77,7 +77,7 @@ async function until(check: () => Promise<boolean>, what: string, ms = 60_000): 
  * before the primary binds it), resolved with the address the primary logs once /readyz says every
  * worker is ready. A serve that exits first fails at once with its stderr.
  */
-async function startWorkers(balance: Balance = 'round-robin'): Promise<{
+async function startWorkers(balance: Balance = 'reuseport'): Promise<{
   proc: ChildProcess;
   base: string;
   port: number;
