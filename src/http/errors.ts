@@ -1,11 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { errorBody, isRegistryError, RegistryError } from '../oci/index.ts';
+import { errorBody, isRegistryError, RegistryError, truncate } from '../oci/index.ts';
 
 /**
  * Turn anything thrown into a RegistryError. Fastify's own errors (bad URL, unsupported content type,
- * body too large) carry a 4xx statusCode; everything else is a bug or an unexpected failure and becomes
- * UNKNOWN with a message that does not leak internals (the log keeps the cause).
+ * body too large) carry a 4xx statusCode and keep Fastify's message, which says why; everything else
+ * is a bug or an unexpected failure and becomes UNKNOWN with a message that does not leak internals
+ * (the log keeps the cause).
  */
 export function toRegistryError(err: unknown): RegistryError {
   if (isRegistryError(err)) return err;
@@ -15,10 +16,31 @@ export function toRegistryError(err: unknown): RegistryError {
     if (status === 404) return new RegistryError('NAME_UNKNOWN', 'unknown path', { cause: err });
     if (status === 413) return new RegistryError('SIZE_INVALID', 'request body too large', { cause: err });
     if (status === 405) return new RegistryError('UNSUPPORTED', 'method not supported', { cause: err });
-    if (status >= 400 && status < 500)
-      return new RegistryError('NAME_INVALID', 'malformed request', { cause: err });
+    if (status >= 400 && status < 500) {
+      // A URL that does not decode, a path parameter too long, a body Fastify cannot parse: the
+      // request cannot be read, as NAME_INVALID says for a path the router cannot read.
+      const why = frameworkReason(err);
+      return new RegistryError(
+        'NAME_INVALID',
+        `malformed request: ${why?.message ?? 'not a request the registry API reads'}`,
+        { cause: err, detail: { reason: 'malformed-request', ...(why ? { framework: why.code } : {}) } },
+      );
+    }
   }
   return new RegistryError('UNKNOWN', 'internal error', { cause: err });
+}
+
+/**
+ * Fastify's own refusals (`FST_ERR_…`: a URL that does not decode, a content type it cannot parse, a
+ * path parameter too long) carry a message Fastify wrote, not an upstream's or a secret: it says why,
+ * and is sent (truncated, control characters out).
+ */
+function frameworkReason(err: unknown): { code: string; message: string } | undefined {
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  if (typeof code !== 'string' || !code.startsWith('FST_ERR_') || typeof message !== 'string')
+    return undefined;
+  // eslint-disable-next-line no-control-regex
+  return { code, message: truncate(message.replace(/[\u0000-\u001f\u007f]/g, ' '), 200) };
 }
 
 /**

@@ -9,7 +9,9 @@ import type { Metrics, PullAuditOptions, RegistryService } from '../service/inde
 import { pullRequest } from './audit.ts';
 import type { PullAuth } from './auth.ts';
 import { sendRegistryError, toRegistryError } from './errors.ts';
+import { answerClientError } from './client-errors.ts';
 import { countRequestTimeouts, limitSlowReaders } from './send-timeout.ts';
+import { API_VERSION, API_VERSION_HEADER } from './routes/context.ts';
 import type { RequestFacts, RouteContext } from './routes/context.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerRegistryRoutes } from './routes/registry.ts';
@@ -64,6 +66,9 @@ function nodeTimeouts(t: HttpTimeouts) {
     requestTimeout: t.request,
     keepAliveTimeout: t.keepAlive,
     connectionsCheckingInterval: Math.max(100, Math.min(5_000, Math.floor(shortest / 4))),
+    // Node answers an HTTP/1.1 request without Host with a bare 400 of its own; the onRequest hook
+    // refuses it with an OCI error instead.
+    requireHostHeader: false,
   };
 }
 
@@ -100,6 +105,13 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     return503OnClosing: true,
     ...(options.https ? { https: { ...options.https, ...timeouts } } : {}),
     bodyLimit: 1024,
+    // Requests Node's parser refuses (smuggling shapes, bad headers, oversize header blocks, timeouts)
+    // and URLs Fastify cannot decode get the OCI error body every other answer has, saying why.
+    clientErrorHandler: answerClientError,
+    frameworkErrors: (err, request, reply) => {
+      void reply.header(API_VERSION_HEADER, API_VERSION).header('X-Content-Type-Options', 'nosniff');
+      sendRegistryError(err, request, reply, log);
+    },
   });
 
   limitSlowReaders(app.server, options.timeouts?.send ?? DEFAULT_TIMEOUTS.send ?? 60_000, () =>
@@ -124,10 +136,18 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       metrics.denials.inc(denialLabels(denyDetail(err)));
   };
 
-  app.addHook('onRequest', (_request, reply, done) => {
+  app.addHook('onRequest', async (request, reply) => {
     // No response of a registry is meant to be rendered by a browser; never let one guess a type.
     void reply.header('X-Content-Type-Options', 'nosniff');
-    done();
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+      void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
+      const err = new RegistryError('NAME_INVALID', 'malformed request: HTTP/1.1 requires a Host header', {
+        detail: { reason: 'malformed-request' },
+      });
+      sendRegistryError(err, request, reply, log);
+      return reply;
+    }
   });
 
   app.setErrorHandler(async (err, request, reply) => {

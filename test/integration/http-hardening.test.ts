@@ -89,7 +89,10 @@ describe('slow and oversized requests', () => {
     }
     await closed;
     expect(sent).toBeLessThan(5);
-    expect(received()).toMatch(/^HTTP\/1\.1 408/);
+    // An OCI error that says why, not Node's bare 408.
+    expect(received()).toMatch(/^HTTP\/1\.1 400/);
+    expect(received()).toContain('"code":"SIZE_INVALID"');
+    expect(received()).toContain('server.headersTimeout');
     const text = await (await fetch(`${p.url}/metrics`)).text();
     expect(text).toContain('pullwarden_requests_limited_total{reason="request-timeout"} 1');
   }, 30_000);
@@ -193,6 +196,80 @@ describe('names and references', () => {
     }
     expect(fake!.count()).toBe(0);
   });
+});
+
+describe('malformed HTTP', () => {
+  /** Send `raw` on a fresh connection and parse the one answer that comes back before it closes. */
+  async function rawExchange(
+    url: string,
+    raw: string,
+  ): Promise<{ status: number; headers: string; body: { errors: { code: string; message: string }[] } }> {
+    const { socket, received, closed } = await rawSocket(url);
+    socket.write(raw);
+    // Until the connection closes or one whole answer (headers and Content-Length bytes) is in.
+    const complete = (): boolean => {
+      const t = received();
+      const at = t.indexOf('\r\n\r\n');
+      const length = /\r\ncontent-length: *(\d+)/i.exec(t.slice(0, at));
+      return at >= 0 && length !== null && Buffer.byteLength(t.slice(at + 4), 'latin1') >= Number(length[1]);
+    };
+    let open = true;
+    void closed.then(() => (open = false));
+    for (let i = 0; i < 100 && open && !complete(); i++) await sleep(50);
+    socket.destroy();
+    const text = received();
+    const end = text.indexOf('\r\n\r\n');
+    const head = text.slice(0, end);
+    const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+    return { status, headers: head.toLowerCase(), body: JSON.parse(text.slice(end + 4)) as never };
+  }
+
+  const cases: [string, string, string, RegExp][] = [
+    [
+      'both Transfer-Encoding and Content-Length (request smuggling)',
+      'GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n',
+      'SIZE_INVALID',
+      /Content-Length can't be present with Transfer-Encoding/,
+    ],
+    [
+      'a Content-Length that is not a number',
+      'GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n',
+      'SIZE_INVALID',
+      /Content-Length/,
+    ],
+    [
+      'a header name with a space in it',
+      'GET /v2/ HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n',
+      'NAME_INVALID',
+      /header/,
+    ],
+    [
+      'an oversize header block',
+      `GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(32 * 1024)}\r\n\r\n`,
+      'SIZE_INVALID',
+      /header block/,
+    ],
+    [
+      'a bad percent-encoding in the path',
+      'GET /v2/acme/%zz/manifests/1.0 HTTP/1.1\r\nHost: x\r\n\r\n',
+      'NAME_INVALID',
+      /not a valid url/i,
+    ],
+    ['no Host header in HTTP/1.1', 'GET /v2/acme/app/manifests/1.0 HTTP/1.1\r\n\r\n', 'NAME_INVALID', /Host/],
+    ['a request line that is not HTTP', 'GET /v2/ HTTQ/1.1\r\nHost: x\r\n\r\n', 'NAME_INVALID', /HTTP/],
+  ];
+  for (const [what, raw, code, why] of cases) {
+    it(`answers ${what} with 400 and an OCI error that says why, before anything goes upstream`, async () => {
+      const p = await start();
+      const res = await rawExchange(p.url, raw);
+      expect(res.status).toBe(400);
+      expect(res.headers).toContain('content-type: application/json');
+      expect(res.headers).toContain('x-content-type-options: nosniff');
+      expect(res.body.errors[0]?.code).toBe(code);
+      expect(res.body.errors[0]?.message).toMatch(why);
+      expect(fake!.count()).toBe(0);
+    });
+  }
 });
 
 describe('query parameters', () => {
