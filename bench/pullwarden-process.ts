@@ -74,8 +74,8 @@ export async function startPullwarden(
         log: { level: 'warn' },
         ...(opts.workers === undefined
           ? {}
-          : // PW_BENCH_BALANCE=round-robin measures that server.balance instead of the default.
-            { server: { workers: opts.workers, balance: process.env['PW_BENCH_BALANCE'] ?? 'reuseport' } }),
+          : // PW_BENCH_BALANCE=reuseport measures that server.balance instead of the default.
+            { server: { workers: opts.workers, balance: process.env['PW_BENCH_BALANCE'] ?? 'round-robin' } }),
         upstreams: { [name]: { url: upstreamUrl, tagTTL: '5m' } },
         defaultUpstream: name,
         // The benchmark never reaches the Sigstore CDN.

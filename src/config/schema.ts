@@ -313,7 +313,7 @@ export const configSchema = z
           ),
         balance: z
           .enum(['round-robin', 'reuseport'])
-          .default('reuseport')
+          .default('round-robin')
           .describe(
             'How connections reach the workers (workers > 1): "round-robin" (the primary accepts each connection and hands it to the next worker: even, but a worker killed during a hand-off leaves that client waiting for its own timeout) or "reuseport" (every worker listens itself with SO_REUSEPORT and the kernel spreads connections by a hash of the client address and port: no hand-off, a killed worker\'s queued connections are reset, spreading less even with few clients)',
           ),

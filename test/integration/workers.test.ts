@@ -43,7 +43,7 @@ function configText(
   data: string,
   policy: 'allow' | 'deny',
   workers: number,
-  balance: Balance = 'reuseport',
+  balance: Balance = 'round-robin',
   level = 'silent',
 ): string {
   return stringify({
@@ -77,7 +77,7 @@ async function until(check: () => Promise<boolean>, what: string, ms = 60_000): 
  * before the primary binds it), resolved with the address the primary logs once /readyz says every
  * worker is ready. A serve that exits first fails at once with its stderr.
  */
-async function startWorkers(balance: Balance = 'reuseport'): Promise<{
+async function startWorkers(balance: Balance = 'round-robin'): Promise<{
   proc: ChildProcess;
   base: string;
   port: number;
@@ -96,6 +96,8 @@ async function startWorkers(balance: Balance = 'reuseport'): Promise<{
   let err = '';
   let address: string | undefined;
   proc.stdout.on('data', (d: Buffer) => {
+    // PW_DEBUG_WORKERS=1 shows the serve's own output (e.g. to see why a shutdown exited non-zero).
+    if (process.env['PW_DEBUG_WORKERS']) process.stderr.write(d);
     if (address !== undefined) return;
     out += d.toString();
     for (const line of out.split('\n')) {
@@ -103,7 +105,10 @@ async function startWorkers(balance: Balance = 'reuseport'): Promise<{
       address = (JSON.parse(line) as { address: string }).address;
     }
   });
-  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => {
+    if (process.env['PW_DEBUG_WORKERS']) process.stderr.write(d);
+    err += d.toString();
+  });
   let exited: number | null | undefined;
   proc.once('exit', (code) => (exited = code));
   await until(() => {
