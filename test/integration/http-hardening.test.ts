@@ -139,6 +139,7 @@ describe('slow and oversized requests', () => {
       const text = received();
       expect(text).toMatch(/^HTTP\/1\.1 405/);
       expect(text).toContain('"code":"UNSUPPORTED"');
+      expect(text.toLowerCase()).toContain('\r\nallow: get, head\r\n');
       const metrics = await (await fetch(`${p.url}/metrics`)).text();
       expect(metrics).toContain('pullwarden_requests_limited_total{reason="write-method"} 1');
       expect(text.toLowerCase()).toContain('x-content-type-options: nosniff');

@@ -31,7 +31,11 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
     if (WRITE_METHODS.has(request.method) && request.url.startsWith('/v2')) {
       facts.set(request, { route: 'write' });
       metrics.requestsLimited.inc({ reason: 'write-method' });
-      void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
+      // RFC 9110: a 405 lists the methods the resource does support.
+      void reply
+        .header(API_VERSION_HEADER, API_VERSION)
+        .header('Allow', 'GET, HEAD')
+        .header('Connection', 'close');
       const refusal = unsupported();
       // A push attempt names a repository: audited (decision deny) before the refusal is sent.
       const a = pulls ? writeAuditFacts(ctx, request) : undefined;
