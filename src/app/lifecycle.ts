@@ -6,7 +6,7 @@
 import type { FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
 import type { FastifyInstance, FastifyListenOptions } from 'fastify';
-import { EMBEDDED_SOURCE, loadConfig, watchFile } from '../config/index.ts';
+import { EMBEDDED_SOURCE, loadConfig, splitListen, watchFile } from '../config/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import { buildAdminServer, buildMetricsServer, PullAuth } from '../http/index.ts';
 import { buildInventory } from '../service/index.ts';
@@ -42,11 +42,10 @@ export interface ServerHandle extends DeploymentHandle {
 /** Build the app and listen on `config.listen`. */
 export async function startServer(config: LoadedConfig, options: BuildOptions = {}): Promise<ServerHandle> {
   const app = await buildApp(config, options);
-  const listen = splitListen(config.listen);
-  const host = listen.host;
+  const { host, port: configuredPort } = splitListen(config.listen);
   // reuseport: this worker listens itself (SO_REUSEPORT) instead of taking connections from the primary.
   const reusePort = options.cluster !== undefined && config.server.balance === 'reuseport';
-  const port = (reusePort ? options.cluster?.port : undefined) ?? listen.port;
+  const port = (reusePort ? options.cluster?.port : undefined) ?? configuredPort;
   try {
     // Fastify hands these to net.Server.listen; its own option type does not list `reusePort` yet.
     const listenOptions: FastifyListenOptions & { reusePort?: boolean } = { host, port };
@@ -270,12 +269,4 @@ function watchPath(path: string, onChange: () => Promise<void>, logger: Logger):
     () => void onChange(),
     (err) => logger.warn({ err: err.message, path }, 'file watch failed'),
   );
-}
-
-/** `host:port` of a `listen` setting (`[::1]:5000` included) as `listen()` takes it. */
-export function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  let host = listen.slice(0, i);
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  return { host, port: Number(listen.slice(i + 1)) };
 }

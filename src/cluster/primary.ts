@@ -26,7 +26,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import { openAuditSink } from '../audit/index.ts';
 import { acquireStorageLock } from '../cache/index.ts';
-import { EMBEDDED_SOURCE, loadConfig, watchFile } from '../config/index.ts';
+import { EMBEDDED_SOURCE, loadConfig, splitListen, watchFile } from '../config/index.ts';
 import type { LoadedConfig } from '../config/index.ts';
 import { isPwMessage, WORKER_ENV, WORKER_PORT_ENV } from './messages.ts';
 import type { PrimaryMessage, WorkerNotice, WorkerRequest } from './messages.ts';
@@ -165,7 +165,7 @@ export async function startCluster(
   let startFailures = 0;
 
   // reuseport on port 0: every worker must bind the port the first one got (see WORKER_PORT_ENV).
-  const sharedPort = config.server.balance === 'reuseport' && listenPort(config.listen) === 0;
+  const sharedPort = config.server.balance === 'reuseport' && splitListen(config.listen).port === 0;
   let boundPort: string | undefined;
   const fork = (): void => {
     const worker = cluster.fork({
@@ -275,11 +275,6 @@ export async function startCluster(
       await shutdown();
     },
   };
-}
-
-/** The port of a `listen` setting (`host:port`, `[::1]:port`). */
-function listenPort(listen: string): number {
-  return Number(listen.slice(listen.lastIndexOf(':') + 1));
 }
 
 function message(err: unknown): string {

@@ -20,3 +20,4 @@ export { effectiveConfigInput } from './show.ts';
 export type { FileKind, FileParsers, ParsedFileKind } from './files.ts';
 export { didYouMean, suggest } from '../shared/index.ts';
 export { watchFile } from './watch.ts';
+export { splitListen } from './listen.ts';
