@@ -22,6 +22,7 @@ import type { Decision } from '../policy/index.ts';
 import type { GateManifest, ManifestContent, TrustGate } from './trust-gate.ts';
 import type { TagGuard } from './tag-guard.ts';
 import type { DenyDetail } from './deny-detail.ts';
+import { targetKey } from './target.ts';
 import type { Target } from './target.ts';
 import { boundToDeclaredSize, sizeRefusalError } from './blob-bounds.ts';
 import type { BlobSizeProblem } from './blob-bounds.ts';
@@ -267,7 +268,7 @@ export class RegistryService {
       cache,
       tag: reference.tag,
     };
-    const knownKey = `${target.upstream}\u0000${target.repository}\u0000${record.digest}`;
+    const knownKey = targetKey(target, record.digest);
     if (options.withBody || !(await this.#manifestKnown(knownKey, target, record.digest))) {
       // A HEAD by tag still caches the manifest (one GET by digest) so that the client's next request,
       // a GET by digest, is answered from the cache; the trust decision needs the bytes anyway.
@@ -298,7 +299,7 @@ export class RegistryService {
       this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'hit' });
       return { record: cached, cache: 'hit' };
     }
-    const flightKey = `${target.upstream}\u0000${target.repository}\u0000${tag}`;
+    const flightKey = targetKey(target, tag);
     try {
       const record = await this.#tagFlights.run(flightKey, async () => {
         // Resolved with every media type pullwarden serves, never with the client's list: a registry
@@ -368,7 +369,7 @@ export class RegistryService {
       }
       // Evicted from the blob store: fetch again below.
     }
-    const flightKey = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
+    const flightKey = targetKey(target, digest);
     const fetched = await this.#manifestFlights.run(flightKey, async () => {
       const m = await entry.upstream.getManifest(target.repository, digest, {
         accept: defaultManifestAccept,
@@ -494,7 +495,7 @@ export class RegistryService {
     digest: Digest,
     expectedSize: number | undefined,
   ): Promise<void> {
-    const key = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
+    const key = targetKey(target, digest);
     await this.#linkFlights.run(key, async () => {
       if (await this.#metadata.hasBlobLink(target.upstream, target.repository, digest)) return;
       const expected = (await this.#blobs.stat(digest))?.size ?? expectedSize;
@@ -550,7 +551,7 @@ export class RegistryService {
     // What the descriptor declares is all the bytes can be: above the cap, there is nothing to fetch.
     if (declared !== undefined) this.#gate?.assertBlobSize(target, digest, admission, declared);
     const max = admission.maxSize ?? 0;
-    const key = `${target.upstream}\u0000${target.repository}\u0000${digest}`;
+    const key = targetKey(target, digest);
     await this.#cappedFlights.run(key, async () => {
       const answer = await entry.upstream.getBlob(target.repository, digest);
       const body =
