@@ -1,7 +1,7 @@
 /**
- * The primary of `server.workers > 1` (node:cluster; with `server.balance: round-robin` it accepts
- * connections and hands them to workers in turn, with `reuseport` every worker listens itself and the
- * kernel spreads the connections). It
+ * The primary of `server.workers > 1` (node:cluster; with `server.balance: reuseport`, the default,
+ * every worker listens itself and the kernel spreads the connections; with `round-robin` the primary
+ * accepts connections and hands them to workers in turn). It
  * serves no request itself and owns what is one per deployment:
  *
  * - the storage directory's owner lock (workers fill blobs through the directory like replicas in
@@ -92,9 +92,20 @@ export async function startCluster(
   const probes = new Map<string, (ok: boolean, reason?: string) => void>();
   let probeSeq = 0;
 
+  // A worker may die or disconnect between the check and the write: node:cluster then emits 'error'
+  // on the Worker, and an 'error' nobody listens to would end the primary (exit 1). The worker's
+  // 'exit' handler below replaces it; a message it cannot get is only logged.
   const send = (worker: Worker, message: PrimaryMessage): void => {
-    if (worker.isConnected()) worker.send(message);
+    if (!worker.isConnected()) return;
+    worker.send(message, undefined, (err: Error | null) => {
+      if (err !== null) lostMessage(worker, message.pw, err);
+    });
   };
+  const lostMessage = (worker: Worker, what: string, err: Error): void =>
+    log.warn(
+      { worker: worker.id, pid: worker.process.pid, message: what, err: err.message },
+      'worker unreachable',
+    );
 
   const answer = async (worker: Worker, m: WorkerRequest): Promise<void> => {
     try {
@@ -172,6 +183,7 @@ export async function startCluster(
       [WORKER_ENV]: '1',
       ...(boundPort === undefined ? {} : { [WORKER_PORT_ENV]: boundPort }),
     });
+    worker.on('error', (err: Error) => lostMessage(worker, 'ipc', err));
     worker.on('message', (m: unknown) => {
       if (!isPwMessage(m)) return;
       const msg = m as WorkerRequest | WorkerNotice;
@@ -242,7 +254,8 @@ export async function startCluster(
   let chain = Promise.resolve();
   const reload = (): Promise<void> => {
     chain = chain.then(async () => {
-      if (config.source === EMBEDDED_SOURCE) return;
+      // A change seen while the workers drain reaches none of them (they are going away).
+      if (config.source === EMBEDDED_SOURCE || closing) return;
       try {
         // Validated once here: a broken file reaches no worker.
         await loadConfig(config.source);

@@ -80,7 +80,9 @@ export class PrimaryChannel {
   }
 
   notify(message: WorkerNotice): void {
-    if (process.connected) process.send?.(message);
+    // With a callback a closed channel is not an 'error' event (which would end the worker); the
+    // 'disconnect' handler above deals with a primary that is gone.
+    if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
   }
 
   onReload(f: () => void): void {

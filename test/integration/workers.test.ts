@@ -43,14 +43,14 @@ function configText(
   data: string,
   policy: 'allow' | 'deny',
   workers: number,
-  balance: Balance = 'round-robin',
+  balance?: Balance, // undefined: the shipped default
   level = 'silent',
 ): string {
   return stringify({
     listen: `127.0.0.1:${port}`,
     storage: { dir: data },
     log: { level },
-    server: { workers, balance },
+    server: { workers, ...(balance === undefined ? {} : { balance }) },
     upstreams: { [fake!.host]: { url: fake!.url } },
     defaultUpstream: fake!.host,
     trust: { refresh: '0s' },
@@ -77,12 +77,14 @@ async function until(check: () => Promise<boolean>, what: string, ms = 60_000): 
  * before the primary binds it), resolved with the address the primary logs once /readyz says every
  * worker is ready. A serve that exits first fails at once with its stderr.
  */
-async function startWorkers(balance: Balance = 'round-robin'): Promise<{
+async function startWorkers(balance?: Balance): Promise<{
   proc: ChildProcess;
   base: string;
   port: number;
   config: string;
   data: string;
+  /** SIGTERM the primary; resolves once it exited 0, fails with the tail of its output otherwise. */
+  terminate: () => Promise<void>;
 }> {
   dir = await mkdtemp(join(tmpdir(), 'pw-workers-'));
   const data = join(dir, 'data');
@@ -96,10 +98,10 @@ async function startWorkers(balance: Balance = 'round-robin'): Promise<{
   let err = '';
   let address: string | undefined;
   proc.stdout.on('data', (d: Buffer) => {
-    // PW_DEBUG_WORKERS=1 shows the serve's own output (e.g. to see why a shutdown exited non-zero).
+    // PW_DEBUG_WORKERS=1 shows the serve's own output as it comes.
     if (process.env['PW_DEBUG_WORKERS']) process.stderr.write(d);
+    out = (out + d.toString()).slice(-64 * 1024); // the tail, for a failed exit's message
     if (address !== undefined) return;
-    out += d.toString();
     for (const line of out.split('\n')) {
       if (!line.includes('primary started its workers')) continue;
       address = (JSON.parse(line) as { address: string }).address;
@@ -107,10 +109,18 @@ async function startWorkers(balance: Balance = 'round-robin'): Promise<{
   });
   proc.stderr.on('data', (d: Buffer) => {
     if (process.env['PW_DEBUG_WORKERS']) process.stderr.write(d);
-    err += d.toString();
+    err = (err + d.toString()).slice(-64 * 1024);
   });
   let exited: number | null | undefined;
-  proc.once('exit', (code) => (exited = code));
+  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r((exited = code))));
+  const terminate = async () => {
+    proc.kill('SIGTERM');
+    const code = await exit;
+    // A non-zero exit shows why: the primary logs every path that ends with 1 (second signal, shutdown
+    // too slow or failed, an error nobody caught on stderr).
+    if (code !== 0)
+      expect.fail(`serve exited ${String(code)}:\n${err}\n${out.split('\n').slice(-40).join('\n')}`);
+  };
   await until(() => {
     if (exited !== undefined) throw new Error(`serve exited ${String(exited)} before it was ready: ${err}`);
     return Promise.resolve(address !== undefined);
@@ -118,7 +128,7 @@ async function startWorkers(balance: Balance = 'round-robin'): Promise<{
   const port = Number(new URL(address!).port);
   await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 'readyz');
   expect(workerPids(proc)).toHaveLength(2);
-  return { proc, base: `http://127.0.0.1:${port}/v2/acme/app`, port, config, data };
+  return { proc, base: `http://127.0.0.1:${port}/v2/acme/app`, port, config, data, terminate };
 }
 
 function auditedIds(lines: string[]): Set<string> {
@@ -142,7 +152,7 @@ describe('server.workers: several processes serve as one deployment', () => {
       fake = await startFakeUpstream();
       const img = makeImage(fake, 'acme/app', '1.0', { layerSize: 8 * 1024 * 1024 });
       const layer = img.layerDigests[0]!;
-      const { proc, base, port, config, data } = await startWorkers();
+      const { proc, base, port, config, data, terminate } = await startWorkers();
 
       // The primary holds the storage lock for every worker: another serve on the directory refuses.
       const other = join(dir!, 'other.yaml');
@@ -181,7 +191,7 @@ describe('server.workers: several processes serve as one deployment', () => {
       proc.kill('SIGHUP');
       await new Promise((r) => setTimeout(r, 1_000));
       for (let i = 0; i < 8; i++) expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
-      await writeFile(config, configText(0, data, 'deny', 2));
+      await writeFile(config, configText(0, data, 'deny', 2, undefined, 'info'));
       proc.kill('SIGHUP');
       await until(async () => {
         const statuses = await Promise.all(
@@ -190,8 +200,7 @@ describe('server.workers: several processes serve as one deployment', () => {
         return statuses.every((s) => s === 403);
       }, 'the deny policy on every worker');
 
-      proc.kill('SIGTERM');
-      expect(await new Promise((r) => proc.once('exit', r))).toBe(0);
+      await terminate();
       expect(await readdir(join(data, 'owners'))).toEqual([]);
       const verified = await verifyAuditDir(join(data, 'audit'));
       expect(verified.ok).toBe(true);
@@ -206,7 +215,7 @@ describe('server.workers: several processes serve as one deployment', () => {
     async (balance) => {
       fake = await startFakeUpstream();
       const img = makeImage(fake, 'acme/app', '1.0', { layerSize: 64 * 1024 });
-      const { proc, base, port, data } = await startWorkers(balance);
+      const { proc, base, port, data, terminate } = await startWorkers(balance);
       expect((await fetch(`${base}/manifests/1.0`)).status).toBe(200);
 
       const acknowledged: string[] = [];
@@ -248,8 +257,7 @@ describe('server.workers: several processes serve as one deployment', () => {
       );
       expect(workerPids(proc)).not.toContain(victim);
 
-      proc.kill('SIGTERM');
-      expect(await new Promise((r) => proc.once('exit', r))).toBe(0);
+      await terminate();
       expect(acknowledged.length).toBeGreaterThan(20);
       // reuseport has no hand-off: the killed worker's queued connections are reset, none waits.
       if (balance === 'reuseport') expect(unanswered).toBe(0);
@@ -266,7 +274,7 @@ describe('server.workers: several processes serve as one deployment', () => {
     async () => {
       fake = await startFakeUpstream();
       makeImage(fake, 'acme/app', '1.0', { layerSize: 1024 });
-      const { proc, port } = await startWorkers('reuseport');
+      const { proc, port, terminate } = await startWorkers('reuseport');
       // Two listening sockets on that one port, one per worker (not the primary's).
       const listening = execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' });
       const owners = [...listening.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])).sort();
@@ -275,8 +283,7 @@ describe('server.workers: several processes serve as one deployment', () => {
       for (let i = 0; i < 20; i++) {
         expect((await fetch(`http://127.0.0.1:${port}/v2/acme/app/manifests/1.0`)).status).toBe(200);
       }
-      proc.kill('SIGTERM');
-      expect(await new Promise((r) => proc.once('exit', r))).toBe(0);
+      await terminate();
     },
   );
 });
