@@ -75,7 +75,7 @@ export async function startPullwarden(
         ...(opts.workers === undefined
           ? {}
           : // PW_BENCH_BALANCE=reuseport measures that server.balance instead of the default.
-            { server: { workers: opts.workers, balance: process.env['PW_BENCH_BALANCE'] ?? 'round-robin' } }),
+            { server: { workers: opts.workers, balance: process.env['PW_BENCH_BALANCE'] ?? 'reuseport' } }),
         upstreams: { [name]: { url: upstreamUrl, tagTTL: '5m' } },
         defaultUpstream: name,
         // The benchmark never reaches the Sigstore CDN.

@@ -312,10 +312,10 @@ export const configSchema = z
             'Serving processes on the one listen address: 1 (one process), N, or "auto" (every available core, at most 16). They share the storage directory, audit trail, TUF refresh, config reload and metrics',
           ),
         balance: z
-          .enum(['round-robin', 'reuseport'])
-          .default('round-robin')
+          .enum(['reuseport', 'round-robin'])
+          .default('reuseport')
           .describe(
-            'How connections reach the workers (workers > 1): "round-robin" (the primary accepts each connection and hands it to the next worker: even, but a worker killed during a hand-off leaves that client waiting for its own timeout) or "reuseport" (every worker listens itself with SO_REUSEPORT and the kernel spreads connections by a hash of the client address and port: no hand-off, a killed worker\'s queued connections are reset, spreading less even with few clients)',
+            'How connections reach the workers (workers > 1): "reuseport" (every worker listens itself with SO_REUSEPORT and the kernel spreads connections by a hash of the client address and port: no hand-off, a killed worker\'s queued connections are reset, spreading less even with few clients; Linux) or "round-robin" (the primary accepts each connection and hands it to the next worker: even, but a worker killed during a hand-off leaves that client waiting for its own timeout)',
           ),
         shutdownGrace: duration('30s', 'How long graceful shutdown waits for requests in flight'),
         trustProxy: z.boolean().default(false).describe('Take the client address from X-Forwarded-For'),
