@@ -4,13 +4,14 @@
  * Commands reach every module below the app through here or through src/app.ts (the lint fences it).
  */
 export {
+  auditChains,
   parseTimeBound,
-  queryAuditDir,
+  queryAuditTrail,
   readChainTail,
-  verifyAuditDir,
+  verifyAuditTrail,
   verifyingKey,
 } from '../audit/index.ts';
-export type { AuditQuery, AuditRecord, AuditVerifyOptions } from '../audit/index.ts';
+export type { AuditQuery, AuditRecord, AuditVerifyOptions, AuditVerifyResult } from '../audit/index.ts';
 export { buildInventory } from '../service/index.ts';
 export type { CheckResult, InventoryEntry, InventoryOptions, InventorySources } from '../service/index.ts';
 export type { GateResult, SignatureCheck } from '../policy/index.ts';

@@ -22,6 +22,8 @@ export type { AuditExtra, AuditSinkStatus } from './multi-sink.ts';
 export { openAuditSink } from './open.ts';
 export { RecentTags } from './recent-tags.ts';
 export { verifyAuditDir } from './verify.ts';
+export { auditChains, queryAuditTrail, verifyAuditTrail } from './trail.ts';
+export type { AuditTrailVerifyResult } from './trail.ts';
 export type { AuditBreak, AuditVerifyOptions, AuditVerifyResult } from './verify.ts';
 export { checkpointProblem, keyId, signCheckpoint, signingKey, verifyingKey } from './checkpoint.ts';
 export type { AuditCheckpoint, CheckpointReason } from './checkpoint.ts';

@@ -1,13 +1,14 @@
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import {
+  auditChains,
   parseTimeBound,
-  queryAuditDir,
+  queryAuditTrail,
   readChainTail,
-  verifyAuditDir,
+  verifyAuditTrail,
   verifyingKey,
 } from '../../app/tools.ts';
-import type { AuditQuery, AuditRecord, AuditVerifyOptions } from '../../app/tools.ts';
+import type { AuditQuery, AuditRecord, AuditVerifyOptions, AuditVerifyResult } from '../../app/tools.ts';
 import { parseDuration } from '../../config/index.ts';
 import { ConfigError, loadConfig } from '../../config/index.ts';
 import type { Command, CliContext } from '../types.ts';
@@ -21,11 +22,16 @@ const DIR_HELP = [
   '                      (default: $PULLWARDEN_CONFIG, else the embedded defaults)',
 ];
 
-/** The audit directory: --dir, else the config's audit.dir, else <storage.dir>/audit. */
+/**
+ * The audit directory: --dir, else the config's audit.dir, else <storage.dir>/audit. With
+ * `storage.shared` the config's audit.dir is this replica's chain; `whole` asks for the base that
+ * holds every replica's chain instead (verify and query read the whole trail).
+ */
 async function auditDir(
   dir: string | undefined,
   config: string | undefined,
   ctx: CliContext,
+  whole = false,
 ): Promise<string> {
   if (dir !== undefined) return resolve(ctx.cwd, dir);
   const loaded = await loadConfig(configPath(config, ctx.env), ctx.env, {
@@ -33,7 +39,7 @@ async function auditDir(
     resolveSecrets: false,
   });
   // The loader resolves audit.dir against the config file and defaults it to <storage.dir>/audit.
-  return loaded.audit.dir;
+  return whole && loaded.storage.shared ? dirname(loaded.audit.dir) : loaded.audit.dir;
 }
 
 /** Print an error as the CLI does: exit 2 for a bad config or an unreadable directory. */
@@ -58,6 +64,7 @@ export const auditQuery: Command = {
   summary: 'Search the audit trail',
   help: [
     'Prints the audit events that match every given filter, oldest first, as a table (or JSON lines).',
+    'Several chains under the directory (replicas on a shared volume) are merged by event time.',
     '',
     'Options:',
     ...DIR_HELP,
@@ -149,11 +156,11 @@ export const auditQuery: Command = {
     };
     const json = values.json === true;
     try {
-      const dir = await auditDir(values.dir, values.config, ctx);
+      const dir = await auditDir(values.dir, values.config, ctx, true);
       const options = { newestFirst: values.newest === true, ...(limit === undefined ? {} : { limit }) };
       if (!json) ctx.stdout.write(`${TABLE_HEADER}\n`);
       let batch: string[] = [];
-      for await (const record of queryAuditDir(dir, query, options)) {
+      for await (const record of queryAuditTrail(dir, query, options)) {
         batch.push(json ? JSON.stringify(record) : tableRow(record));
         if (batch.length >= 256) {
           await write(ctx, `${batch.join('\n')}\n`);
@@ -177,7 +184,8 @@ export const auditVerify: Command = {
     'across files. Reports the first break (file, line, what is wrong), torn last lines left by a crash',
     '(not a break), and the head of the chain: keep the head elsewhere to detect later that lines were',
     'cut from the end, which a chain alone cannot show. Files removed by retention are recorded by a',
-    'checkpoint; files removed otherwise are a break.',
+    'checkpoint; files removed otherwise are a break. A directory holding chain subdirectories (replicas',
+    'on a shared volume, storage.shared: with --config, every replica of the volume) has each chain checked.',
     '',
     'Options:',
     ...DIR_HELP,
@@ -236,42 +244,26 @@ export const auditVerify: Command = {
           throw new Error(`--key ${path}: ${(error as Error).message}`, { cause: error });
         }
       }
-      dir = await auditDir(values.dir, values.config, ctx);
-      const result = await verifyAuditDir(dir, options);
+      dir = await auditDir(values.dir, values.config, ctx, true);
+      const trail = await verifyAuditTrail(dir, options);
       if (values.json === true) {
-        ctx.stdout.write(`${JSON.stringify({ dir, ...result })}\n`);
-        return result.ok ? 0 : 1;
+        // One chain: its result as before; several (replicas on a shared volume): each one's.
+        const [only] = trail.chains;
+        const out = trail.chains.length === 1 && only !== undefined ? only : { dir, ...trail };
+        ctx.stdout.write(`${JSON.stringify(out)}\n`);
+        return trail.ok ? 0 : 1;
       }
-      const lines = [
-        `${dir}: ${result.files} file${result.files === 1 ? '' : 's'}, ${result.lines} line${result.lines === 1 ? '' : 's'} checked`,
-      ];
-      for (const t of result.incomplete) {
+      const lines = trail.chains.flatMap((c) => verifyReport(c.dir, c));
+      if (trail.chains.length > 1) {
+        const broken = trail.chains.filter((c) => !c.ok).map((c) => basename(c.dir));
         lines.push(
-          `  incomplete last line: ${t.file} line ${t.line} (${t.bytes} bytes, a write cut short by a crash; not a break)`,
+          broken.length === 0
+            ? `ok: ${trail.chains.length} chains`
+            : `BROKEN: ${broken.length} of ${trail.chains.length} chains (${broken.join(', ')})`,
         );
       }
-      if (result.firstSeq !== undefined && result.firstSeq > 1) {
-        lines.push(`  the trail starts at seq ${result.firstSeq}: older files were removed`);
-      }
-      if (result.lastCheckpoint) {
-        const c = result.lastCheckpoint;
-        lines.push(
-          `  newest ${c.signed ? 'signed ' : ''}checkpoint: seq ${c.seq} at ${c.time} (${c.file} line ${c.line})` +
-            (result.unanchored !== undefined ? `, ${result.unanchored} line(s) after it` : ''),
-        );
-      }
-      if (result.firstBreak) {
-        const b = result.firstBreak;
-        lines.push(`BROKEN at ${b.file} line ${b.line}: ${b.problem}`);
-      } else {
-        lines.push(
-          result.head
-            ? `ok: head seq ${result.head.seq} ${result.head.hash} (${result.head.file} line ${result.head.line})`
-            : 'ok: empty',
-        );
-      }
-      (result.ok ? ctx.stdout : ctx.stderr).write(`${lines.join('\n')}\n`);
-      return result.ok ? 0 : 1;
+      (trail.ok ? ctx.stdout : ctx.stderr).write(`${lines.join('\n')}\n`);
+      return trail.ok ? 0 : 1;
     } catch (error) {
       return fail('audit verify', error, ctx);
     }
@@ -285,7 +277,8 @@ export const auditHead: Command = {
   help: [
     'Prints `SEQ:HASH` of the newest complete line of the trail, read from the end of the newest file',
     '(no full check: use `audit verify` for that). Ship it to another system, say every hour; later',
-    '`audit verify --expect-head SEQ:HASH` shows whether lines up to it were cut or rewritten.',
+    '`audit verify --expect-head SEQ:HASH` shows whether lines up to it were cut or rewritten. With',
+    "--config and storage.shared: this replica's chain; --dir of the shared base: `CHAIN SEQ:HASH` per replica.",
     '',
     'Options:',
     ...DIR_HELP,
@@ -311,18 +304,67 @@ export const auditHead: Command = {
     }
     try {
       const dir = await auditDir(values.dir, values.config, ctx);
-      const tail = await readChainTail(dir);
-      ctx.stdout.write(
-        values.json === true
-          ? `${JSON.stringify({ seq: tail.seq, hash: tail.hash })}\n`
-          : `${tail.seq}:${tail.hash}\n`,
-      );
+      const chains = await auditChains(dir);
+      if (chains.length === 1) {
+        const tail = await readChainTail(dir);
+        ctx.stdout.write(
+          values.json === true
+            ? `${JSON.stringify({ seq: tail.seq, hash: tail.hash })}\n`
+            : `${tail.seq}:${tail.hash}\n`,
+        );
+        return 0;
+      }
+      // A base of several chains (replicas on a shared volume): one head each, named by its chain.
+      const heads: string[] = [];
+      for (const chain of chains) {
+        const tail = await readChainTail(chain);
+        const name = basename(chain);
+        heads.push(
+          values.json === true
+            ? JSON.stringify({ chain: name, seq: tail.seq, hash: tail.hash })
+            : `${name} ${tail.seq}:${tail.hash}`,
+        );
+      }
+      ctx.stdout.write(`${heads.join('\n')}\n`);
       return 0;
     } catch (error) {
       return fail('audit head', error, ctx);
     }
   },
 };
+
+/** The lines `audit verify` prints for one chain. */
+function verifyReport(dir: string, result: AuditVerifyResult): string[] {
+  const lines = [
+    `${dir}: ${result.files} file${result.files === 1 ? '' : 's'}, ${result.lines} line${result.lines === 1 ? '' : 's'} checked`,
+  ];
+  for (const t of result.incomplete) {
+    lines.push(
+      `  incomplete last line: ${t.file} line ${t.line} (${t.bytes} bytes, a write cut short by a crash; not a break)`,
+    );
+  }
+  if (result.firstSeq !== undefined && result.firstSeq > 1) {
+    lines.push(`  the trail starts at seq ${result.firstSeq}: older files were removed`);
+  }
+  if (result.lastCheckpoint) {
+    const c = result.lastCheckpoint;
+    lines.push(
+      `  newest ${c.signed ? 'signed ' : ''}checkpoint: seq ${c.seq} at ${c.time} (${c.file} line ${c.line})` +
+        (result.unanchored !== undefined ? `, ${result.unanchored} line(s) after it` : ''),
+    );
+  }
+  if (result.firstBreak) {
+    const b = result.firstBreak;
+    lines.push(`BROKEN at ${b.file} line ${b.line}: ${b.problem}`);
+  } else {
+    lines.push(
+      result.head
+        ? `ok: head seq ${result.head.seq} ${result.head.hash} (${result.head.file} line ${result.head.line})`
+        : 'ok: empty',
+    );
+  }
+  return lines;
+}
 
 /** Write with backpressure (a pipe to `head` or `less`). */
 function write(ctx: CliContext, text: string): Promise<void> {

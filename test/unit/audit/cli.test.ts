@@ -179,3 +179,96 @@ describe('pullwarden audit head, verify --key and --expect-head', () => {
     expect(notKey.code).toBe(2);
   });
 });
+
+describe('a trail of several chains (replicas on a shared volume)', () => {
+  /** Two replicas' chains under one base, their events interleaved in time. */
+  async function twoReplicas(): Promise<string> {
+    const base = join(dir, 'shared', 'audit');
+    const t0 = Date.now() - 600_000;
+    for (const [replica, offsets] of [
+      ['replica-a', [0, 2, 4]],
+      ['replica-b', [1, 3]],
+    ] as const) {
+      const sink = await JsonlAuditSink.open({ dir: join(base, replica) });
+      for (const o of offsets) {
+        await sink.append(
+          event({ requestId: `${replica}-${o}`, time: new Date(t0 + o * 1000).toISOString() }),
+        );
+      }
+      await sink.close();
+    }
+    return base;
+  }
+
+  it('audit verify checks every chain, not an empty base', async () => {
+    const base = await twoReplicas();
+    const ok = await run(['audit', 'verify', '--dir', base]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`${join(base, 'replica-a')}: 1 file, 3 lines checked`);
+    expect(ok.stdout).toContain(`${join(base, 'replica-b')}: 1 file, 2 lines checked`);
+    expect(ok.stdout).toMatch(/ok: 2 chains\n$/);
+    expect(ok.stdout).not.toContain('ok: empty');
+
+    // One replica's chain edited: the whole trail fails and names that chain.
+    const [file] = await auditFiles(join(base, 'replica-b'));
+    const path = join(base, 'replica-b', file!);
+    await writeFile(path, (await readFile(path, 'utf8')).replace('replica-b-3', 'replica-b-9'));
+    const broken = await run(['audit', 'verify', '--dir', base]);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toContain('BROKEN at');
+    expect(broken.stderr).toMatch(/BROKEN: 1 of 2 chains \(replica-b\)\n$/);
+    const json = await run(['audit', 'verify', '--dir', base, '--json']);
+    expect(json.code).toBe(1);
+    const parsed = JSON.parse(json.stdout) as { ok: boolean; chains: Array<{ dir: string; ok: boolean }> };
+    expect(parsed.chains.map((c) => [c.dir, c.ok])).toEqual([
+      [join(base, 'replica-a'), true],
+      [join(base, 'replica-b'), false],
+    ]);
+    // A head names one chain: with several, say so instead of checking one of them.
+    const head = await run(['audit', 'verify', '--dir', base, '--expect-head', 'a'.repeat(64)]);
+    expect(head.code).toBe(2);
+    expect(head.stderr).toContain('holds 2 chains (replica-a, replica-b)');
+  });
+
+  it('audit query merges the chains in time order, newest first and with a limit too', async () => {
+    const base = await twoReplicas();
+    const ids = async (...args: string[]) =>
+      (await run(['audit', 'query', '--dir', base, '--json', ...args])).stdout
+        .trimEnd()
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => (JSON.parse(l) as AuditRecord).requestId);
+    expect(await ids()).toEqual(['replica-a-0', 'replica-b-1', 'replica-a-2', 'replica-b-3', 'replica-a-4']);
+    expect(await ids('--newest', '--limit', '3')).toEqual(['replica-a-4', 'replica-b-3', 'replica-a-2']);
+    expect(await ids('--limit', '2')).toEqual(['replica-a-0', 'replica-b-1']);
+  });
+
+  it('audit head prints one head per chain', async () => {
+    const base = await twoReplicas();
+    const r = await run(['audit', 'head', '--dir', base]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^replica-a 3:[0-9a-f]{64}\nreplica-b 2:[0-9a-f]{64}\n$/);
+  });
+
+  it('with --config and storage.shared, verify and query read every replica of the volume', async () => {
+    const base = await twoReplicas();
+    const config = join(dir, 'shared.yaml');
+    await writeFile(
+      config,
+      [
+        `storage: { dir: ${join(dir, 'shared')}, shared: true, replica: replica-a }`,
+        'upstreams: { r.example: { url: "https://r.example" } }',
+        '',
+      ].join('\n'),
+    );
+    const v = await run(['audit', 'verify', '--config', config]);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toMatch(/ok: 2 chains\n$/);
+    const q = await run(['audit', 'query', '--config', config, '--json']);
+    expect(q.stdout.trimEnd().split('\n')).toHaveLength(5);
+    // head stays this replica's own, the one to ship elsewhere.
+    const h = await run(['audit', 'head', '--config', config]);
+    expect(h.stdout).toMatch(/^3:[0-9a-f]{64}\n$/);
+    expect(base).toBe(join(dir, 'shared', 'audit'));
+  });
+});
