@@ -211,13 +211,20 @@ async function cachedBlob(
   await mustDrain(urls.peer, size);
   await upstream.clearRequests({ quietMs: 1000 });
   const rates: Record<string, number> = {};
+  const cores: Record<string, string> = {};
   for (const [who, url] of Object.entries(urls)) {
     const n = QUICK ? 12 : 40;
-    const r = await hey(url, { concurrency: 4, requests: n, timeoutMs: 300_000 });
+    // With several workers the cores of each show how the kernel spread hey's 4 connections.
+    const m = await underLoad(who === 'pullwarden' ? pw.pid : undefined, () =>
+      hey(url, { concurrency: 4, requests: n, timeoutMs: 300_000 }),
+    );
+    const r = m.value;
     if (r.totalBytes !== n * size)
       throw new Error(`${who}: read ${r.totalBytes} bytes, expected ${n * size}`);
     rates[who] = r.totalBytes / MiB / r.totalSecs;
-    log(`cached blob GET, ${who}: ${fmt(rates[who])} MiB/s`);
+    cores[who] =
+      `${who === 'pullwarden' ? `${coresText(m.serverCores)} cores, ` : ''}hey ${m.heyCores.toFixed(2)}`;
+    log(`cached blob GET, ${who}: ${fmt(rates[who])} MiB/s, ${cores[who]}`);
   }
   const upstreamHits = blobGets(await upstream.requests()).filter((q) => q.reference === digest).length;
   if (upstreamHits !== 0)
@@ -226,7 +233,7 @@ async function cachedBlob(
   const peerRate = rates['peer']!;
   return {
     measurement: `${label}, ${mib(size)} x ${QUICK ? 12 : 40}, c=4`,
-    pullwarden: `${fmt(pwRate)} MiB/s`,
+    pullwarden: `${fmt(pwRate)} MiB/s (${cores['pullwarden']!})`,
     reference: `peer ${fmt(peerRate)} MiB/s`,
     ratio: ratio(pwRate, peerRate),
     target: '>= 1.0x peer',
@@ -301,19 +308,28 @@ async function measuredHeadRate(
 ): Promise<{ rate: number; heyCores: number; serverCores: number[] }> {
   const headers = { Accept: MANIFEST_ACCEPT };
   await mustDrain(`${base}/manifests/v1`, undefined, headers).catch(() => undefined);
+  const m = await underLoad(serverPid, () =>
+    hey(`${base}/manifests/v1`, { method: 'HEAD', headers, concurrency: 32, duration: LOAD_SECONDS }),
+  );
+  return { rate: m.value.requestsPerSec, heyCores: m.heyCores, serverCores: m.serverCores };
+}
+
+/**
+ * Run one `hey` load (`load`) and measure the cores hey and the server's process tree (the primary
+ * first, then each worker) used meanwhile.
+ */
+async function underLoad<T>(
+  serverPid: number | undefined,
+  load: () => Promise<T>,
+): Promise<{ value: T; heyCores: number; serverCores: number[] }> {
   const tree = serverPid === undefined ? [] : [serverPid, ...childPids(serverPid)];
   const cpu = () => tree.map((pid) => processCpuMs(pid) ?? 0);
   const before = { hey: reapedChildrenCpuMs(), tree: cpu(), at: performance.now() };
-  const r = await hey(`${base}/manifests/v1`, {
-    method: 'HEAD',
-    headers,
-    concurrency: 32,
-    duration: LOAD_SECONDS,
-  });
+  const value = await load();
   const ms = performance.now() - before.at;
   const after = cpu();
   return {
-    rate: r.requestsPerSec,
+    value,
     heyCores: (reapedChildrenCpuMs() - before.hey) / ms,
     serverCores: after.map((t, i) => (t - before.tree[i]!) / ms),
   };
