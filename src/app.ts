@@ -6,7 +6,6 @@
 export { buildApp } from './app/compose.ts';
 export type { App, BuildOptions } from './app/compose.ts';
 export { startDeployment, startServer } from './app/lifecycle.ts';
-export { splitListen } from './config/index.ts';
 export type { DeploymentHandle, ServerHandle } from './app/lifecycle.ts';
 export { checkImage } from './app/check.ts';
 export type { CheckResult } from './service/index.ts';
