@@ -119,6 +119,15 @@ export class RegistryService {
    * a manifest evicted since is fetched again by the GET that needs it.
    */
   readonly #knownManifests = new Set<string>();
+  /**
+   * The tag records this process last read or wrote, reused while fresh (`checkedAt` within the
+   * upstream's current tagTTL): a warm tag is read from the metadata store once per tagTTL, not on
+   * every request. The same answer the store gives, since a record is rewritten only by a resolution,
+   * and every process resolves a tag only once its record is past tagTTL. Two processes that resolve
+   * at the same moment may each keep their own answer for one tagTTL, both a digest the upstream
+   * named for the tag within tagTTL and each decided by the gate.
+   */
+  readonly #tagMemo = new Map<string, TagRecord>();
 
   constructor(options: RegistryServiceOptions) {
     this.#upstreams = options.upstreams;
@@ -280,10 +289,15 @@ export class RegistryService {
     return result;
   }
 
+  #memoTag(key: string, record: TagRecord): void {
+    if (this.#tagMemo.size >= MEMO_LIMIT) this.#tagMemo.clear();
+    this.#tagMemo.set(key, record);
+  }
+
   async #manifestKnown(key: string, target: Target, digest: Digest): Promise<boolean> {
     if (this.#knownManifests.has(key)) return true;
     if (!(await this.#metadata.getManifest(target.upstream, target.repository, digest))) return false;
-    if (this.#knownManifests.size >= KNOWN_MANIFESTS_LIMIT) this.#knownManifests.clear();
+    if (this.#knownManifests.size >= MEMO_LIMIT) this.#knownManifests.clear();
     this.#knownManifests.add(key);
     return true;
   }
@@ -293,13 +307,19 @@ export class RegistryService {
     target: Target,
     tag: string,
   ): Promise<{ record: TagRecord; cache: ManifestCacheState }> {
+    const flightKey = targetKey(target, tag);
+    const memo = this.#tagMemo.get(flightKey);
+    if (memo && this.#now() - memo.checkedAt < entry.tagTTL) {
+      this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'hit' });
+      return { record: memo, cache: 'hit' };
+    }
     const cached = await this.#metadata.getTag(target.upstream, target.repository, tag);
     const now = this.#now();
     if (cached && now - cached.checkedAt < entry.tagTTL) {
+      this.#memoTag(flightKey, cached);
       this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'hit' });
       return { record: cached, cache: 'hit' };
     }
-    const flightKey = targetKey(target, tag);
     try {
       const record = await this.#tagFlights.run(flightKey, async () => {
         // Resolved with every media type pullwarden serves, never with the client's list: a registry
@@ -322,6 +342,7 @@ export class RegistryService {
         await this.#tags?.observe(target.upstream, target.repository, tag, fresh);
         return fresh;
       });
+      this.#memoTag(flightKey, record);
       this.#metrics?.cacheRequests.inc({ kind: 'tag', result: 'miss' });
       return { record, cache: 'miss' };
     } catch (err) {
@@ -717,8 +738,8 @@ export class RegistryService {
   }
 }
 
-/** Most (upstream, repository, digest) entries of the known-manifests memo before it starts over. */
-const KNOWN_MANIFESTS_LIMIT = 50_000;
+/** Most entries of each in-process memo (known manifests, tag records) before it starts over. */
+const MEMO_LIMIT = 50_000;
 /** Most upstream pages of a tag list followed (a hostile upstream could link forever). */
 const MAX_TAG_PAGES = 100;
 /** Most bytes of tag list pages read for one repository (Docker Hub's largest lists are a few MiB). */

@@ -5,6 +5,24 @@ import type { RegistryRoute } from '../routing.ts';
 import { pullFactsOf } from './context.ts';
 import type { RequestFacts, RouteContext } from './context.ts';
 
+/** Accept headers parsed so far: a fleet's clients send a handful of distinct ones. */
+const acceptLists = new Map<string, readonly string[]>();
+const ACCEPT_LISTS_LIMIT = 256;
+/** Longest header kept in {@link acceptLists} (a real client's is a few hundred bytes). */
+const ACCEPT_MEMO_MAX_LENGTH = 1024;
+
+/** {@link parseAccept}, parsed once per distinct header. */
+function acceptList(header: string | string[] | undefined): readonly string[] {
+  if (typeof header !== 'string' || header.length > ACCEPT_MEMO_MAX_LENGTH) return parseAccept(header);
+  let list = acceptLists.get(header);
+  if (list === undefined) {
+    list = Object.freeze(parseAccept(header));
+    if (acceptLists.size >= ACCEPT_LISTS_LIMIT) acceptLists.clear();
+    acceptLists.set(header, list);
+  }
+  return list;
+}
+
 /** `HEAD`/`GET /v2/<name>/manifests/<reference>`: resolved, decided and audited before the first byte. */
 export function manifestRoute(ctx: RouteContext) {
   const { service, pulls } = ctx;
@@ -19,7 +37,7 @@ export function manifestRoute(ctx: RouteContext) {
     pulls?.followTag(a, request.ip);
     const withBody = request.method === 'GET';
     const result = await service.resolveManifest(route.target, route.reference, {
-      accept: parseAccept(request.headers.accept),
+      accept: acceptList(request.headers.accept),
       withBody,
     });
     f.digest = result.digest;

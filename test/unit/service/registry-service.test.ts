@@ -2,7 +2,7 @@
  * RegistryService through its public methods, with the upstream port counting calls: what reaches the
  * upstream, what is served from the cache, and what never enters it.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { errorStatus, RegistryError } from '../../../src/oci/index.ts';
 import type { Digest } from '../../../src/oci/index.ts';
 import { checkReference } from '../../../src/service/index.ts';
@@ -62,6 +62,44 @@ describe('RegistryService: tags', () => {
     expect(again.digest).toBe(image.digest);
     expect(w.upstream.count('headManifest', 'v1')).toBe(2);
     expect(w.upstream.count('getManifest', image.digest)).toBe(1);
+  });
+
+  it('reads a warm tag from the metadata store once per tagTTL; past it, sees what another process resolved', async () => {
+    const w = await start({ tagTTL: 10_000 });
+    const v1 = w.upstream.image('acme/app', 'v1');
+    const target = w.target('acme/app');
+    const head = { accept: ACCEPT_ALL, withBody: false };
+    await w.service.resolveManifest(target, ref('v1'), head);
+    const getTag = vi.spyOn(w.metadata, 'getTag');
+    for (let i = 0; i < 5; i++) {
+      w.clock.t += 1_000;
+      expect(await w.service.resolveManifest(target, ref('v1'), head)).toMatchObject({
+        digest: v1.digest,
+        cache: 'hit',
+      });
+    }
+    expect(getTag).not.toHaveBeenCalled();
+
+    // Another process (a worker, a replica on the same store) resolved the tag once it was due, and
+    // the upstream tag has moved meanwhile: this process takes its answer from the store, asking
+    // nothing upstream.
+    const v2 = w.upstream.image('acme/app', 'v2');
+    await w.service.resolveManifest(target, ref('v2'), head);
+    w.clock.t += 5_001;
+    await w.metadata.setTag(target.upstream, target.repository, 'v1', {
+      digest: v2.digest,
+      mediaType: v2.mediaType,
+      size: v2.bytes.length,
+      checkedAt: w.clock.t,
+    });
+    const heads = w.upstream.count('headManifest', 'v1');
+    getTag.mockClear();
+    expect(await w.service.resolveManifest(target, ref('v1'), head)).toMatchObject({
+      digest: v2.digest,
+      cache: 'hit',
+    });
+    expect(getTag).toHaveBeenCalledTimes(1);
+    expect(w.upstream.count('headManifest', 'v1')).toBe(heads);
   });
 
   it('resolves a tag with one upstream HEAD however many clients ask at once', async () => {
