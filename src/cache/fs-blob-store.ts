@@ -29,7 +29,7 @@ import { noopLogger } from '../shared/index.ts';
 import type { Logger } from '../shared/index.ts';
 import { digestAlgorithm, digestHex, digestOf, isDigest, RegistryError } from '../oci/index.ts';
 import type { Digest } from '../oci/index.ts';
-import { BlobReadStream, toError } from './blob-read-stream.ts';
+import { BlobReadStream, recycleChunk, toError } from './blob-read-stream.ts';
 import type { DiskHeadroom } from './disk-headroom.ts';
 import type { ReadSource } from './blob-read-stream.ts';
 import { Fill } from './fill.ts';
@@ -416,6 +416,7 @@ export class FsBlobStore implements BlobStore {
         }
         return new BlobReadStream(source, range);
       },
+      recycle: recycleChunk,
       release: () => {
         if (released) return;
         released = true;

@@ -38,6 +38,12 @@ export interface BlobHandle {
    * with unverified bytes. Throws RANGE_INVALID for a range outside a blob of known size.
    */
   createReadStream(range?: ByteRange): Readable;
+  /**
+   * Hands a chunk of one of this handle's streams back for reuse, once every byte of it was written
+   * to the socket (the write's callback, without error). Never for a chunk anything still holds: the
+   * buffer is read into again. Optional: a store that does not pool its read buffers has none.
+   */
+  readonly recycle?: (chunk: Uint8Array) => void;
   release(): void;
 }
 

@@ -1,6 +1,8 @@
+import { get } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { queryAuditDir } from '../../src/audit/index.ts';
 import type { AuditRecord } from '../../src/audit/index.ts';
+import { pooledChunks } from '../../src/cache/blob-read-stream.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { makeImage, sha256, startFakeUpstream } from '../support/fake-upstream.ts';
@@ -65,5 +67,63 @@ describe('blob bodies', () => {
     expect(blobs.map((e) => e.cache)).toEqual(expect.arrayContaining(['miss', 'hit']));
     expect(blobs.some((e) => e.bytes < LAYER_SIZE)).toBe(true);
     expect(blobs.filter((e) => e.bytes === LAYER_SIZE)).toHaveLength(2);
+  });
+
+  it('reads into a buffer again only once the socket wrote it: a stalled reader and fast ones all get exact bytes', async () => {
+    fake = await startFakeUpstream();
+    proxy = await startTestProxy({
+      upstreams: { [fake.host]: { url: fake.url } },
+      defaultUpstream: fake.host,
+      policies: [{ name: 'allow-all', match: ['**'], action: 'allow' }],
+    });
+    const size = 24 * 1024 * 1024;
+    const slowImg = makeImage(fake, 'acme/slow', '1.0', { layerSize: size });
+    const fastImg = makeImage(fake, 'acme/fast', '1.0', { layerSize: 1024 * 1024 });
+    const slowLayer = slowImg.layerDigests[0]!;
+    const fastLayer = fastImg.layerDigests[0]!;
+    const slowUrl = `${proxy.url}/v2/acme/slow/blobs/${slowLayer}`;
+    const fastUrl = `${proxy.url}/v2/acme/fast/blobs/${fastLayer}`;
+    for (const [repo, layer] of [
+      ['acme/slow', slowLayer],
+      ['acme/fast', fastLayer],
+    ] as const) {
+      expect((await fetch(`${proxy.url}/v2/${repo}/manifests/1.0`)).status).toBe(200);
+      const warm = await fetch(`${proxy.url}/v2/${repo}/blobs/${layer}`);
+      expect(sha256(Buffer.from(await warm.arrayBuffer()))).toBe(layer);
+    }
+
+    // A client that reads a little at a time: the socket's buffers fill, and chunks the proxy has
+    // read stay queued in it, unwritten, while fast clients keep taking read buffers.
+    let slowDone = false;
+    const slow = new Promise<Buffer>((resolve, reject) => {
+      get(slowUrl, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          res.pause();
+          setTimeout(() => res.resume(), 3);
+        });
+        res.on('end', () => {
+          slowDone = true;
+          resolve(Buffer.concat(chunks));
+        });
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    const fast = async (): Promise<number> => {
+      let n = 0;
+      while (!slowDone) {
+        const res = await fetch(fastUrl);
+        expect(sha256(Buffer.from(await res.arrayBuffer()))).toBe(fastLayer);
+        n++;
+      }
+      return n;
+    };
+    const [slowBody, ...fastCounts] = await Promise.all([slow, fast(), fast(), fast(), fast()]);
+    expect(slowBody.length).toBe(size);
+    expect(sha256(slowBody)).toBe(slowLayer);
+    expect(fastCounts.reduce((a, b) => a + b, 0)).toBeGreaterThan(8);
+    // The buffers came back: the next reads reuse them.
+    expect(pooledChunks()).toBeGreaterThan(0);
   });
 });

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { auditedBlobStream, pullRequest } from '../audit.ts';
@@ -59,6 +60,7 @@ export function blobRoute(ctx: RouteContext) {
         reply.header('Content-Length', String(size));
       }
       const stream = handle.createReadStream(range);
+      if (handle.recycle) recycleWrittenChunks(reply.raw, handle.recycle);
       const label = handle.state;
       stream.on('end', () => metrics.blobBytesServed.inc({ result: label }, f.bytes ?? 0));
       if (!pulls) return await reply.send(stream);
@@ -77,4 +79,23 @@ export function blobRoute(ctx: RouteContext) {
       throw err;
     }
   };
+}
+
+/**
+ * Reports each chunk this response wrote to `recycle` once the socket took all of it (the write's
+ * callback without error), so the store reads into that buffer again instead of allocating another.
+ * A failed write (client gone, response destroyed) reports nothing: its buffer is left to the GC.
+ */
+function recycleWrittenChunks(res: ServerResponse, recycle: (chunk: Uint8Array) => void): void {
+  const write = res.write.bind(res) as (chunk: unknown, encoding: unknown, callback: unknown) => boolean;
+  const recycling = (chunk: unknown, encoding?: unknown, callback?: unknown): boolean => {
+    const done = typeof encoding === 'function' ? encoding : callback;
+    const enc = typeof encoding === 'function' ? undefined : encoding;
+    if (!(chunk instanceof Uint8Array)) return write(chunk, enc, done);
+    return write(chunk, enc, (err?: Error | null) => {
+      if (!err) recycle(chunk);
+      if (typeof done === 'function') (done as (err?: Error | null) => void)(err);
+    });
+  };
+  res.write = recycling as ServerResponse['write'];
 }
