@@ -5,19 +5,20 @@ import { RegistryError } from '../oci/index.ts';
 import type { ByteRange } from '../shared/index.ts';
 
 /**
- * Bytes read from disk per `read()`; also the stream's high-water mark. 256 KiB: a quarter of the
- * promises and syscalls of 64 KiB reads for a cached blob, while 8 concurrent streams still buffer
- * only ~2 MiB (peak RSS row f). The hold-back of a fill's last byte does not depend on it.
+ * Bytes read from disk per `read()`; also the stream's high-water mark. 1 MiB: with pooled buffers,
+ * bench row c gave 2,258–2,818 MiB/s (1.07x–1.24x peer) against 1,733–2,014 MiB/s (0.76x–0.96x) with
+ * 256 KiB, in alternating runs; before the pool, the allocation of each buffer ate the gain. The
+ * hold-back of a fill's last byte does not depend on it.
  */
-const CHUNK_SIZE = 256 * 1024;
+const CHUNK_SIZE = 1024 * 1024;
 
-/** Most read buffers kept for reuse (8 MiB): about four in flight for each of 8 clients. */
-const POOL_LIMIT = 32;
+/** Most read buffers kept for reuse (16 MiB); steady serving takes from and returns to it. */
+const POOL_LIMIT = 16;
 
 /**
  * Read buffers handed back once the socket wrote them. Without it a cached blob allocates a fresh
- * 256 KiB buffer per read, garbage outside V8's heap that is collected only once tens of MB of it
- * piled up: the spread of peak RSS in benchmark row f (149–217 MB per process over runs, 142–148 MB
+ * buffer per read, garbage outside V8's heap that is collected only once tens of MB of it
+ * piled up: the spread of peak RSS in benchmark row f (149–217 MB per process over runs, 133–141 MB
  * with reuse). A buffer returns to the pool only when every byte read into it was reported written
  * ({@link recycleChunk}); one whose response failed or was cut is never reported and is left to the GC.
  */
