@@ -586,31 +586,64 @@ export class FsBlobStore implements BlobStore {
     try {
       const hash = createHash(digestAlgorithm(digest));
       const file = fh;
-      await pipeline(upstream.body, async (source: AsyncIterable<Buffer | string>) => {
+      // The write of what arrived overlaps the receipt of what follows: chunks that arrive while a
+      // write runs go to disk together in the next one (writev), and readers learn of them then.
+      let received = 0;
+      let queued: Buffer[] = [];
+      let queuedBytes = 0;
+      let writing: Promise<void> | undefined;
+      let writeError: unknown;
+      const writeQueued = async (): Promise<void> => {
+        while (queued.length > 0) {
+          const batch = queued;
+          const bytes = queuedBytes;
+          queued = [];
+          queuedBytes = 0;
+          await writeAllAt(file, batch, bytes, fill.written());
+          fill.progress(bytes);
+        }
+      };
+      const startWrite = (): void => {
+        writing ??= writeQueued().then(
+          () => {
+            writing = undefined;
+          },
+          (err: unknown) => {
+            writeError ??= err;
+            writing = undefined;
+          },
+        );
+      };
+      const failedWrite = (): RegistryError =>
+        new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: writeError });
+      const receive = pipeline(upstream.body, async (source: AsyncIterable<Buffer | string>) => {
         for await (const data of source) {
+          if (writeError !== undefined) throw failedWrite();
           const chunk = typeof data === 'string' ? Buffer.from(data) : data;
-          if (upstream.size !== undefined && fill.written() + chunk.length > upstream.size) {
+          if (upstream.size !== undefined && received + chunk.length > upstream.size) {
             throw sizeMismatch(digest, upstream.size);
           }
-          this.#checkGrowth(fill, chunk.length);
+          this.#checkGrowth(fill, received, chunk.length);
+          received += chunk.length;
           hash.update(chunk);
-          let offset = 0;
-          try {
-            while (offset < chunk.length) {
-              const { bytesWritten } = await file.write(
-                chunk,
-                offset,
-                chunk.length - offset,
-                fill.written() + offset,
-              );
-              offset += bytesWritten;
-            }
-          } catch (err) {
-            throw new RegistryError('UNAVAILABLE', 'blob cache write failed', { cause: err });
-          }
-          fill.progress(chunk.length);
+          queued.push(chunk);
+          queuedBytes += chunk.length;
+          startWrite();
+          // Bounded read-ahead: past it, wait for the disk (the upstream socket then waits for us).
+          if (queuedBytes >= WRITE_AHEAD_BYTES) await writing;
         }
+        while (writing !== undefined) await writing;
+        if (writeError !== undefined) throw failedWrite();
       });
+      try {
+        await receive;
+      } catch (err) {
+        // Nothing more reaches the file once the fill failed; the write in flight settles first.
+        queued = [];
+        queuedBytes = 0;
+        while (writing !== undefined) await writing;
+        throw err;
+      }
       if (upstream.size !== undefined && fill.written() !== upstream.size) {
         throw sizeMismatch(digest, upstream.size);
       }
@@ -660,8 +693,8 @@ export class FsBlobStore implements BlobStore {
    * Before a chunk is written: the blob stays within maxBlobSize, the cache within maxBytes (a fill
    * without Content-Length grows its reservation as it goes), and the disk above its reserve.
    */
-  #checkGrowth(fill: Fill, bytes: number): void {
-    const next = fill.written() + bytes;
+  #checkGrowth(fill: Fill, received: number, bytes: number): void {
+    const next = received + bytes;
     if (next > this.#maxBlobSize) {
       throw new RegistryError(
         'DENIED',
@@ -964,6 +997,29 @@ function diskLow(free: number, reserve: number): RegistryError {
     `disk free space (${free} bytes) is below storage.reserve (${reserve} bytes): cache fills are refused to keep room for the audit trail`,
     { retryAfter: 30, detail: { reason: 'disk-reserve', free, reserve } },
   );
+}
+
+/** Bytes of a fill received ahead of the disk before the upstream body waits for it. */
+const WRITE_AHEAD_BYTES = 2 * 1024 * 1024;
+
+/** Writes `buffers` (`bytes` in all) at `position`, however many writes it takes. */
+async function writeAllAt(
+  file: FileHandle,
+  buffers: Buffer[],
+  bytes: number,
+  position: number,
+): Promise<void> {
+  const first = buffers.length === 1 ? buffers[0] : undefined;
+  let written = (first ? await file.write(first, 0, bytes, position) : await file.writev(buffers, position))
+    .bytesWritten;
+  if (written >= bytes) return;
+  // A short write (rare on a regular file): the rest from one buffer.
+  const all = first ?? Buffer.concat(buffers, bytes);
+  while (written < bytes) {
+    const { bytesWritten } = await file.write(all, written, bytes - written, position + written);
+    if (bytesWritten === 0) throw new Error('write made no progress');
+    written += bytesWritten;
+  }
 }
 
 function sizeMismatch(digest: Digest, expected: number): RegistryError {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -69,6 +70,19 @@ function collect(stream: Readable) {
     seen.error = err;
   });
   return seen;
+}
+
+/** Unmounts `path` once nothing holds a file in it open (a descriptor still closing: retried for 5 s). */
+async function unmount(path: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      execFileSync('umount', [path], { stdio: 'pipe' });
+      return;
+    } catch (err) {
+      if (i >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 async function filesUnder(path: string): Promise<string[]> {
@@ -414,6 +428,43 @@ describe('FsBlobStore failed fills', () => {
     retry.release();
     expect(fetchAgain).toHaveBeenCalledTimes(1);
   });
+
+  // A real full disk: a 2 MiB tmpfs (root only; CI runs as root and must not skip it).
+  it.skipIf(process.getuid?.() !== 0 && process.env['CI'] === undefined)(
+    'fails the fill and its readers when the disk fills mid-fill (ENOSPC), and caches nothing',
+    async () => {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir]);
+      try {
+        const store = await openStore();
+        const bytes = randomBytes(4 * 1024 * 1024);
+        const digest = sha256(bytes);
+        const handle = await store.getOrFill(digest, upstreamOf(bytes));
+        const seen = collect(handle.createReadStream());
+        await vi.waitFor(
+          () => {
+            expect(seen.error).toBeDefined();
+          },
+          { timeout: 10_000 },
+        );
+        expect(seen.error).toMatchObject({ code: 'UNAVAILABLE', message: 'blob cache write failed' });
+        expect((seen.error?.cause as NodeJS.ErrnoException | undefined)?.code).toBe('ENOSPC');
+        expect(seen.ended).toBe(false);
+        expect(seen.bytes.length).toBeLessThan(bytes.length);
+        handle.release();
+        await expectNothingStored();
+
+        // The space came back with the temp file: a blob that fits is stored.
+        const small = randomBytes(512 * 1024);
+        const fits = await store.getOrFill(sha256(small), upstreamOf(small));
+        expect(await readAll(fits.createReadStream())).toEqual(small);
+        fits.release();
+        await store.close();
+        stores.splice(stores.indexOf(store), 1);
+      } finally {
+        await unmount(dir);
+      }
+    },
+  );
 
   it('rejects a body shorter or longer than its Content-Length', async () => {
     const store = await openStore();
