@@ -127,7 +127,7 @@ describe('slow and oversized requests', () => {
     expect(other.manifestDigest).toBe(slowUpstream.headers.get('docker-content-digest'));
   }, 40_000);
 
-  for (const method of ['PUT', 'POST', 'PATCH', 'DELETE']) {
+  for (const method of ['PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE']) {
     it(`answers ${method} on /v2 with 405 UNSUPPORTED at once, without reading the body`, async () => {
       const p = await start();
       const { socket, received, closed } = await rawSocket(p.url);
@@ -141,7 +141,8 @@ describe('slow and oversized requests', () => {
       expect(text).toContain('"code":"UNSUPPORTED"');
       expect(text.toLowerCase()).toContain('\r\nallow: get, head\r\n');
       const metrics = await (await fetch(`${p.url}/metrics`)).text();
-      expect(metrics).toContain('pullwarden_requests_limited_total{reason="write-method"} 1');
+      const reason = ['OPTIONS', 'TRACE'].includes(method) ? 'other-method' : 'write-method';
+      expect(metrics).toContain(`pullwarden_requests_limited_total{reason="${reason}"} 1`);
       expect(text.toLowerCase()).toContain('x-content-type-options: nosniff');
     }, 15_000);
   }
@@ -257,6 +258,12 @@ describe('malformed HTTP', () => {
       /not a valid url/i,
     ],
     ['no Host header in HTTP/1.1', 'GET /v2/acme/app/manifests/1.0 HTTP/1.1\r\n\r\n', 'NAME_INVALID', /Host/],
+    [
+      'two Host headers (one proxy may route by the first, another by the last)',
+      `GET /v2/acme/app/manifests/1.0 HTTP/1.1\r\nHost: x\r\nHost: ${'127.0.0.1:9'}\r\n\r\n`,
+      'NAME_INVALID',
+      /one Host header/,
+    ],
     ['a request line that is not HTTP', 'GET /v2/ HTTQ/1.1\r\nHost: x\r\n\r\n', 'NAME_INVALID', /HTTP/],
   ];
   for (const [what, raw, code, why] of cases) {

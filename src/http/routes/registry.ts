@@ -28,9 +28,12 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
   app.addHook('onRequest', async (request, reply) => {
     // A pull-through proxy is read-only: a write on /v2 is refused before its body is read (Fastify
     // would otherwise parse it first), and the connection closes rather than drain a body we refused.
-    if (WRITE_METHODS.has(request.method) && request.url.startsWith('/v2')) {
+    // Any other method (OPTIONS, TRACE, …) is refused the same way: 405 with Allow, never a 404 that
+    // says the repository does not exist.
+    if (request.method !== 'GET' && request.method !== 'HEAD' && request.url.startsWith('/v2')) {
+      const write = WRITE_METHODS.has(request.method);
       facts.set(request, { route: 'write' });
-      metrics.requestsLimited.inc({ reason: 'write-method' });
+      metrics.requestsLimited.inc({ reason: write ? 'write-method' : 'other-method' });
       // RFC 9110: a 405 lists the methods the resource does support.
       void reply
         .header(API_VERSION_HEADER, API_VERSION)
