@@ -116,6 +116,8 @@ export class JsonlAuditSink implements ChainedAuditSink {
   private sinceCheckpoint = 0;
   private checkpointQueued = false;
   private retaining: Promise<RetentionResult> | undefined;
+  /** The one run queued behind {@link retaining}, for what rotated after that run listed the files. */
+  private retainingNext: Promise<RetentionResult> | undefined;
   private retentionWaitLogged = false;
   /** Where the trail on disk starts: seq of its oldest line and the hash that line continues from. */
   private first: { seq: number; prev: string } = { seq: 1, prev: GENESIS };
@@ -235,8 +237,19 @@ export class JsonlAuditSink implements ChainedAuditSink {
    * `audit verify` can tell retention from files removed by someone else.
    */
   runRetention(): Promise<RetentionResult> {
-    this.retaining ??= this.retain().finally(() => (this.retaining = undefined));
-    return this.retaining;
+    if (this.retaining === undefined) {
+      this.retaining = this.retain().finally(() => (this.retaining = undefined));
+      return this.retaining;
+    }
+    // The run in flight may have listed the files before the latest rotation: one more runs after
+    // it (however many ask meanwhile), so a file that became due is never left for the next timer.
+    this.retainingNext ??= this.retaining
+      .catch(() => undefined)
+      .then(() => {
+        this.retainingNext = undefined;
+        return this.runRetention();
+      });
+    return this.retainingNext;
   }
 
   private async retain(): Promise<RetentionResult> {
@@ -326,6 +339,7 @@ export class JsonlAuditSink implements ChainedAuditSink {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await this.retaining?.catch(() => undefined);
+    await this.retainingNext?.catch(() => undefined);
     // The last word of a run is signed, so a clean stop leaves nothing unanchored.
     if (!this.closed && this.checkpoint && this.sinceCheckpoint > 0 && this.failure === undefined) {
       await this.writeCheckpoint('close').catch(() => undefined);

@@ -109,7 +109,7 @@ describe('audit retention', () => {
         now = new Date(Date.parse('2026-01-01T00:00:00Z') + h * 3_600_000);
         await sink.append(event({ requestId: `h${h}`, time: now.toISOString() }));
       }
-      // Retention runs after each rotation on its own; join the run in flight.
+      // Retention runs after each rotation on its own; this call also sees the files rotated since.
       await sink.runRetention();
       // A file ends before the next starts: files 0..22 end by hour 23, 24 h before "now" (hour 47).
       let files = await auditFiles(dir);
