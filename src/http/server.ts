@@ -102,7 +102,9 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     trustProxy: options.trustProxy ?? false,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    return503OnClosing: true,
+    // Requests that arrive while the server closes (on a connection still busy) get the OCI 503 of
+    // the onRequest hook below, not Fastify's own body.
+    return503OnClosing: false,
     ...(options.https ? { https: { ...options.https, ...timeouts } } : {}),
     bodyLimit: 1024,
     // Requests Node's parser refuses (smuggling shapes, bad headers, oversize header blocks, timeouts)
@@ -136,9 +138,24 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       metrics.denials.inc(denialLabels(denyDetail(err)));
   };
 
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
   app.addHook('onRequest', async (request, reply) => {
     // No response of a registry is meant to be rendered by a browser; never let one guess a type.
     void reply.header('X-Content-Type-Options', 'nosniff');
+    if (closing) {
+      // Shutting down: in-flight requests finish, a new one is told to come back (elsewhere).
+      void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
+      const err = new RegistryError('UNAVAILABLE', 'pullwarden is shutting down', {
+        retryAfter: 1,
+        detail: { reason: 'shutting-down' },
+      });
+      sendRegistryError(err, request, reply, log);
+      return reply;
+    }
     // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, and to any
     // request with more than one (Node keeps the first; a proxy in front may have routed by the last,
     // and the upstream a request goes to is chosen by Host).

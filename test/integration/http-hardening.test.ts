@@ -148,6 +148,35 @@ describe('slow and oversized requests', () => {
   }
 });
 
+describe('shutdown', () => {
+  it('finishes the response in flight and answers a request that arrives meanwhile with an OCI 503', async () => {
+    const p = await start();
+    const img = makeImage(fake!, 'acme/app', '1.0', { layerSize: 2 * 1024 * 1024 });
+    const layer = img.layerDigests[0]!;
+    expect((await fetch(`${p.url}/v2/acme/app/manifests/1.0`)).status).toBe(200);
+    // A slow upstream body keeps the first request in flight while the server closes.
+    fake!.fault({ kind: 'blob', method: 'GET' }, { delayBodyMs: 20, chunkBytes: 128 * 1024 });
+    const { socket, received, closed } = await rawSocket(p.url);
+    socket.write(`GET /v2/acme/app/blobs/${layer} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    for (let i = 0; i < 100 && !received().includes('\r\n\r\n'); i++) await sleep(20);
+    expect(received()).toMatch(/^HTTP\/1\.1 200/);
+    const closing = p.close();
+    await sleep(50);
+    socket.write('GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n');
+    await Promise.race([closed, sleep(20_000)]);
+    await closing;
+    proxy = undefined;
+    const text = received();
+    const second = text.indexOf('HTTP/1.1 503');
+    expect(second, text.slice(0, 300)).toBeGreaterThan(2 * 1024 * 1024);
+    const tail = text.slice(second);
+    expect(tail.toLowerCase()).toContain('content-type: application/json');
+    expect(tail.toLowerCase()).toContain('retry-after: 1');
+    expect(tail).toContain('"code":"UNAVAILABLE"');
+    expect(tail).toContain('shutting down');
+  }, 30_000);
+});
+
 function rawGet(url: string, path: string): Promise<{ status: number; body: string }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
