@@ -132,6 +132,7 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     facts,
     pulls,
     auth: options.auth?.enabled === true ? options.auth : undefined,
+    closing: () => closing,
   };
   const countDenial = (err: unknown): void => {
     if (err instanceof RegistryError && err.code === 'DENIED')
@@ -143,35 +144,9 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
     closing = true;
     done();
   });
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', async (_request, reply) => {
     // No response of a registry is meant to be rendered by a browser; never let one guess a type.
     void reply.header('X-Content-Type-Options', 'nosniff');
-    if (closing) {
-      // Shutting down: in-flight requests finish, a new one is told to come back (elsewhere).
-      void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
-      const err = new RegistryError('UNAVAILABLE', 'pullwarden is shutting down', {
-        retryAfter: 1,
-        detail: { reason: 'shutting-down' },
-      });
-      sendRegistryError(err, request, reply, log);
-      return reply;
-    }
-    // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, and to any
-    // request with more than one (Node keeps the first; a proxy in front may have routed by the last,
-    // and the upstream a request goes to is chosen by Host).
-    const hosts = hostHeaderCount(request.raw.rawHeaders);
-    const problem =
-      hosts > 1
-        ? `malformed request: ${hosts} Host headers, a request carries one Host header`
-        : request.raw.httpVersion === '1.1' && request.headers.host === undefined
-          ? 'malformed request: HTTP/1.1 requires a Host header'
-          : undefined;
-    if (problem !== undefined) {
-      void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
-      const err = new RegistryError('NAME_INVALID', problem, { detail: { reason: 'malformed-request' } });
-      sendRegistryError(err, request, reply, log);
-      return reply;
-    }
   });
 
   app.setErrorHandler(async (err, request, reply) => {
@@ -233,13 +208,6 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
   });
   registerRegistryRoutes(app, ctx);
   return app;
-}
-
-/** How many Host fields a request's raw header list holds (names at even indexes). */
-function hostHeaderCount(raw: readonly string[]): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.length === 4 && raw[i]?.toLowerCase() === 'host') n++;
-  return n;
 }
 
 /**

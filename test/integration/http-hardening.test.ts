@@ -10,6 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { queryAuditDir } from '../../src/audit/index.ts';
+import type { AuditRecord } from '../../src/audit/index.ts';
 import { startTestProxy } from '../support/app.ts';
 import type { TestProxy } from '../support/app.ts';
 import { makeImage, startFakeUpstream } from '../support/fake-upstream.ts';
@@ -53,6 +55,13 @@ async function rawSocket(
   socket.on('error', () => undefined);
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   return { socket, received: () => data, closed };
+}
+
+/** The proxy's audit events that `keep` selects. */
+async function auditEvents(p: TestProxy, keep: (e: AuditRecord) => boolean): Promise<AuditRecord[]> {
+  const out: AuditRecord[] = [];
+  for await (const r of queryAuditDir(p.config.audit.dir, {})) if (keep(r)) out.push(r);
+  return out;
 }
 
 describe('slow and oversized requests', () => {
@@ -160,12 +169,17 @@ describe('shutdown', () => {
     socket.write(`GET /v2/acme/app/blobs/${layer} HTTP/1.1\r\nHost: x\r\n\r\n`);
     for (let i = 0; i < 100 && !received().includes('\r\n\r\n'); i++) await sleep(20);
     expect(received()).toMatch(/^HTTP\/1\.1 200/);
-    const closing = p.close();
+    const closing = p.close({ keepData: true });
     await sleep(50);
-    socket.write('GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write('GET /v2/acme/app/manifests/1.0 HTTP/1.1\r\nHost: x\r\n\r\n');
     await Promise.race([closed, sleep(20_000)]);
     await closing;
     proxy = undefined;
+    dirs.push(p.dir);
+    // The refused request named an image: it has its event, as every other refusal.
+    const refused = await auditEvents(p, (e) => e.type === 'manifest' && e.status === 503);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ repository: 'acme/app', decision: 'deny' });
     const text = received();
     const second = text.indexOf('HTTP/1.1 503');
     expect(second, text.slice(0, 300)).toBeGreaterThan(2 * 1024 * 1024);
@@ -307,6 +321,21 @@ describe('malformed HTTP', () => {
       expect(fake!.count()).toBe(0);
     });
   }
+});
+
+describe('malformed requests that name an image', () => {
+  it('audits the refusal of a request with two Host headers (decision deny, nothing upstream)', async () => {
+    const p = await start();
+    makeImage(fake!, 'acme/app', '1.0');
+    const { socket, closed } = await rawSocket(p.url);
+    socket.write('GET /v2/acme/app/manifests/1.0 HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n');
+    await Promise.race([closed, sleep(10_000)]);
+    const refused = await auditEvents(p, (e) => e.status === 400);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ type: 'manifest', repository: 'acme/app', decision: 'deny' });
+    expect(refused[0]?.reasons?.[0]).toMatch(/one Host header/);
+    expect(fake!.count()).toBe(0);
+  });
 });
 
 describe('query parameters', () => {

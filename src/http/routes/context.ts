@@ -33,6 +33,8 @@ export interface RouteContext {
   pulls: PullAudit | undefined;
   /** Pull authentication when it is enabled; undefined when every request is anonymous and allowed. */
   auth: PullAuth | undefined;
+  /** Whether the server is shutting down (new requests are refused, those in flight finish). */
+  closing: () => boolean;
 }
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';

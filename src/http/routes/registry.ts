@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RegistryError } from '../../oci/index.ts';
 import { pullFacts } from '../../service/index.ts';
 import type { PullFacts } from '../../service/index.ts';
 import { pullRequest } from '../audit.ts';
@@ -26,37 +27,30 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
   const { serveTags, serveReferrers } = listingRoutes(ctx);
 
   app.addHook('onRequest', async (request, reply) => {
-    // A pull-through proxy is read-only: a write on /v2 is refused before its body is read (Fastify
-    // would otherwise parse it first), and the connection closes rather than drain a body we refused.
-    // Any other method (OPTIONS, TRACE, …) is refused the same way: 405 with Allow, never a 404 that
-    // says the repository does not exist.
-    if (request.method !== 'GET' && request.method !== 'HEAD' && request.url.startsWith('/v2')) {
-      const write = WRITE_METHODS.has(request.method);
-      facts.set(request, { route: 'write' });
-      metrics.requestsLimited.inc({ reason: write ? 'write-method' : 'other-method' });
+    const refusal = earlyRefusal(ctx, request);
+    if (refusal === undefined) return;
+    if (refusal.code === 'UNSUPPORTED') {
       // RFC 9110: a 405 lists the methods the resource does support.
-      void reply
-        .header(API_VERSION_HEADER, API_VERSION)
-        .header('Allow', 'GET, HEAD')
-        .header('Connection', 'close');
-      const refusal = unsupported();
-      // A push attempt names a repository: audited (decision deny) before the refusal is sent.
-      const a = pulls ? writeAuditFacts(ctx, request) : undefined;
-      if (pulls && a) {
-        pulls.refused(a, refusal.message);
-        try {
-          await pulls.record(a, pullRequest(request, reply.elapsedTime), {
-            status: refusal.status,
-            bytes: 0,
-          });
-        } catch (auditErr) {
-          sendRegistryError(auditErr, request, reply, log);
-          return reply;
-        }
-      }
-      sendRegistryError(refusal, request, reply, log);
-      return reply;
+      void reply.header('Allow', 'GET, HEAD');
+      metrics.requestsLimited.inc({
+        reason: WRITE_METHODS.has(request.method) ? 'write-method' : 'other-method',
+      });
     }
+    void reply.header(API_VERSION_HEADER, API_VERSION).header('Connection', 'close');
+    facts.set(request, { route: refusal.code === 'UNSUPPORTED' ? 'write' : 'refused' });
+    // A request that names a repository is audited (decision deny) before the refusal is sent.
+    const a = pulls && request.url.startsWith('/v2') ? pathAuditFacts(ctx, request) : undefined;
+    if (pulls && a) {
+      pulls.refused(a, refusal.message);
+      try {
+        await pulls.record(a, pullRequest(request, reply.elapsedTime), { status: refusal.status, bytes: 0 });
+      } catch (auditErr) {
+        sendRegistryError(auditErr, request, reply, log);
+        return reply;
+      }
+    }
+    sendRegistryError(refusal, request, reply, log);
+    return reply;
   });
 
   /** Who the audit trail names for a request: the identity, `anonymous`, or nobody without auth. */
@@ -144,10 +138,47 @@ export function registerRegistryRoutes(app: FastifyInstance, ctx: RouteContext):
 }
 
 /**
- * Audit facts of a write (a push attempt) that names a repository; undefined when it names none. Only
- * what the path names: a push resolves nothing, so neither tag nor digest is "of the story".
+ * What is refused before routing, the connection then closed: a request that is not one Host's
+ * (RFC 9112 section 3.2: an HTTP/1.1 request without Host, or any with more than one — Node keeps
+ * the first, a proxy in front may have routed by the last, and Host picks the upstream); any request
+ * while the server shuts down (those in flight finish); and on `/v2`, every method but GET and HEAD
+ * (a pull-through proxy is read-only: refused before a body is read, which Fastify would otherwise
+ * parse first).
  */
-function writeAuditFacts(ctx: RouteContext, request: FastifyRequest): PullFacts | undefined {
+function earlyRefusal(ctx: RouteContext, request: FastifyRequest): RegistryError | undefined {
+  const hosts = hostHeaderCount(request.raw.rawHeaders);
+  if (hosts > 1 || (request.raw.httpVersion === '1.1' && request.headers.host === undefined)) {
+    const why =
+      hosts > 1
+        ? `malformed request: ${hosts} Host headers, a request carries one Host header`
+        : 'malformed request: HTTP/1.1 requires a Host header';
+    return new RegistryError('NAME_INVALID', why, { detail: { reason: 'malformed-request' } });
+  }
+  if (ctx.closing()) {
+    return new RegistryError('UNAVAILABLE', 'pullwarden is shutting down', {
+      retryAfter: 1,
+      detail: { reason: 'shutting-down' },
+    });
+  }
+  if (request.method !== 'GET' && request.method !== 'HEAD' && request.url.startsWith('/v2')) {
+    return unsupported();
+  }
+  return undefined;
+}
+
+/** How many Host fields a request's raw header list holds (names at even indexes). */
+function hostHeaderCount(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.length === 4 && raw[i]?.toLowerCase() === 'host') n++;
+  return n;
+}
+
+/**
+ * Audit facts of a request refused before routing (a push attempt, a malformed request) that names a
+ * repository; undefined when it names none. Only what the path names: nothing was resolved, so
+ * neither tag nor digest is "of the story".
+ */
+function pathAuditFacts(ctx: RouteContext, request: FastifyRequest): PullFacts | undefined {
   let route: RegistryRoute;
   let ns: string | undefined;
   try {
