@@ -18,14 +18,20 @@ afterEach(async () => {
 
 const LAYER_SIZE = 4 * 1024 * 1024;
 
+/** A fake upstream and a proxy in front of it that allows everything (both closed after each test). */
+async function start(): Promise<{ fake: FakeUpstream; proxy: TestProxy }> {
+  const upstream = (fake = await startFakeUpstream());
+  proxy = await startTestProxy({
+    upstreams: { [upstream.host]: { url: upstream.url } },
+    defaultUpstream: upstream.host,
+    policies: [{ name: 'allow-all', match: ['**'], action: 'allow' }],
+  });
+  return { fake: upstream, proxy };
+}
+
 describe('blob bodies', () => {
   it('keeps filling a blob when the client that started the fill goes away: the others get it, the cache keeps it', async () => {
-    fake = await startFakeUpstream();
-    proxy = await startTestProxy({
-      upstreams: { [fake.host]: { url: fake.url } },
-      defaultUpstream: fake.host,
-      policies: [{ name: 'allow-all', match: ['**'], action: 'allow' }],
-    });
+    ({ fake, proxy } = await start());
     const img = makeImage(fake, 'acme/app', '1.0', { layerSize: LAYER_SIZE });
     const layer = img.layerDigests[0]!;
     const base = `${proxy.url}/v2/acme/app`;
@@ -70,12 +76,7 @@ describe('blob bodies', () => {
   });
 
   it('reads into a buffer again only once the socket wrote it: a stalled reader and fast ones all get exact bytes', async () => {
-    fake = await startFakeUpstream();
-    proxy = await startTestProxy({
-      upstreams: { [fake.host]: { url: fake.url } },
-      defaultUpstream: fake.host,
-      policies: [{ name: 'allow-all', match: ['**'], action: 'allow' }],
-    });
+    ({ fake, proxy } = await start());
     const size = 24 * 1024 * 1024;
     const slowImg = makeImage(fake, 'acme/slow', '1.0', { layerSize: size });
     const fastImg = makeImage(fake, 'acme/fast', '1.0', { layerSize: 1024 * 1024 });
