@@ -632,7 +632,8 @@ export class FsBlobStore implements BlobStore {
           // Bounded read-ahead: past it, wait for the disk (the upstream socket then waits for us).
           if (queuedBytes >= WRITE_AHEAD_BYTES) await writing;
         }
-        while (writing !== undefined) await writing;
+        // writeQueued settles only once the queue is empty.
+        await writing;
         if (writeError !== undefined) throw failedWrite();
       });
       try {
@@ -641,7 +642,7 @@ export class FsBlobStore implements BlobStore {
         // Nothing more reaches the file once the fill failed; the write in flight settles first.
         queued = [];
         queuedBytes = 0;
-        while (writing !== undefined) await writing;
+        await writing;
         throw err;
       }
       if (upstream.size !== undefined && fill.written() !== upstream.size) {

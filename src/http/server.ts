@@ -121,6 +121,8 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
   );
   countRequestTimeouts(app.server, () => metrics.requestsLimited.inc({ reason: 'request-timeout' }));
   const pulls = options.audit ? new PullAudit(options.audit, log) : undefined;
+  /** Set when the server begins to close (preClose below); read by the early refusals of routes/. */
+  let closing = false;
   const ctx: RouteContext = {
     service,
     metrics,
@@ -139,7 +141,6 @@ export function buildHttpServer(options: HttpServerOptions): FastifyInstance {
       metrics.denials.inc(denialLabels(denyDetail(err)));
   };
 
-  let closing = false;
   app.addHook('preClose', (done) => {
     closing = true;
     done();
